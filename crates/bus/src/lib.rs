@@ -1,0 +1,1 @@
+//! nowstream-bus
