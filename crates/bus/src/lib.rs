@@ -1,1 +1,25 @@
-//! nowstream-bus
+//! Kafka plumbing shared by every nowstream stage.
+//!
+//! Correctness of the whole pipeline rests on two rules that live here so no stage can get them
+//! wrong on its own:
+//!
+//! * a producer is idempotent (`enable.idempotence=true`, `acks=all`), so broker retries never
+//!   duplicate or reorder a partition's records;
+//! * a consumer stores an input offset only when the caller acknowledged that message **and every
+//!   earlier message of the same partition** ([`AckConsumer`]), so a crash at any instant replays
+//!   unacknowledged input instead of skipping it.
+
+mod acks;
+pub mod admin;
+pub mod client;
+pub mod consumer;
+pub mod dlq;
+mod error;
+pub mod producer;
+
+pub use admin::{TopicSpec, ensure_topics};
+pub use client::client_config;
+pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
+pub use dlq::{DlqReason, DlqWriter};
+pub use error::BusError;
+pub use producer::{Delivered, OutRecord, PendingDelivery, Producer};

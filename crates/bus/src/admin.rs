@@ -1,0 +1,172 @@
+//! Makes sure the topics a stage needs exist before it produces or consumes.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use nowstream_runtime::KafkaConfig;
+
+use crate::BusError;
+use crate::client::client_config;
+
+/// A topic as a stage expects it: name (already prefixed), partition count and topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic-level configs, e.g. `("cleanup.policy", "compact")` for checkpoints.
+    pub configs: Vec<(String, String)>,
+}
+
+impl TopicSpec {
+    /// A plain delete-policy topic.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: Vec::new(),
+        }
+    }
+
+    /// A compacted topic: Kafka keeps the newest value per key, which is exactly what
+    /// checkpoints and entity tables need.
+    pub fn compacted(name: impl Into<String>, partitions: i32) -> Self {
+        Self::new(name, partitions).with_config("cleanup.policy", "compact")
+    }
+
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.configs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn with_replication_factor(mut self, replication_factor: i32) -> Self {
+        self.replication_factor = replication_factor;
+        self
+    }
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates every missing topic; topics that already exist are left as they are.
+///
+/// An existing topic with fewer partitions than asked for is reported, not altered: adding
+/// partitions moves keys to other partitions and would break per-record order, so that is an
+/// operator's decision.
+pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka)
+            .create()
+            .map_err(|source| BusError::Client {
+                role: "admin client",
+                servers: kafka.bootstrap_servers.clone(),
+                source: Box::new(source),
+            })?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            spec.configs.iter().fold(
+                NewTopic::new(
+                    &spec.name,
+                    spec.partitions,
+                    TopicReplication::Fixed(spec.replication_factor),
+                ),
+                |topic, (key, value)| topic.set(key, value),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|error| BusError::Admin {
+            topic: specs
+                .iter()
+                .map(|spec| spec.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            reason: format!("create request failed: {error}"),
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(BusError::Admin {
+                    topic,
+                    reason: format!("create failed: {code}"),
+                });
+            }
+        }
+    }
+    check_partitions(kafka, specs).await
+}
+
+/// Verifies that every topic is visible in the metadata with at least the requested partitions.
+async fn check_partitions(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), BusError> {
+    let kafka = kafka.clone();
+    let specs = specs.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            client_config(&kafka)
+                .create()
+                .map_err(|source| BusError::Client {
+                    role: "metadata client",
+                    servers: kafka.bootstrap_servers.clone(),
+                    source: Box::new(source),
+                })?;
+        for spec in &specs {
+            let partitions = wait_for_partitions(&consumer, &spec.name)?;
+            if partitions < spec.partitions {
+                return Err(BusError::Admin {
+                    topic: spec.name.clone(),
+                    reason: format!(
+                        "exists with {partitions} partitions but {} are required; \
+                         add partitions deliberately (it remaps keys) or use a new topic",
+                        spec.partitions
+                    ),
+                });
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|error| BusError::Admin {
+        topic: "*".into(),
+        reason: format!("metadata task failed: {error}"),
+    })?
+}
+
+/// Newly created topics appear in metadata a little later on some brokers; poll briefly.
+fn wait_for_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, BusError> {
+    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|error| BusError::Admin {
+                topic: topic.to_owned(),
+                reason: format!("metadata request failed: {error}"),
+            })?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .filter(|&count| count > 0);
+        match found {
+            Some(count) => return Ok(count),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            None => {
+                return Err(BusError::Admin {
+                    topic: topic.to_owned(),
+                    reason: "not visible in broker metadata after creation".into(),
+                });
+            }
+        }
+    }
+}
