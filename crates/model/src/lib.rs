@@ -1,1 +1,32 @@
-//! nowstream-model
+//! nowstream-model: the public contract of nowstream, in Rust.
+//!
+//! - [`contract`]: the Avro schemas of `/schemas`, compiled in and parsed once.
+//! - [`RawRecord`], [`Checkpoint`] and the SEI entities ([`Incident`], [`ChangeRequest`],
+//!   [`User`], [`FieldDefinition`]): Kafka values via [`AvroRecord`] (single-object
+//!   encoding) and SEI entity JSON via serde (RFC 3339 UTC times).
+//! - [`topics`] and [`keys`]: topic and key naming; [`Entity`]: every name of an entity.
+//! - [`Version`]: which of two versions of a record is newer.
+//! - [`compatibility`]: the rule every schema change must pass.
+
+pub mod avro_value;
+pub mod canonical_form;
+pub mod checkpoint;
+pub mod compatibility;
+pub mod contract;
+pub mod entity;
+pub mod keys;
+pub mod raw_record;
+pub mod sei;
+pub mod single_object;
+pub mod topics;
+pub mod version;
+
+pub use checkpoint::Checkpoint;
+pub use contract::{ContractSchema, Fingerprint};
+pub use entity::{Entity, UnknownEntity};
+pub use keys::{CheckpointKey, KeyError, RecordKey};
+pub use raw_record::{RawRecord, RecordOp};
+pub use sei::{ChangeRequest, Choice, CustomField, FieldDefinition, Incident, Reference, User};
+pub use single_object::{AvroRecord, HeaderError, ModelError};
+pub use topics::{TopicNameError, TopicNames};
+pub use version::{Version, Versioned};
