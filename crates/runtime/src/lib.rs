@@ -1,3 +1,25 @@
-//! nowstream-runtime
-pub mod kafka_config;
-pub use kafka_config::KafkaConfig;
+//! Plumbing every nowstream binary shares, so the binaries stay thin: configuration
+//! ([`Config`]), logging ([`telemetry`]), the probe and metrics listener ([`server`],
+//! [`health`], [`prometheus`]) and the shutdown signal ([`shutdown`]).
+//!
+//! A binary does, in order: [`Config::load`], [`telemetry::init`],
+//! [`prometheus::install`] (before anything records a metric), [`server::serve`], and then
+//! the stage's `run(config, shutdown)`.
+//!
+//! This crate deliberately does not depend on rdkafka: [`KafkaConfig`] is plain data,
+//! and the `bus` crate turns it into client settings.
+
+pub mod config;
+pub mod health;
+pub mod prometheus;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{
+    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, Format, HttpConfig,
+    IntegrationConfig, KafkaConfig, LogFormat, OAuthConfig, OAuthGrant, Problem, Satellite,
+    SeiConfig, TelemetryConfig, ValidationErrors,
+};
+pub use health::{Health, ReadinessHandle};
+pub use server::{ServeError, ServeHandle, serve};

@@ -1,0 +1,190 @@
+//! Cross-field rules, and secrets kept out of everything printable.
+
+use nowstream_runtime::{Config, ConfigError, Format, Problem, ValidationErrors};
+
+fn problems(text: &str) -> Vec<Problem> {
+    match Config::parse(text, Format::Toml) {
+        Err(ConfigError::Validation(errors)) => errors.problems().to_vec(),
+        Err(other) => panic!("expected validation problems, got {other}"),
+        Ok(config) => panic!("expected validation problems, got {config:?}"),
+    }
+}
+
+fn paths(problems: &[Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.path.as_str()).collect()
+}
+
+const BROKEN: &str = r#"
+[kafka]
+bootstrap_servers = ""
+
+[sei]
+url = "not a url"
+tenant = "acme"
+api_key = "sei-key-SECRET-1"
+
+[[integrations]]
+id = "4711"
+url = "https://acme.service-now.com"
+[integrations.auth]
+type = "basic"
+username = "reader"
+password = "basic-SECRET-2"
+
+[[integrations]]
+id = "4711"
+url = "http://plain.service-now.com"
+[integrations.auth]
+type = "oauth"
+client_id = "client"
+client_secret = "oauth-SECRET-3"
+grant = "password"
+
+[[integrations]]
+id = ""
+url = "https://user:url-SECRET-4@x.service-now.com"
+[integrations.auth]
+type = "oauth"
+client_id = "client"
+client_secret = "oauth-SECRET-5"
+grant = "refresh_token"
+token_url = "ftp://x.service-now.com/oauth_token.do"
+"#;
+
+const SECRETS: [&str; 5] = [
+    "sei-key-SECRET-1",
+    "basic-SECRET-2",
+    "oauth-SECRET-3",
+    "url-SECRET-4",
+    "oauth-SECRET-5",
+];
+
+#[test]
+fn every_broken_rule_is_reported_at_once_with_its_path() {
+    let found = problems(BROKEN);
+    assert_eq!(
+        paths(&found),
+        [
+            "kafka.bootstrap_servers",
+            "sei.url",
+            "integrations[1].id",
+            "integrations[1].url",
+            "integrations[1].auth.username",
+            "integrations[1].auth.password",
+            "integrations[2].id",
+            "integrations[2].url",
+            "integrations[2].auth.refresh_token_file",
+            "integrations[2].auth.token_url",
+        ],
+        "{found:#?}"
+    );
+    assert!(
+        found[2].message.contains("integrations[0].id"),
+        "{}",
+        found[2]
+    );
+}
+
+#[test]
+fn plain_http_is_accepted_when_the_integration_allows_it() {
+    let text = r#"
+[kafka]
+bootstrap_servers = "b:9092"
+[[integrations]]
+id = "sim"
+url = "http://127.0.0.1:8080"
+allow_http = true
+[integrations.auth]
+type = "basic"
+username = "u"
+password = "p"
+"#;
+    let config = Config::parse(text, Format::Toml).unwrap();
+    assert!(config.integrations[0].allow_http);
+}
+
+#[test]
+fn at_least_one_integration_is_required() {
+    let found = problems("[kafka]\nbootstrap_servers = \"b:9092\"\n");
+    assert_eq!(paths(&found), ["integrations"]);
+}
+
+#[test]
+fn a_malformed_log_level_is_a_problem() {
+    let text = r#"
+[kafka]
+bootstrap_servers = "b:9092"
+[telemetry]
+log_level = "info,[="
+[[integrations]]
+id = "1"
+url = "https://one.service-now.com"
+[integrations.auth]
+type = "basic"
+username = "u"
+password = "p"
+"#;
+    assert_eq!(paths(&problems(text)), ["telemetry.log_level"]);
+}
+
+#[test]
+fn secrets_never_appear_in_validation_errors() {
+    let error = Config::parse(BROKEN, Format::Toml).unwrap_err();
+    let rendered = format!("{error}\n{error:?}");
+    for secret in SECRETS {
+        assert!(!rendered.contains(secret), "{secret} leaked: {rendered}");
+    }
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output_of_a_loaded_config() {
+    let valid = BROKEN
+        .replace("bootstrap_servers = \"\"", "bootstrap_servers = \"b:9092\"")
+        .replace("not a url", "https://sei.example")
+        .replace(
+            "id = \"4711\"\nurl = \"http://",
+            "id = \"4712\"\nurl = \"https://",
+        )
+        .replace("grant = \"password\"", "grant = \"client_credentials\"")
+        .replace("id = \"\"", "id = \"4713\"")
+        .replace("user:url-SECRET-4@", "")
+        .replace(
+            "grant = \"refresh_token\"",
+            "grant = \"client_credentials\"",
+        )
+        .replace("ftp://", "https://")
+        + "\n[kafka.properties]\n\"sasl.password\" = \"kafka-SECRET-6\"\n";
+    let config = Config::parse(&valid, Format::Toml).unwrap();
+    let debug = format!("{config:?}");
+    for secret in SECRETS.iter().chain(&["kafka-SECRET-6"]) {
+        assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+    }
+    assert!(debug.contains("REDACTED"));
+}
+
+#[test]
+fn secrets_from_the_environment_never_appear_in_loader_debug_output() {
+    let loader = nowstream_runtime::ConfigLoader::new()
+        .text("[sei]\napi_key = \"text-SECRET-7\"", Format::Toml)
+        .env_vars([("NOWSTREAM__SEI__API_KEY", "env-SECRET-8")]);
+    let debug = format!("{loader:?}");
+    assert!(!debug.contains("text-SECRET-7"), "{debug}");
+    assert!(!debug.contains("env-SECRET-8"), "{debug}");
+}
+
+#[test]
+fn validation_errors_render_as_a_list() {
+    let errors: ValidationErrors = match Config::parse(BROKEN, Format::Toml) {
+        Err(ConfigError::Validation(errors)) => errors,
+        other => panic!("{other:?}"),
+    };
+    let rendered = errors.to_string();
+    assert!(
+        rendered.starts_with("invalid configuration (10 problems):"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("\n  - integrations[1].url: must use https"),
+        "{rendered}"
+    );
+}
