@@ -17,7 +17,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{
-    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, Format, HttpConfig,
+    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, FetcherConfig, Format, HttpConfig,
     IntegrationConfig, KafkaConfig, LogFormat, OAuthConfig, OAuthGrant, Problem, Satellite,
     SeiConfig, TelemetryConfig, ValidationErrors,
 };

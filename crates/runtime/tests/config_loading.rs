@@ -340,3 +340,40 @@ fn a_missing_satellite_file_is_reported_with_its_resolved_path() {
         "{rendered}"
     );
 }
+
+#[test]
+fn the_fetcher_section_takes_durations_and_numbers_from_file_and_environment() {
+    let text = format!(
+        "{MINIMAL_TOML}\n[fetcher]\npoll_interval = \"5m\"\nbackfill_since = \"2024-01-01T00:00:00Z\"\n"
+    );
+    let config = ConfigLoader::new()
+        .text(&text, Format::Toml)
+        .env_vars([
+            ("NOWSTREAM__FETCHER__PAGE_SIZE", "250"),
+            ("NOWSTREAM__FETCHER__OVERLAP", "30s"),
+            ("NOWSTREAM__FETCHER__EXACTLY_ONCE", "true"),
+        ])
+        .load()
+        .unwrap();
+    let fetcher = &config.fetcher;
+    assert_eq!(fetcher.poll_interval, std::time::Duration::from_secs(300));
+    assert_eq!(fetcher.overlap, std::time::Duration::from_secs(30));
+    assert_eq!(fetcher.page_size, 250);
+    assert!(fetcher.exactly_once);
+    assert_eq!(
+        fetcher.backfill_since.map(|t| t.to_rfc3339()),
+        Some("2024-01-01T00:00:00+00:00".to_owned())
+    );
+    assert_eq!(
+        fetcher.group_id, "nowstream-fetcher",
+        "unset keys keep defaults"
+    );
+}
+
+#[test]
+fn a_malformed_duration_names_the_fetcher_key() {
+    let text = format!("{MINIMAL_TOML}\n[fetcher]\npoll_interval = \"soon\"\n");
+    let error = Config::parse(&text, Format::Toml).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("fetcher.poll_interval"), "{message}");
+}

@@ -25,6 +25,11 @@ pub struct IntegrationConfig {
     /// because credentials would otherwise travel in clear text.
     #[serde(default)]
     pub allow_http: bool,
+    /// Ask ServiceNow only for fields that are not excluded (`sysparm_fields`), so excluded
+    /// values never reach Kafka at all. Off by default: the raw topics then keep every field,
+    /// which lets a changed exclusion policy be replayed without fetching again.
+    #[serde(default)]
+    pub exclude_at_source: bool,
 }
 
 /// Credentials for the Table API, chosen with `type = "basic"` or `type = "oauth"`.

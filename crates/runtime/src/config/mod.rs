@@ -15,6 +15,7 @@
 mod deserialize;
 mod env;
 mod error;
+mod fetcher;
 mod http;
 mod integration;
 mod kafka;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 pub use env::ENV_PREFIX;
 pub use error::{ConfigError, Problem, ValidationErrors};
+pub use fetcher::FetcherConfig;
 pub use http::HttpConfig;
 pub use integration::{AuthConfig, BasicAuth, IntegrationConfig, OAuthConfig, OAuthGrant};
 pub use kafka::KafkaConfig;
@@ -63,6 +65,9 @@ pub struct Config {
     /// The probe and metrics listener.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The fetcher stage.
+    #[serde(default)]
+    pub fetcher: FetcherConfig,
 }
 
 impl Config {

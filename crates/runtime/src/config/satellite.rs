@@ -114,6 +114,7 @@ impl Satellite {
                 auth: AuthConfig::Basic(BasicAuth { username, password }),
                 exclude_fields: Vec::new(),
                 allow_http: false,
+                exclude_at_source: false,
             });
         }
         Ok(Self { sei, integrations })

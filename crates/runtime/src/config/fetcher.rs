@@ -1,0 +1,66 @@
+//! The `[fetcher]` section: how ServiceNow is polled and how replicas share the work.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// Settings of the fetcher stage. Every field has a default, so the section may be omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetcherConfig {
+    /// Pause between two polls of a unit once its backfill is done (e.g. `60s`, `5m`).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Each poll starts this far before the unit's checkpoint, to catch records that ServiceNow
+    /// committed late with an earlier `sys_updated_on`. Re-fetched versions are harmless.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// Where a unit without checkpoint starts (RFC 3339). Absent: all history.
+    pub backfill_since: Option<DateTime<Utc>>,
+    /// Records per Table API request. Halved automatically (down to 10) when ServiceNow
+    /// cancels a request for "maximum execution time exceeded".
+    pub page_size: u32,
+    /// Concurrent requests per ServiceNow instance, over all of its units.
+    pub max_concurrency: usize,
+    /// Timeout of one Table API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Retries of one request after 429, 5xx, timeouts and broken bodies, before the unit
+    /// reports the error and starts over from its checkpoint.
+    pub max_retries: u32,
+    /// Write each page's records and the unit's checkpoint in one Kafka transaction. Needs a
+    /// broker with transactions; without it, correctness comes from keyed upserts downstream.
+    pub exactly_once: bool,
+    /// Consumer group through which replicas share the units.
+    pub group_id: String,
+    /// Partitions of the coordination topic: the most replicas that can get work.
+    pub coordination_partitions: i32,
+    /// Partitions of each `servicenow.raw.<table>` topic when the fetcher creates it.
+    pub raw_topic_partitions: i32,
+    /// Replication factor of the topics the fetcher creates.
+    pub replication_factor: i32,
+    /// HTTPS proxy for ServiceNow requests, e.g. `http://proxy.corp:3128`. Absent: the
+    /// `HTTPS_PROXY` environment variable, if set.
+    pub https_proxy: Option<String>,
+}
+
+impl Default for FetcherConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(60),
+            overlap: Duration::from_secs(10),
+            backfill_since: None,
+            page_size: 1000,
+            max_concurrency: 4,
+            request_timeout: Duration::from_secs(60),
+            max_retries: 8,
+            exactly_once: false,
+            group_id: "nowstream-fetcher".to_owned(),
+            coordination_partitions: 12,
+            raw_topic_partitions: 6,
+            replication_factor: 1,
+            https_proxy: None,
+        }
+    }
+}
