@@ -24,7 +24,11 @@ async fn produce_keyed(producer: &Producer, topic: &str, count: usize) -> Result
         let payload = format!("value-{index}");
         pending.push(
             producer
-                .enqueue(OutRecord::new(topic, key.as_bytes(), Some(payload.as_bytes())))
+                .enqueue(OutRecord::new(
+                    topic,
+                    key.as_bytes(),
+                    Some(payload.as_bytes()),
+                ))
                 .await?,
         );
     }
@@ -123,12 +127,19 @@ async fn a_broker_restart_while_producing_loses_nothing() -> Result<()> {
         let payload = format!("value-{index}");
         pending.push(
             producer
-                .enqueue(OutRecord::new(&topic, key.as_bytes(), Some(payload.as_bytes())))
+                .enqueue(OutRecord::new(
+                    &topic,
+                    key.as_bytes(),
+                    Some(payload.as_bytes()),
+                ))
                 .await?,
         );
     }
     for delivery in pending {
-        delivery.acknowledged().await.context("a record was not acknowledged")?;
+        delivery
+            .acknowledged()
+            .await
+            .context("a record was not acknowledged")?;
     }
 
     let consumer = AckConsumer::subscribe(&kafka, &unique("verify"), &[&topic])?;
@@ -136,7 +147,10 @@ async fn a_broker_restart_while_producing_loses_nothing() -> Result<()> {
     let mut values: HashMap<String, String> = HashMap::new();
     while values.len() < 10_000 {
         let Some(message) = recv_within(&consumer, deadline).await? else {
-            bail!("only {} of 10000 records survived the broker restart", values.len());
+            bail!(
+                "only {} of 10000 records survived the broker restart",
+                values.len()
+            );
         };
         let payload = String::from_utf8_lossy(message.payload.as_deref().unwrap_or_default());
         values.insert(key_text(&message), payload.into_owned());
@@ -165,26 +179,46 @@ async fn dead_lettered_records_keep_key_bytes_and_say_why() -> Result<()> {
 
     let consumer = AckConsumer::subscribe(&kafka, &unique("stage"), &[&source])?;
     let deadline = Instant::now() + RECEIVE_TIMEOUT;
-    let poison = recv_within(&consumer, deadline).await?.context("no source record")?;
+    let poison = recv_within(&consumer, deadline)
+        .await?
+        .context("no source record")?;
     let writer = DlqWriter::new(producer.clone(), &dlq, "normalizer");
     writer
-        .send(&poison, &DlqReason::new("payload_not_json", "expected JSON at byte 0"))
+        .send(
+            &poison,
+            &DlqReason::new("payload_not_json", "expected JSON at byte 0"),
+        )
         .await?;
 
     let reader = AckConsumer::subscribe(&kafka, &unique("dlq-reader"), &[&dlq])?;
-    let parked = recv_within(&reader, deadline).await?.context("nothing in the DLQ")?;
+    let parked = recv_within(&reader, deadline)
+        .await?
+        .context("nothing in the DLQ")?;
     assert_eq!(parked.key.as_deref(), Some(&b"4711:abc"[..]));
     assert_eq!(parked.payload.as_deref(), Some(&b"\xffnot json"[..]));
     assert_eq!(parked.header(headers::STAGE), Some(&b"normalizer"[..]));
-    assert_eq!(parked.header(headers::REASON), Some(&b"payload_not_json"[..]));
-    assert_eq!(parked.header(headers::DETAIL), Some(&b"expected JSON at byte 0"[..]));
-    assert_eq!(parked.header(headers::SOURCE_TOPIC), Some(source.as_bytes()));
+    assert_eq!(
+        parked.header(headers::REASON),
+        Some(&b"payload_not_json"[..])
+    );
+    assert_eq!(
+        parked.header(headers::DETAIL),
+        Some(&b"expected JSON at byte 0"[..])
+    );
+    assert_eq!(
+        parked.header(headers::SOURCE_TOPIC),
+        Some(source.as_bytes())
+    );
     assert_eq!(parked.header(headers::SOURCE_PARTITION), Some(&b"0"[..]));
     assert_eq!(
         parked.header(headers::SOURCE_OFFSET),
         Some(poison.offset.to_string().as_bytes())
     );
-    assert_eq!(parked.header("trace"), Some(&b"t-1"[..]), "original headers are kept");
+    assert_eq!(
+        parked.header("trace"),
+        Some(&b"t-1"[..]),
+        "original headers are kept"
+    );
     Ok(())
 }
 
