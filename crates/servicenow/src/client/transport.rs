@@ -1,0 +1,183 @@
+//! One HTTP exchange with the instance: the shared connection pool, the per-instance
+//! concurrency limit, and the translation of network failures into retryable causes.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode};
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+
+use super::config::{ClientConfig, proxy_secret};
+use super::error::ClientError;
+use super::redact::Redactor;
+use super::retry::{Backoff, RetryPolicy, RetryReason, Transient};
+
+/// Longest time spent establishing a connection, whatever the request timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A response read in full.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// How an attempt failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Trying again cannot help.
+    Fatal(ClientError),
+    /// Worth another attempt after a wait.
+    Transient(Transient),
+}
+
+impl From<ClientError> for Failure {
+    fn from(err: ClientError) -> Self {
+        Failure::Fatal(err)
+    }
+}
+
+impl From<Transient> for Failure {
+    fn from(transient: Transient) -> Self {
+        Failure::Transient(transient)
+    }
+}
+
+/// The pieces every request to one instance shares.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub http: reqwest::Client,
+    /// Bounds requests in flight; a permit is held from sending until the body is read,
+    /// never while sleeping between retries.
+    limiter: Semaphore,
+    pub retry: RetryPolicy,
+    pub redactor: Redactor,
+}
+
+impl Transport {
+    /// Validates `config` and builds the HTTP client. `extra_secrets` are scrubbed from error
+    /// text along with the configured ones.
+    pub(crate) fn new(
+        config: &ClientConfig,
+        extra_secrets: Vec<SecretString>,
+    ) -> Result<Self, ClientError> {
+        config.validate()?;
+        let mut secrets = config.auth.secrets();
+        secrets.extend(proxy_secret(config.proxy.as_ref()));
+        secrets.extend(extra_secrets);
+        let redactor = Redactor::new(secrets);
+
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(!config.allow_http)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
+            .user_agent(config.user_agent.clone())
+            // An API call that redirects is going to a login page or another host; following
+            // it would hide the real problem behind an HTML body, so 3xx is reported as is.
+            .redirect(reqwest::redirect::Policy::none());
+        for path in &config.extra_ca_certificates {
+            let pem = std::fs::read(path).map_err(|e| ClientError::Build {
+                reason: format!("cannot read CA certificate file {}: {e}", path.display()),
+            })?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::Build {
+                    reason: format!(
+                        "CA certificate file {} is not PEM: {}",
+                        path.display(),
+                        error_chain(&e)
+                    ),
+                })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        builder = match &config.proxy {
+            Some(proxy) => {
+                let proxy =
+                    reqwest::Proxy::all(proxy.as_str()).map_err(|e| ClientError::Build {
+                        reason: format!("bad proxy: {}", redactor.clean(&error_chain(&e))),
+                    })?;
+                builder.proxy(proxy)
+            }
+            None => builder.no_proxy(),
+        };
+        let http = builder.build().map_err(|e| ClientError::Build {
+            reason: redactor.clean(&error_chain(&e)),
+        })?;
+        Ok(Transport {
+            http,
+            limiter: Semaphore::new(config.max_concurrency),
+            retry: RetryPolicy {
+                backoff: Backoff {
+                    initial: config.initial_backoff,
+                    max: config.max_backoff,
+                },
+                max_retries: config.max_retries,
+                max_hinted_wait: config.max_rate_limit_wait,
+                observer: config.retry_observer.clone(),
+            },
+            redactor,
+        })
+    }
+
+    /// Sends one request under the concurrency limit and reads the whole body.
+    pub(crate) async fn exchange(&self, request: RequestBuilder) -> Result<Exchange, Failure> {
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.network_failure(e, false))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.network_failure(e, true))?;
+        Ok(Exchange {
+            status,
+            headers,
+            body: Vec::from(body),
+        })
+    }
+
+    fn network_failure(&self, err: reqwest::Error, reading_body: bool) -> Failure {
+        let err = err.without_url();
+        let detail = self.redactor.clean(&error_chain(&err));
+        if err.is_builder() {
+            return Failure::Fatal(ClientError::InvalidArgument {
+                what: "request",
+                reason: detail,
+            });
+        }
+        let reason = if err.is_timeout() {
+            RetryReason::Timeout
+        } else if reading_body || err.is_body() || err.is_decode() {
+            RetryReason::TruncatedBody
+        } else {
+            RetryReason::Connection
+        };
+        Failure::Transient(Transient::new(reason, detail))
+    }
+}
+
+/// An error and its sources, joined with `: ` (reqwest's own Display hides the cause).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
