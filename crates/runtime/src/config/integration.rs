@@ -77,6 +77,10 @@ pub struct OAuthConfig {
     /// Token endpoint; defaults to `<url>/oauth_token.do`, the instance's own.
     #[serde(default)]
     pub token_url: Option<String>,
+    /// OAuth scope requested with every token, e.g. `table_read` when the Application
+    /// Registry entry limits the client to it. Absent: the instance's default scope.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// The OAuth 2.0 grant types ServiceNow's `/oauth_token.do` accepts.
