@@ -14,6 +14,24 @@ pub enum FetchError {
     },
     #[error("checkpoint topic {topic}: {reason}")]
     Checkpoints { topic: String, reason: String },
+    #[error("integration {integration_id}: {reason}")]
+    Integration {
+        integration_id: String,
+        reason: String,
+    },
+    #[error("Kafka transaction {transactional_id}: {step} failed: {reason}")]
+    Transaction {
+        transactional_id: String,
+        step: String,
+        reason: String,
+    },
+    #[error("ServiceNow integration {integration_id}, table {table}: {source}")]
+    ServiceNow {
+        integration_id: String,
+        table: String,
+        #[source]
+        source: nowstream_servicenow::client::ClientError,
+    },
     #[error("coordination group {group}: {reason}")]
     Coordination { group: String, reason: String },
 }

@@ -1,9 +1,23 @@
 //! The fetcher: polls ServiceNow incrementally and publishes each record, as the Table API
 //! returned it, to `servicenow.raw.<table>`.
+//!
+//! Work is split into units (integration × table, see [`units`]); replicas share them through a
+//! Kafka consumer group ([`coordination`]); each unit pages with a keyset cursor and checkpoints
+//! after Kafka acknowledged each page ([`unit`], [`writer`], [`checkpoints`]).
 
 pub mod checkpoints;
 pub mod coordination;
 mod error;
+pub mod fields;
+pub mod instance;
+pub mod metrics;
+pub mod oauth_login;
+pub mod preflight;
+pub mod raw;
+pub mod supervisor;
+pub mod unit;
 pub mod units;
+pub mod writer;
 
 pub use error::FetchError;
+pub use supervisor::run;

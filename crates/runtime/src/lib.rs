@@ -13,13 +13,15 @@ pub mod config;
 pub mod health;
 pub mod prometheus;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{
     AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, FetcherConfig, Format, HttpConfig,
     IntegrationConfig, KafkaConfig, LogFormat, OAuthConfig, OAuthGrant, Problem, Satellite,
-    SeiConfig, TelemetryConfig, ValidationErrors,
+    SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};
+pub use service::{Service, ServiceError};

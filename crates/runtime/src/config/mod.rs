@@ -22,6 +22,7 @@ mod kafka;
 mod load;
 mod satellite;
 mod sei;
+mod sink;
 mod telemetry;
 mod validate;
 
@@ -38,6 +39,7 @@ pub use kafka::KafkaConfig;
 pub use load::{ConfigLoader, Format};
 pub use satellite::Satellite;
 pub use sei::SeiConfig;
+pub use sink::SinkConfig;
 pub use telemetry::{LogFormat, TelemetryConfig};
 
 /// Everything a nowstream process can be configured with.
@@ -68,6 +70,9 @@ pub struct Config {
     /// The fetcher stage.
     #[serde(default)]
     pub fetcher: FetcherConfig,
+    /// The sink stage.
+    #[serde(default)]
+    pub sink: SinkConfig,
 }
 
 impl Config {

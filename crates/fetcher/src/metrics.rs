@@ -1,0 +1,56 @@
+//! The fetcher's Prometheus metrics, recorded in one place so names and labels stay consistent.
+
+use chrono::{DateTime, Utc};
+
+pub const RECORDS: &str = "nowstream_fetcher_records_total";
+pub const PAGES: &str = "nowstream_fetcher_pages_total";
+pub const INVALID_RECORDS: &str = "nowstream_fetcher_invalid_records_total";
+pub const CHECKPOINT_LAG: &str = "nowstream_fetcher_checkpoint_lag_seconds";
+pub const UNITS_OWNED: &str = "nowstream_fetcher_units_owned";
+pub const UNIT_ERRORS: &str = "nowstream_fetcher_unit_errors_total";
+
+/// Registers help texts (once, at start-up).
+pub fn describe() {
+    metrics::describe_counter!(RECORDS, "Records published to the raw topics, by integration, table and op.");
+    metrics::describe_counter!(PAGES, "Table API pages published, by integration and table.");
+    metrics::describe_counter!(
+        INVALID_RECORDS,
+        "Records skipped because they had no sys_id or sys_updated_on."
+    );
+    metrics::describe_gauge!(
+        CHECKPOINT_LAG,
+        "Seconds between now and the newest sys_updated_on covered by a unit's checkpoint."
+    );
+    metrics::describe_gauge!(UNITS_OWNED, "Work units this replica currently runs.");
+    metrics::describe_counter!(UNIT_ERRORS, "Unit runs that ended in an error, by integration, table and kind.");
+    nowstream_servicenow::client::describe_metrics();
+}
+
+pub fn record_published(integration: &str, table: &str, op: &'static str) {
+    metrics::counter!(RECORDS, "integration" => integration.to_owned(), "table" => table.to_owned(), "op" => op)
+        .increment(1);
+}
+
+pub fn page_fetched(integration: &str, table: &str) {
+    metrics::counter!(PAGES, "integration" => integration.to_owned(), "table" => table.to_owned()).increment(1);
+}
+
+pub fn invalid_record(integration: &str, table: &str) {
+    metrics::counter!(INVALID_RECORDS, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .increment(1);
+}
+
+pub fn checkpoint_time(integration: &str, table: &str, covered_until: DateTime<Utc>) {
+    let lag = (Utc::now() - covered_until).num_milliseconds() as f64 / 1000.0;
+    metrics::gauge!(CHECKPOINT_LAG, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .set(lag.max(0.0));
+}
+
+pub fn units_owned(count: usize) {
+    metrics::gauge!(UNITS_OWNED).set(count as f64);
+}
+
+pub fn unit_error(integration: &str, table: &str, kind: &'static str) {
+    metrics::counter!(UNIT_ERRORS, "integration" => integration.to_owned(), "table" => table.to_owned(), "kind" => kind)
+        .increment(1);
+}

@@ -1,0 +1,174 @@
+//! Turning Table API records into `RawRecord`s.
+//!
+//! The payload is the record exactly as ServiceNow returned it (with
+//! `sysparm_display_value=all`); only the key fields are read here, always from their `value`
+//! (UTC), never from the display value, which is in the integration user's time zone.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use nowstream_model::{RawRecord, RecordOp};
+use nowstream_servicenow::table::parse_time;
+
+/// A record the fetcher cannot key or version. ServiceNow always sends these fields, so this
+/// points at a proxy or instance returning something that is not a Table API record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{table} record {sys_id}: {problem}")]
+pub struct RecordError {
+    pub table: String,
+    pub sys_id: String,
+    pub problem: String,
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    pub integration_id: &'a str,
+    pub instance_url: &'a str,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// The stored value of a field: `{"value": …}` with `display_value=all`, a plain string
+/// otherwise.
+pub fn field_value<'a>(record: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
+    match record.get(field)? {
+        Value::String(text) => Some(text.as_str()),
+        Value::Object(object) => object.get("value").and_then(Value::as_str),
+        _ => None,
+    }
+    .filter(|value| !value.is_empty())
+}
+
+/// A new or changed record of `table`.
+pub fn upsert(
+    origin: &Origin<'_>,
+    table: &str,
+    record: &Map<String, Value>,
+) -> Result<RawRecord, RecordError> {
+    let sys_id = field_value(record, "sys_id").unwrap_or_default();
+    let problem = |problem: String| RecordError {
+        table: table.to_owned(),
+        sys_id: if sys_id.is_empty() { "(no sys_id)".into() } else { sys_id.to_owned() },
+        problem,
+    };
+    if sys_id.is_empty() {
+        return Err(problem("has no sys_id".into()));
+    }
+    let updated_on = field_value(record, "sys_updated_on")
+        .ok_or_else(|| problem("has no sys_updated_on".into()))?;
+    let sys_updated_on = parse_time(updated_on)
+        .map_err(|error| problem(format!("sys_updated_on: {error}")))?;
+    let sys_mod_count = field_value(record, "sys_mod_count")
+        .map(|count| {
+            count
+                .parse::<i64>()
+                .map_err(|_| problem(format!("sys_mod_count {count:?} is not a number")))
+        })
+        .transpose()?;
+    let payload = serde_json::to_string(record)
+        .map_err(|error| problem(format!("cannot serialise payload: {error}")))?;
+    Ok(RawRecord {
+        integration_id: origin.integration_id.to_owned(),
+        table: table.to_owned(),
+        sys_id: sys_id.to_owned(),
+        sys_updated_on,
+        sys_mod_count,
+        op: RecordOp::Upsert,
+        fetched_at: origin.fetched_at,
+        instance_url: origin.instance_url.to_owned(),
+        payload: Some(payload),
+    })
+}
+
+/// A deletion, from a `sys_audit_delete` row (`tablename`, `documentkey`). Its version is the
+/// deletion time, which is later than any version of the deleted record.
+pub fn deletion(origin: &Origin<'_>, audit_row: &Map<String, Value>) -> Result<RawRecord, RecordError> {
+    let audit_id = field_value(audit_row, "sys_id").unwrap_or("(no sys_id)");
+    let problem = |problem: &str| RecordError {
+        table: "sys_audit_delete".into(),
+        sys_id: audit_id.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let table = field_value(audit_row, "tablename").ok_or_else(|| problem("has no tablename"))?;
+    let sys_id =
+        field_value(audit_row, "documentkey").ok_or_else(|| problem("has no documentkey"))?;
+    let deleted_on = field_value(audit_row, "sys_updated_on")
+        .or_else(|| field_value(audit_row, "sys_created_on"))
+        .ok_or_else(|| problem("has no sys_updated_on"))?;
+    let sys_updated_on = parse_time(deleted_on).map_err(|error| RecordError {
+        table: "sys_audit_delete".into(),
+        sys_id: audit_id.to_owned(),
+        problem: format!("sys_updated_on: {error}"),
+    })?;
+    Ok(RawRecord {
+        integration_id: origin.integration_id.to_owned(),
+        table: table.to_owned(),
+        sys_id: sys_id.to_owned(),
+        sys_updated_on,
+        sys_mod_count: None,
+        op: RecordOp::Delete,
+        fetched_at: origin.fetched_at,
+        instance_url: origin.instance_url.to_owned(),
+        payload: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn origin() -> Origin<'static> {
+        Origin {
+            integration_id: "4711",
+            instance_url: "https://acme.service-now.com",
+            fetched_at: Utc::now(),
+        }
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_upsert_is_keyed_and_versioned_from_stored_values_not_display_values() {
+        let record = object(json!({
+            "sys_id": {"display_value": "abc", "value": "abc"},
+            "sys_updated_on": {"display_value": "01/02/2026 10:04:05 PM", "value": "2026-01-03 03:04:05"},
+            "sys_mod_count": {"display_value": "1,204", "value": "1204"},
+            "short_description": {"display_value": "Ünïcode 🚀", "value": "Ünïcode 🚀"}
+        }));
+        let raw = upsert(&origin(), "incident", &record).unwrap();
+        assert_eq!(raw.sys_id, "abc");
+        assert_eq!(raw.sys_updated_on.to_rfc3339(), "2026-01-03T03:04:05+00:00");
+        assert_eq!(raw.sys_mod_count, Some(1204));
+        assert_eq!(raw.op, RecordOp::Upsert);
+        let payload: Value = serde_json::from_str(raw.payload.as_deref().unwrap()).unwrap();
+        assert_eq!(Value::Object(record), payload, "payload is the record as returned");
+    }
+
+    #[test]
+    fn a_record_without_sys_id_or_with_a_bad_time_is_an_error_naming_it() {
+        let no_id = object(json!({"sys_updated_on": {"value": "2026-01-03 03:04:05"}}));
+        let error = upsert(&origin(), "incident", &no_id).unwrap_err();
+        assert!(error.to_string().contains("incident record (no sys_id): has no sys_id"));
+
+        let bad_time = object(json!({"sys_id": {"value": "x1"}, "sys_updated_on": {"value": "yesterday"}}));
+        let error = upsert(&origin(), "incident", &bad_time).unwrap_err().to_string();
+        assert!(error.contains("x1") && error.contains("sys_updated_on"), "{error}");
+    }
+
+    #[test]
+    fn an_audit_delete_row_becomes_a_delete_of_the_document() {
+        let row = object(json!({
+            "sys_id": {"value": "audit1"},
+            "tablename": {"value": "incident", "display_value": "incident"},
+            "documentkey": {"value": "abc", "display_value": "abc"},
+            "sys_updated_on": {"value": "2026-01-03 03:04:05"}
+        }));
+        let raw = deletion(&origin(), &row).unwrap();
+        assert_eq!((raw.table.as_str(), raw.sys_id.as_str()), ("incident", "abc"));
+        assert_eq!(raw.op, RecordOp::Delete);
+        assert_eq!(raw.payload, None);
+    }
+}

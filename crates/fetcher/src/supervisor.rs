@@ -1,0 +1,215 @@
+//! The fetcher process: topics, clients, group membership, and the units this replica owns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use nowstream_bus::{Producer, TopicSpec, ensure_topics};
+use nowstream_model::TopicNames;
+use nowstream_normalizer::ExclusionPolicy;
+use nowstream_runtime::{Config, Health};
+
+use crate::checkpoints::CheckpointStore;
+use crate::coordination::Coordinator;
+use crate::unit::{Integration, UnitEnv, UnitFailure, run_unit};
+use crate::units::{RECORD_TABLES, WorkUnit};
+use crate::writer::PageWriter;
+use crate::{FetchError, instance, metrics};
+
+/// The coordination topic's name (after the prefix).
+pub const COORDINATION_TOPIC: &str = "servicenow.fetcher.coordination";
+
+/// A failed unit waits this long before it starts over from its checkpoint.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// How long units get to finish their current page on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the fetcher until `shutdown` fires (Ok) or a fatal error (wrong credentials) occurs.
+pub async fn run(config: Config, health: Health, shutdown: CancellationToken) -> Result<(), FetchError> {
+    metrics::describe();
+    let readiness = health.component("fetcher");
+    let settings = config.fetcher.clone();
+    let topics = TopicNames::new(config.kafka.topic_prefix.clone()).map_err(|error| {
+        FetchError::Integration {
+            integration_id: "*".into(),
+            reason: format!("kafka.topic_prefix: {error}"),
+        }
+    })?;
+    let coordination_topic = format!("{}{COORDINATION_TOPIC}", config.kafka.topic_prefix);
+    ensure_topics(&config.kafka, &topic_specs(&config, &topics, &coordination_topic)?).await?;
+
+    let producer = Producer::new(&config.kafka)?;
+    let checkpoints = CheckpointStore::new(config.kafka.clone(), producer.clone(), topics.checkpoints());
+    let mut integrations = HashMap::new();
+    for integration in &config.integrations {
+        let client = instance::client(integration, &settings)?;
+        let excluded_at_source = if integration.exclude_at_source {
+            Some(ExclusionPolicy::new(&integration.exclude_fields).map_err(|error| {
+                FetchError::Integration {
+                    integration_id: integration.id.clone(),
+                    reason: format!("exclude_fields: {error}"),
+                }
+            })?)
+        } else {
+            None
+        };
+        integrations.insert(
+            integration.id.clone(),
+            Arc::new(Integration {
+                id: integration.id.clone(),
+                instance_url: integration.url.clone(),
+                client,
+                excluded_at_source,
+            }),
+        );
+    }
+    let all_units: Vec<WorkUnit> = config
+        .integrations
+        .iter()
+        .flat_map(|integration| WorkUnit::all_for(&integration.id))
+        .collect();
+
+    let coordinator = Coordinator::join(&config.kafka, &settings.group_id, &coordination_topic)?;
+    let mut owned = coordinator.owned();
+    readiness.set_ready();
+
+    let (failures, mut failed) = mpsc::unbounded_channel::<(WorkUnit, UnitFailure)>();
+    let mut running: HashMap<WorkUnit, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    let mut outcome = Ok(());
+    loop {
+        let partitions: BTreeSet<i32> = owned.borrow_and_update().clone();
+        let wanted: BTreeSet<WorkUnit> = all_units
+            .iter()
+            .filter(|unit| partitions.contains(&unit.partition(settings.coordination_partitions)))
+            .cloned()
+            .collect();
+        running.retain(|unit, (cancel, _)| {
+            let keep = wanted.contains(unit);
+            if !keep {
+                tracing::info!(%unit, "unit moved to another replica; stopping it");
+                cancel.cancel();
+            }
+            keep
+        });
+        for unit in wanted {
+            if running.contains_key(&unit) {
+                continue;
+            }
+            let Some(integration) = integrations.get(&unit.integration_id).cloned() else {
+                continue;
+            };
+            let writer = if settings.exactly_once {
+                let id = format!("{}-{unit}", settings.group_id);
+                PageWriter::transactional(&config.kafka, &id).await?
+            } else {
+                PageWriter::AtLeastOnce(producer.clone())
+            };
+            let env = UnitEnv {
+                integration,
+                topics: topics.clone(),
+                checkpoints: checkpoints.clone(),
+                writer,
+                settings: settings.clone(),
+            };
+            let cancel = shutdown.child_token();
+            let task = tokio::spawn(supervise_unit(unit.clone(), env, cancel.clone(), failures.clone()));
+            running.insert(unit, (cancel, task));
+        }
+        metrics::units_owned(running.len());
+
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = owned.changed() => {
+                if changed.is_err() {
+                    outcome = Err(FetchError::Coordination {
+                        group: settings.group_id.clone(),
+                        reason: "membership task ended".into(),
+                    });
+                    break;
+                }
+            }
+            Some((unit, failure)) = failed.recv() => {
+                if let UnitFailure::Fatal(error) = failure {
+                    tracing::error!(%unit, %error, "stopping the fetcher: this needs a configuration fix, retrying would not help");
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+    }
+
+    readiness.set_not_ready("shutting down");
+    for (cancel, _) in running.values() {
+        cancel.cancel();
+    }
+    let tasks = running.into_values().map(|(_, task)| task);
+    if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!("units did not stop within {SHUTDOWN_GRACE:?}; their last page is fetched again on restart");
+    }
+    coordinator.leave().await;
+    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    outcome
+}
+
+/// Runs a unit, restarting it from its checkpoint after errors that may pass.
+async fn supervise_unit(
+    unit: WorkUnit,
+    env: UnitEnv,
+    cancel: CancellationToken,
+    failures: mpsc::UnboundedSender<(WorkUnit, UnitFailure)>,
+) {
+    loop {
+        match run_unit(unit.clone(), env.clone(), cancel.clone()).await {
+            Ok(()) => return,
+            Err(UnitFailure::Retry(error)) => {
+                metrics::unit_error(&unit.integration_id, unit.source_table(), "retry");
+                tracing::warn!(%unit, %error, "unit failed; starting over from its checkpoint in {RETRY_PAUSE:?}");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                }
+            }
+            Err(fatal @ UnitFailure::Fatal(_)) => {
+                metrics::unit_error(&unit.integration_id, unit.source_table(), "fatal");
+                let _ = failures.send((unit, fatal));
+                return;
+            }
+        }
+    }
+}
+
+fn topic_specs(
+    config: &Config,
+    topics: &TopicNames,
+    coordination_topic: &str,
+) -> Result<Vec<TopicSpec>, FetchError> {
+    let settings = &config.fetcher;
+    let mut specs = Vec::new();
+    for table in RECORD_TABLES {
+        let name = topics.raw(table).map_err(|error| FetchError::Integration {
+            integration_id: "*".into(),
+            reason: format!("raw topic for {table}: {error}"),
+        })?;
+        // Compacted: the newest version of every record stays available for replays, and
+        // storage is bounded by the number of records, not by their history.
+        specs.push(
+            TopicSpec::compacted(name, settings.raw_topic_partitions)
+                .with_replication_factor(settings.replication_factor),
+        );
+    }
+    specs.push(
+        TopicSpec::compacted(topics.checkpoints(), 3).with_replication_factor(settings.replication_factor),
+    );
+    specs.push(
+        TopicSpec::new(coordination_topic, settings.coordination_partitions)
+            .with_replication_factor(settings.replication_factor),
+    );
+    Ok(specs)
+}

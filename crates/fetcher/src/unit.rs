@@ -1,0 +1,345 @@
+//! Running one work unit: backfill, then poll forever, checkpointing after every page.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use nowstream_normalizer::ExclusionPolicy;
+use nowstream_model::keys::record_key;
+use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
+use nowstream_runtime::FetcherConfig;
+use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
+
+use crate::checkpoints::CheckpointStore;
+use crate::fields;
+use crate::raw::{self, Origin};
+use crate::units::{UnitKind, WorkUnit};
+use crate::writer::{Encoded, PageWriter};
+use crate::{FetchError, metrics};
+
+/// What one integration's units share.
+#[derive(Debug)]
+pub struct Integration {
+    pub id: String,
+    pub instance_url: String,
+    pub client: Client,
+    /// Set when the integration excludes fields at the source (`exclude_at_source`): those
+    /// fields are left out of `sysparm_fields`, so their values never reach Kafka.
+    pub excluded_at_source: Option<ExclusionPolicy>,
+}
+
+/// Everything a unit needs besides its own identity.
+#[derive(Debug, Clone)]
+pub struct UnitEnv {
+    pub integration: Arc<Integration>,
+    pub topics: TopicNames,
+    pub checkpoints: CheckpointStore,
+    pub writer: PageWriter,
+    pub settings: FetcherConfig,
+}
+
+/// How a unit run ended when it did not end by cancellation.
+#[derive(Debug)]
+pub enum UnitFailure {
+    /// The credentials are wrong or lack rights: retrying would only hammer the instance.
+    Fatal(FetchError),
+    /// Anything else: the unit starts over from its checkpoint after a pause.
+    Retry(FetchError),
+}
+
+/// Versions published in the current overlap window, so a poll that re-reads the window does
+/// not publish the same version again. Empty after a restart: then the window is re-published
+/// once, which downstream upserts absorb.
+#[derive(Debug, Default)]
+struct RecentVersions {
+    by_sys_id: HashMap<String, (DateTime<Utc>, Option<i64>)>,
+}
+
+impl RecentVersions {
+    fn is_new(&self, record: &RawRecord) -> bool {
+        self.by_sys_id.get(&record.sys_id) != Some(&(record.sys_updated_on, record.sys_mod_count))
+    }
+
+    fn remember(&mut self, record: &RawRecord) {
+        self.by_sys_id.insert(
+            record.sys_id.clone(),
+            (record.sys_updated_on, record.sys_mod_count),
+        );
+    }
+
+    fn forget_before(&mut self, horizon: DateTime<Utc>) {
+        self.by_sys_id.retain(|_, (updated_on, _)| *updated_on >= horizon);
+    }
+}
+
+/// Runs `unit` until `cancel` fires (returns `Ok`) or it fails.
+pub async fn run_unit(unit: WorkUnit, env: UnitEnv, cancel: CancellationToken) -> Result<(), UnitFailure> {
+    let key = unit.to_string();
+    let mut checkpoint = env
+        .checkpoints
+        .load(&key)
+        .await
+        .map_err(UnitFailure::Retry)?;
+    match &checkpoint {
+        Some(found) => tracing::info!(
+            unit = %key,
+            updated_on = %found.last_updated_on,
+            sys_id = %found.last_sys_id,
+            "resuming from checkpoint"
+        ),
+        None => tracing::info!(unit = %key, since = ?env.settings.backfill_since, "starting backfill"),
+    }
+    let mut recent = RecentVersions::default();
+    loop {
+        let phase = if checkpoint.is_none() { "backfill" } else { "poll" };
+        let scan_result = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result,
+        };
+        if let Err(error) = scan_result {
+            return Err(error);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(env.settings.poll_interval) => {}
+        }
+    }
+}
+
+/// One pass over everything changed since the checkpoint (minus the overlap window).
+async fn scan_once(
+    unit: &WorkUnit,
+    env: &UnitEnv,
+    checkpoint: &mut Option<Checkpoint>,
+    recent: &mut RecentVersions,
+    phase: &'static str,
+) -> Result<(), UnitFailure> {
+    let table = unit.source_table();
+    let mut request = ScanRequest::new(table);
+    let overlap = chrono::Duration::from_std(env.settings.overlap).unwrap_or_default();
+    if let Some(found) = checkpoint.as_ref() {
+        request = request.since(found.last_updated_on - overlap);
+    } else if let Some(since) = env.settings.backfill_since {
+        request = request.since(since);
+    }
+    if let Some(filter) = unit.filter() {
+        request = request.filter(filter);
+    }
+    let service_now_error = |source| FetchError::ServiceNow {
+        integration_id: env.integration.id.clone(),
+        table: table.to_owned(),
+        source,
+    };
+    let exclusion = env.integration.excluded_at_source.as_ref();
+    if let UnitKind::Records(table) = unit.kind
+        && fields::needs_field_list(table, exclusion.is_some())
+    {
+        let excluded = |field: &str| exclusion.is_some_and(|policy| policy.excludes(field));
+        let list = fields::field_list(&env.integration.client, table, &excluded)
+            .await
+            .map_err(|source| classify(service_now_error(source)))?;
+        request = request.fields(list);
+    }
+    let mut scan = env.integration.client.scan(request);
+    let mut progress = Progress::new(unit, phase);
+    loop {
+        let page = scan
+            .next_page()
+            .await
+            .map_err(|source| classify(service_now_error(source)))?;
+        let Some(page) = page else {
+            progress.finish();
+            if let Some(found) = checkpoint.as_ref() {
+                metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
+            }
+            return Ok(());
+        };
+        let published = publish_page(unit, env, checkpoint, recent, &page)
+            .await
+            .map_err(UnitFailure::Retry)?;
+        if let Some(found) = checkpoint.as_ref() {
+            recent.forget_before(found.last_updated_on - overlap);
+        }
+        progress.page(page.records.len(), published, page.remaining);
+    }
+}
+
+/// Wrong credentials or missing rights are fatal; everything else is worth another try.
+fn classify(error: FetchError) -> UnitFailure {
+    match &error {
+        FetchError::ServiceNow { source, .. } if source.is_auth() => UnitFailure::Fatal(error),
+        _ => UnitFailure::Retry(error),
+    }
+}
+
+/// Publishes one page and moves the checkpoint; returns how many records were published.
+async fn publish_page(
+    unit: &WorkUnit,
+    env: &UnitEnv,
+    checkpoint: &mut Option<Checkpoint>,
+    recent: &mut RecentVersions,
+    page: &ScanPage,
+) -> Result<usize, FetchError> {
+    let integration = &env.integration;
+    let origin = Origin {
+        integration_id: &integration.id,
+        instance_url: &integration.instance_url,
+        fetched_at: Utc::now(),
+    };
+    let mut records = Vec::with_capacity(page.records.len());
+    let mut fresh = Vec::with_capacity(page.records.len());
+    for record in &page.records {
+        let converted = match unit.kind {
+            UnitKind::Records(table) => raw::upsert(&origin, table, record),
+            UnitKind::Deletions => raw::deletion(&origin, record),
+        };
+        let raw = match converted {
+            Ok(raw) => raw,
+            Err(error) => {
+                metrics::invalid_record(&integration.id, unit.source_table());
+                tracing::error!(unit = %unit, %error, "skipping a record that cannot be keyed");
+                continue;
+            }
+        };
+        if !recent.is_new(&raw) {
+            continue;
+        }
+        records.push(encode(env, &raw)?);
+        fresh.push(raw);
+    }
+
+    let next = next_checkpoint(unit, checkpoint.as_ref(), &page.cursor, records.len());
+    let checkpoint_record = Encoded {
+        topic: env.checkpoints.topic().to_owned(),
+        key: unit.to_string(),
+        value: next.encode().map_err(|source| FetchError::Encode {
+            what: format!("checkpoint {unit}"),
+            source,
+        })?,
+    };
+    env.writer.write(&records, &checkpoint_record).await?;
+    for raw in &fresh {
+        recent.remember(raw);
+        metrics::record_published(&integration.id, &raw.table, raw.op.symbol());
+    }
+    metrics::page_fetched(&integration.id, unit.source_table());
+    metrics::checkpoint_time(&integration.id, unit.source_table(), next.last_updated_on);
+    *checkpoint = Some(next);
+    Ok(records.len())
+}
+
+fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {
+    let what = || format!("{} record {}", raw.table, raw.sys_id);
+    let topic = env.topics.raw(&raw.table).map_err(|error| FetchError::Integration {
+        integration_id: raw.integration_id.clone(),
+        reason: format!("no raw topic for table {}: {error}", raw.table),
+    })?;
+    let key = record_key(&raw.integration_id, &raw.sys_id).map_err(|error| FetchError::Integration {
+        integration_id: raw.integration_id.clone(),
+        reason: format!("cannot key {}: {error}", what()),
+    })?;
+    let value = raw
+        .encode()
+        .map_err(|source| FetchError::Encode { what: what(), source })?;
+    Ok(Encoded { topic, key, value })
+}
+
+/// The checkpoint after a page: never behind the previous one, because an overlap window
+/// re-reads records that an earlier page already covered.
+fn next_checkpoint(
+    unit: &WorkUnit,
+    previous: Option<&Checkpoint>,
+    cursor: &Cursor,
+    published: usize,
+) -> Checkpoint {
+    let behind = previous.is_some_and(|previous| {
+        (previous.last_updated_on, previous.last_sys_id.as_str())
+            >= (cursor.updated_on, cursor.sys_id.as_str())
+    });
+    let (last_updated_on, last_sys_id) = match previous {
+        Some(previous) if behind => (previous.last_updated_on, previous.last_sys_id.clone()),
+        _ => (cursor.updated_on, cursor.sys_id.clone()),
+    };
+    Checkpoint {
+        integration_id: unit.integration_id.clone(),
+        table: unit.source_table().to_owned(),
+        last_updated_on,
+        last_sys_id,
+        updated_at: Utc::now(),
+        records_total: previous.map_or(0, |previous| previous.records_total) + published as i64,
+        deletes_last_created_on: None,
+        deletes_last_sys_id: None,
+    }
+}
+
+/// Logs a unit's progress every ten seconds while it scans: done/total, rate and ETA.
+struct Progress {
+    unit: String,
+    phase: &'static str,
+    started: Instant,
+    last_log: Instant,
+    fetched: usize,
+    published: usize,
+    total: Option<u64>,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+impl Progress {
+    fn new(unit: &WorkUnit, phase: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            unit: unit.to_string(),
+            phase,
+            started: now,
+            last_log: now,
+            fetched: 0,
+            published: 0,
+            total: None,
+        }
+    }
+
+    fn page(&mut self, fetched: usize, published: usize, remaining: Option<u64>) {
+        self.fetched += fetched;
+        self.published += published;
+        if let Some(remaining) = remaining {
+            // The window's count as of this page: what is done plus what remains.
+            self.total = Some(self.fetched as u64 + remaining);
+        }
+        if self.last_log.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last_log = Instant::now();
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = self.fetched as f64 / elapsed;
+        let eta_secs = self
+            .total
+            .filter(|_| rate > 0.0)
+            .map(|total| (total.saturating_sub(self.fetched as u64)) as f64 / rate);
+        tracing::info!(
+            unit = %self.unit,
+            phase = self.phase,
+            done = self.fetched,
+            total = ?self.total,
+            records_per_sec = format!("{rate:.0}"),
+            eta_secs = ?eta_secs.map(|eta| eta.round() as u64),
+            "progress"
+        );
+    }
+
+    fn finish(&self) {
+        if self.phase == "backfill" || self.published > 0 {
+            tracing::info!(
+                unit = %self.unit,
+                phase = self.phase,
+                fetched = self.fetched,
+                published = self.published,
+                secs = self.started.elapsed().as_secs(),
+                "scan complete"
+            );
+        }
+    }
+}

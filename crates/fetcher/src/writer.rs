@@ -1,0 +1,112 @@
+//! Writes one page of raw records and then the unit's checkpoint.
+//!
+//! At-least-once (default): the records are produced and acknowledged first, the checkpoint
+//! after, so a checkpoint never covers a record Kafka does not have. A crash between the two
+//! re-publishes the page on restart; keyed, versioned upserts downstream absorb that.
+//!
+//! Exactly-once (`fetcher.exactly_once`): records and checkpoint go in one Kafka transaction
+//! from a producer whose `transactional.id` is derived from the unit, so a unit's new owner
+//! fences its previous owner's unfinished transaction.
+
+use std::time::Duration;
+
+use rdkafka::producer::Producer as _;
+
+use nowstream_bus::{OutRecord, Producer};
+use nowstream_runtime::KafkaConfig;
+
+use crate::FetchError;
+
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A record ready to produce: topic, key and encoded value.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub topic: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+impl Encoded {
+    fn out(&self) -> OutRecord<'_> {
+        OutRecord::new(&self.topic, self.key.as_bytes(), Some(&self.value))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum PageWriter {
+    AtLeastOnce(Producer),
+    Transactional(Producer),
+}
+
+impl PageWriter {
+    /// A transactional writer for one unit; `transactional_id` must be stable per unit.
+    pub async fn transactional(kafka: &KafkaConfig, transactional_id: &str) -> Result<Self, FetchError> {
+        let producer = Producer::with_overrides(kafka, &[("transactional.id", transactional_id)])?;
+        let rdkafka = producer.rdkafka().clone();
+        let id = transactional_id.to_owned();
+        tokio::task::spawn_blocking(move || rdkafka.init_transactions(TRANSACTION_TIMEOUT))
+            .await
+            .map_err(|error| transaction_error(&id, "init", error.to_string()))?
+            .map_err(|error| transaction_error(&id, "init", error.to_string()))?;
+        Ok(Self::Transactional(producer))
+    }
+
+    /// Produces `records`, then `checkpoint`; returns once Kafka has all of them.
+    pub async fn write(&self, records: &[Encoded], checkpoint: &Encoded) -> Result<(), FetchError> {
+        match self {
+            Self::AtLeastOnce(producer) => {
+                let mut pending = Vec::with_capacity(records.len());
+                for record in records {
+                    pending.push(producer.enqueue(record.out()).await?);
+                }
+                for delivery in pending {
+                    delivery.acknowledged().await?;
+                }
+                producer.send(checkpoint.out()).await?;
+                Ok(())
+            }
+            Self::Transactional(producer) => {
+                let result = Self::write_transaction(producer, records, checkpoint).await;
+                if result.is_err() {
+                    let rdkafka = producer.rdkafka().clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        rdkafka.abort_transaction(TRANSACTION_TIMEOUT)
+                    })
+                    .await;
+                }
+                result
+            }
+        }
+    }
+
+    async fn write_transaction(
+        producer: &Producer,
+        records: &[Encoded],
+        checkpoint: &Encoded,
+    ) -> Result<(), FetchError> {
+        let rdkafka = producer.rdkafka().clone();
+        rdkafka
+            .begin_transaction()
+            .map_err(|error| transaction_error("*", "begin", error.to_string()))?;
+        let mut pending = Vec::with_capacity(records.len() + 1);
+        for record in records.iter().chain(std::iter::once(checkpoint)) {
+            pending.push(producer.enqueue(record.out()).await?);
+        }
+        for delivery in pending {
+            delivery.acknowledged().await?;
+        }
+        tokio::task::spawn_blocking(move || rdkafka.commit_transaction(TRANSACTION_TIMEOUT))
+            .await
+            .map_err(|error| transaction_error("*", "commit", error.to_string()))?
+            .map_err(|error| transaction_error("*", "commit", error.to_string()))
+    }
+}
+
+fn transaction_error(id: &str, step: &str, reason: String) -> FetchError {
+    FetchError::Transaction {
+        transactional_id: id.to_owned(),
+        step: step.to_owned(),
+        reason,
+    }
+}

@@ -1,0 +1,342 @@
+//! `validate` against the ServiceNow simulator on 127.0.0.1:0: a good setup passes, and each
+//! kind of broken setup fails its own check with its own message and never shows a secret.
+
+use std::path::PathBuf;
+
+use nowstream_fetcher::preflight::{
+    self, CheckKind, IntegrationReport, Outcome, Report, TABLES,
+};
+use nowstream_runtime::{AuthConfig, BasicAuth, Config, IntegrationConfig, OAuthConfig, OAuthGrant};
+use nowstream_servicenow_sim::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
+    DEFAULT_INTEGRATION_USER, GeneratorConfig, RunningSim, SimConfig, SimUser, Simulator,
+};
+use secrecy::SecretString;
+
+const ID: &str = "acme";
+
+fn sim_config(extra_users: Vec<SimUser>) -> SimConfig {
+    let mut config = SimConfig {
+        data: GeneratorConfig {
+            incidents: 20,
+            change_requests: 5,
+            users: 5,
+            ..GeneratorConfig::default()
+        },
+        ..SimConfig::default()
+    };
+    config.users.extend(extra_users);
+    config
+}
+
+async fn start(extra_users: Vec<SimUser>) -> RunningSim {
+    Simulator::start(sim_config(extra_users))
+        .await
+        .expect("simulator starts")
+}
+
+fn basic(username: &str, password: &str) -> AuthConfig {
+    AuthConfig::Basic(BasicAuth {
+        username: username.to_owned(),
+        password: SecretString::from(password.to_owned()),
+    })
+}
+
+fn oauth(grant: OAuthGrant, refresh_token_file: Option<PathBuf>) -> AuthConfig {
+    AuthConfig::Oauth(OAuthConfig {
+        client_id: DEFAULT_CLIENT_ID.to_owned(),
+        client_secret: SecretString::from(DEFAULT_CLIENT_SECRET),
+        grant,
+        username: None,
+        password: None,
+        refresh_token_file,
+        token_url: None,
+        scope: None,
+    })
+}
+
+fn config(url: &str, auth: AuthConfig) -> Config {
+    Config {
+        integrations: vec![IntegrationConfig {
+            id: ID.to_owned(),
+            url: url.to_owned(),
+            auth,
+            exclude_fields: Vec::new(),
+            allow_http: true,
+            exclude_at_source: false,
+        }],
+        ..Config::default()
+    }
+}
+
+async fn validate(url: &str, auth: AuthConfig) -> Report {
+    preflight::validate(&config(url, auth)).await
+}
+
+fn only(report: &Report) -> &IntegrationReport {
+    report.integration(ID).expect("the integration is reported")
+}
+
+fn check(report: &Report, kind: CheckKind) -> &preflight::Check {
+    only(report)
+        .check(kind)
+        .unwrap_or_else(|| panic!("no {kind:?} check in\n{}", report.render()))
+}
+
+fn failures(report: &Report) -> Vec<CheckKind> {
+    only(report)
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| c.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_correct_setup_passes_every_check() {
+    let sim = start(Vec::new()).await;
+    let report = validate(
+        sim.base_url(),
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    )
+    .await;
+    let text = report.render();
+    assert!(report.passed(), "{text}");
+    for check in &only(&report).checks {
+        assert_eq!(check.outcome, Outcome::Pass, "{check:?}\n{text}");
+    }
+    for kind in [CheckKind::Auth, CheckKind::Roles, CheckKind::AdvisedRole]
+        .into_iter()
+        .chain(TABLES.iter().map(|t| CheckKind::TableRead(t)))
+    {
+        assert!(only(&report).check(kind).is_some(), "{kind:?} missing\n{text}");
+    }
+    assert!(text.contains("Result: all checks passed."), "{text}");
+    assert!(!text.contains(DEFAULT_INTEGRATION_PASSWORD), "{text}");
+}
+
+#[tokio::test]
+async fn a_malformed_url_fails_the_url_check_and_skips_the_rest() {
+    let report = validate(
+        "acme.service-now.com/no scheme",
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    )
+    .await;
+    assert!(!report.passed());
+    assert_eq!(failures(&report), [CheckKind::Url]);
+    assert!(
+        check(&report, CheckKind::Url).message.contains("is not a URL"),
+        "{}",
+        report.render()
+    );
+    assert_eq!(check(&report, CheckKind::Auth).outcome, Outcome::Skipped);
+    assert!(report.render().contains("Result: FAILED"), "{}", report.render());
+}
+
+#[tokio::test]
+async fn an_unreachable_port_fails_the_connect_check() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let report = validate(
+        &format!("http://127.0.0.1:{port}"),
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    )
+    .await;
+    assert!(!report.passed());
+    assert_eq!(failures(&report), [CheckKind::Connect], "{}", report.render());
+    let connect = check(&report, CheckKind::Connect);
+    assert!(
+        connect
+            .message
+            .contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{connect:?}"
+    );
+    assert!(connect.hint.is_some());
+    assert_eq!(check(&report, CheckKind::Dns).outcome, Outcome::Pass);
+    assert_eq!(check(&report, CheckKind::Auth).outcome, Outcome::Skipped);
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_authentication_without_showing_it() {
+    let sim = start(Vec::new()).await;
+    let wrong = "wrong-password-4711";
+    let report = validate(sim.base_url(), basic(DEFAULT_INTEGRATION_USER, wrong)).await;
+    let text = report.render();
+    assert!(!report.passed());
+    assert_eq!(failures(&report), [CheckKind::Auth], "{text}");
+    let auth = check(&report, CheckKind::Auth);
+    assert!(
+        auth.message
+            .contains("rejected the user name or password for nowstream.integration"),
+        "{auth:?}"
+    );
+    assert_eq!(check(&report, CheckKind::Http).outcome, Outcome::Pass);
+    assert_eq!(
+        check(&report, CheckKind::TableRead("incident")).outcome,
+        Outcome::Skipped
+    );
+    assert!(!text.contains(wrong), "{text}");
+    assert!(!format!("{report:?}").contains(wrong));
+}
+
+#[tokio::test]
+async fn a_missing_required_role_is_named() {
+    let user = SimUser::new(
+        "no.dictionary",
+        "no-dictionary-password",
+        &["itil", "personalize_choices", "user_admin"],
+    );
+    let sim = start(vec![user]).await;
+    let report = validate(
+        sim.base_url(),
+        basic("no.dictionary", "no-dictionary-password"),
+    )
+    .await;
+    let text = report.render();
+    assert!(!report.passed());
+    assert_eq!(failures(&report), [CheckKind::Roles], "{text}");
+    let roles = check(&report, CheckKind::Roles);
+    assert!(
+        roles
+            .message
+            .contains("no.dictionary is missing required role(s): personalize_dictionary"),
+        "{roles:?}"
+    );
+    assert!(
+        roles
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("grant personalize_dictionary")),
+        "{roles:?}"
+    );
+    assert_eq!(check(&report, CheckKind::AdvisedRole).outcome, Outcome::Pass);
+    assert!(!text.contains("no-dictionary-password"), "{text}");
+}
+
+#[tokio::test]
+async fn lacking_only_user_admin_warns_but_passes() {
+    let user = SimUser::new(
+        "no.user.admin",
+        "no-user-admin-password",
+        &["itil", "personalize_choices", "personalize_dictionary"],
+    );
+    let sim = start(vec![user]).await;
+    let report = validate(
+        sim.base_url(),
+        basic("no.user.admin", "no-user-admin-password"),
+    )
+    .await;
+    let text = report.render();
+    assert!(report.passed(), "{text}");
+    assert_eq!(check(&report, CheckKind::Roles).outcome, Outcome::Pass);
+    let advised = check(&report, CheckKind::AdvisedRole);
+    assert_eq!(advised.outcome, Outcome::Warn, "{text}");
+    assert!(advised.message.contains("does not have user_admin"), "{advised:?}");
+    assert!(text.contains("Result: passed with 1 warning(s)."), "{text}");
+}
+
+#[tokio::test]
+async fn a_table_without_read_access_fails_that_table_only() {
+    let mut user = SimUser::new(
+        "no.audit",
+        "no-audit-password",
+        &[
+            "itil",
+            "personalize_choices",
+            "personalize_dictionary",
+            "user_admin",
+        ],
+    );
+    user.denied_tables.insert("sys_audit_delete".to_owned());
+    let sim = start(vec![user]).await;
+    let report = validate(sim.base_url(), basic("no.audit", "no-audit-password")).await;
+    let text = report.render();
+    assert!(!report.passed());
+    assert_eq!(
+        failures(&report),
+        [CheckKind::TableRead("sys_audit_delete")],
+        "{text}"
+    );
+    let denied = check(&report, CheckKind::TableRead("sys_audit_delete"));
+    assert!(
+        denied
+            .message
+            .contains("read access to sys_audit_delete denied (HTTP 403)"),
+        "{denied:?}"
+    );
+    assert!(
+        denied
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("deletions will not reach SEI")),
+        "{denied:?}"
+    );
+    assert!(!text.contains("no-audit-password"), "{text}");
+}
+
+#[tokio::test]
+async fn client_credentials_skip_the_role_check_with_a_note() {
+    let sim = start(Vec::new()).await;
+    let report = validate(sim.base_url(), oauth(OAuthGrant::ClientCredentials, None)).await;
+    let text = report.render();
+    assert!(report.passed(), "{text}");
+    assert_eq!(check(&report, CheckKind::Auth).outcome, Outcome::Pass);
+    let roles = check(&report, CheckKind::Roles);
+    assert_eq!(roles.outcome, Outcome::Skipped, "{text}");
+    assert!(
+        roles.message.contains("make sure it has itil"),
+        "{roles:?}"
+    );
+    assert_eq!(
+        check(&report, CheckKind::TableRead("incident")).outcome,
+        Outcome::Pass
+    );
+    assert!(!text.contains(DEFAULT_CLIENT_SECRET), "{text}");
+}
+
+#[tokio::test]
+async fn a_missing_refresh_token_file_points_to_oauth_login() {
+    let sim = start(Vec::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = validate(
+        sim.base_url(),
+        oauth(
+            OAuthGrant::AuthorizationCode,
+            Some(dir.path().join("absent.token")),
+        ),
+    )
+    .await;
+    let text = report.render();
+    assert!(!report.passed());
+    assert_eq!(failures(&report), [CheckKind::Auth], "{text}");
+    assert_eq!(check(&report, CheckKind::Http).outcome, Outcome::Pass);
+    let auth = check(&report, CheckKind::Auth);
+    assert!(auth.message.contains("cannot read refresh token file"), "{auth:?}");
+    assert!(
+        auth.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("oauth login --integration acme")),
+        "{auth:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_reported_as_a_refused_grant() {
+    let sim = start(Vec::new()).await;
+    let mut auth = oauth(OAuthGrant::ClientCredentials, None);
+    if let AuthConfig::Oauth(oauth) = &mut auth {
+        oauth.client_secret = SecretString::from("not-the-client-secret");
+    }
+    let report = validate(sim.base_url(), auth).await;
+    let text = report.render();
+    assert_eq!(failures(&report), [CheckKind::Auth], "{text}");
+    assert!(
+        check(&report, CheckKind::Auth)
+            .message
+            .contains("the OAuth token endpoint refused the client_credentials grant (HTTP 401)"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-client-secret"), "{text}");
+}
