@@ -51,6 +51,10 @@ impl TopicSpec {
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A broker that does not answer CreateTopics at all should not hold start-up for long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed create, how long to wait for the topics to show up anyway.
+const EXISTING_TOPIC_WAIT: Duration = Duration::from_secs(5);
 
 /// Creates every missing topic; topics that already exist are left as they are.
 ///
@@ -79,36 +83,41 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(|error| BusError::Admin {
-            topic: specs
-                .iter()
-                .map(|spec| spec.name.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            reason: format!("create request failed: {error}"),
-        })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(BusError::Admin {
-                    topic,
-                    reason: format!("create failed: {code}"),
-                });
+    let options = AdminOptions::new()
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+        .request_timeout(Some(REQUEST_TIMEOUT));
+    // Creating may be forbidden (ACLs, or topics managed by operators) while the topics exist;
+    // that is fine. So a failed create is only a warning, and the metadata check below decides.
+    let mut create_failures = Vec::new();
+    match admin.create_topics(&new_topics, &options).await {
+        Err(error) => create_failures.push(format!("create request failed: {error}")),
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => create_failures.push(format!("{topic}: {code}")),
+                }
             }
         }
     }
-    check_partitions(kafka, specs).await
+    if !create_failures.is_empty() {
+        tracing::warn!(
+            failures = %create_failures.join("; "),
+            "could not create topics; continuing if they already exist"
+        );
+    }
+    check_partitions(kafka, specs, &create_failures).await
 }
 
 /// Verifies that every topic is visible in the metadata with at least the requested partitions.
-async fn check_partitions(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), BusError> {
+async fn check_partitions(
+    kafka: &KafkaConfig,
+    specs: &[TopicSpec],
+    create_failures: &[String],
+) -> Result<(), BusError> {
     let kafka = kafka.clone();
     let specs = specs.to_vec();
+    let create_failures = create_failures.join("; ");
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer =
             client_config(&kafka)
@@ -119,7 +128,20 @@ async fn check_partitions(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<()
                     source: Box::new(source),
                 })?;
         for spec in &specs {
-            let partitions = wait_for_partitions(&consumer, &spec.name)?;
+            let wait = if create_failures.is_empty() {
+                ADMIN_TIMEOUT
+            } else {
+                EXISTING_TOPIC_WAIT
+            };
+            let partitions = wait_for_partitions(&consumer, &spec.name, wait).map_err(|error| {
+                match (error, create_failures.is_empty()) {
+                    (BusError::Admin { topic, reason }, false) => BusError::Admin {
+                        topic,
+                        reason: format!("{reason} (creating it failed: {create_failures})"),
+                    },
+                    (error, _) => error,
+                }
+            })?;
             if partitions < spec.partitions {
                 return Err(BusError::Admin {
                     topic: spec.name.clone(),
@@ -141,8 +163,12 @@ async fn check_partitions(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<()
 }
 
 /// Newly created topics appear in metadata a little later on some brokers; poll briefly.
-fn wait_for_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, BusError> {
-    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+fn wait_for_partitions(
+    consumer: &BaseConsumer,
+    topic: &str,
+    wait: Duration,
+) -> Result<i32, BusError> {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))

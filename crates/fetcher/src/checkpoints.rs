@@ -83,6 +83,9 @@ fn read_to_end(
     // Manual assignment, no group: reading checkpoints must not join or disturb any group.
     config.set("enable.auto.commit", "false");
     config.set("group.id", "nowstream-fetcher-checkpoint-reader");
+    // With exactly_once a checkpoint belongs to a transaction: one from an aborted transaction
+    // covers records that were never committed, so resuming from it would skip them.
+    config.set("isolation.level", "read_committed");
     let consumer: BaseConsumer = config
         .create()
         .map_err(|error| failed(format!("cannot create reader: {error}")))?;

@@ -30,7 +30,7 @@ pub enum FetchError {
         integration_id: String,
         table: String,
         #[source]
-        source: nowstream_servicenow::client::ClientError,
+        source: Box<nowstream_servicenow::client::ClientError>,
     },
     #[error("coordination group {group}: {reason}")]
     Coordination { group: String, reason: String },

@@ -4,7 +4,9 @@
 //! values, and SEI's datasheet needs two of those (the business service's department, the
 //! requester's department). So for incident and change_request the fetcher lists the columns
 //! itself — read from `sys_dictionary` for the table and `task`, which both extend — plus the
-//! dot-walked fields. The same list, minus excluded fields, implements `exclude_at_source`.
+//! dot-walked fields. The same list, minus excluded fields, implements `exclude_at_source` for
+//! those two tables; other tables are fetched without a list (see [`needs_field_list`]) and
+//! their excluded fields are removed before anything is published.
 
 use std::collections::BTreeSet;
 
@@ -30,9 +32,13 @@ fn dictionary_tables(table: &str) -> Vec<&str> {
     }
 }
 
-/// Whether the fetcher must send an explicit field list for `table`.
-pub fn needs_field_list(table: &str, exclude_at_source: bool) -> bool {
-    exclude_at_source || !dot_walked(table).is_empty()
+/// Whether the fetcher must send an explicit field list for `table`: only to get its
+/// dot-walked fields. Exclusion alone is no reason: a table whose columns `sys_dictionary` does
+/// not list under its own name (inherited from a parent such as `sys_metadata`, or absent for
+/// the integration user) would come back with nothing but `sys_id` and `sys_updated_on`, and
+/// every user or field definition would silently lose its data.
+pub fn needs_field_list(table: &str) -> bool {
+    !dot_walked(table).is_empty()
 }
 
 /// Every column of `table` plus its dot-walked fields, minus those `excluded` says to drop.
@@ -72,10 +78,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn incident_and_change_request_need_a_field_list_for_their_dot_walked_departments() {
-        assert!(needs_field_list("incident", false));
-        assert!(needs_field_list("change_request", false));
-        assert!(!needs_field_list("sys_user", false));
-        assert!(needs_field_list("sys_user", true));
+    fn only_incident_and_change_request_need_a_field_list_for_their_dot_walked_departments() {
+        assert!(needs_field_list("incident"));
+        assert!(needs_field_list("change_request"));
+        assert!(!needs_field_list("sys_user"));
+        assert!(!needs_field_list("sys_dictionary"));
     }
 }

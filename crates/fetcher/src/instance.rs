@@ -70,17 +70,42 @@ pub fn client_config(
     config.allow_http = integration.allow_http;
     // The client ignores proxy variables on purpose (what the config says happens); the fetcher
     // honours HTTPS_PROXY as the documented fallback, as operators expect of a CLI tool.
+    let host = config.instance_url.host_str().unwrap_or_default().to_owned();
     let proxy = fetcher
         .https_proxy
         .clone()
-        .or_else(|| std::env::var("HTTPS_PROXY").ok())
-        .or_else(|| std::env::var("https_proxy").ok())
+        .or_else(|| env_proxy_for(&host))
         .filter(|proxy| !proxy.trim().is_empty());
     config.proxy = proxy
         .map(|proxy| Url::parse(&proxy))
         .transpose()
         .map_err(|error| invalid(format!("https proxy is not a URL: {error}")))?;
     Ok(config)
+}
+
+/// `HTTPS_PROXY` unless `NO_PROXY` names the host (exactly, or as a `.suffix`/`suffix` of it) or
+/// the host is a loopback address, as curl and most HTTP tools treat these variables.
+fn env_proxy_for(host: &str) -> Option<String> {
+    let variable = |name: &str| {
+        std::env::var(name)
+            .or_else(|_| std::env::var(name.to_lowercase()))
+            .ok()
+    };
+    let proxy = variable("HTTPS_PROXY")?;
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let excluded = variable("NO_PROXY").is_some_and(|list| {
+        list.split(',').map(str::trim).any(|entry| {
+            entry == "*"
+                || (!entry.is_empty()
+                    && (host == entry.trim_start_matches('.')
+                        || host.ends_with(&format!(".{}", entry.trim_start_matches('.')))))
+        })
+    });
+    (!loopback && !excluded).then_some(proxy)
 }
 
 /// Builds the client for one integration.

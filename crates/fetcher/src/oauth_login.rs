@@ -138,8 +138,9 @@ pub enum LoginError {
     #[error("integration {integration_id}: exchanging the authorization code failed: {source}")]
     Exchange {
         integration_id: String,
+        /// Boxed: a `ClientError` is large and this is the rare path.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     #[error(
         "integration {integration_id}: ServiceNow issued no refresh token; check the refresh \
@@ -200,7 +201,7 @@ pub async fn login<W: Write>(
         .await
         .map_err(|source| LoginError::Exchange {
             integration_id: integration_id.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     let refresh_token = tokens
         .refresh_token
@@ -620,7 +621,11 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(leftovers, ["refresh_token"], "no temporary file stays behind");
+        assert_eq!(
+            leftovers,
+            ["refresh_token"],
+            "no temporary file stays behind"
+        );
     }
 
     #[test]

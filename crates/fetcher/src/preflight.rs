@@ -329,8 +329,16 @@ async fn run_checks(
                 format!("the connection settings are invalid: {error}"),
                 "fix the integration's URL or [fetcher] https_proxy (or HTTPS_PROXY)",
             ));
-            skip_all(checks, &AFTER_URL[1..], "the connection settings are invalid");
-            skip_all(checks, &AFTER_AUTH_KINDS, "the connection settings are invalid");
+            skip_all(
+                checks,
+                &AFTER_URL[1..],
+                "the connection settings are invalid",
+            );
+            skip_all(
+                checks,
+                &AFTER_AUTH_KINDS,
+                "the connection settings are invalid",
+            );
             return;
         }
     };
@@ -350,7 +358,11 @@ async fn run_checks(
     checks.push(http);
     checks.push(check_clock(server_date, SystemTime::now()));
     if !reachable {
-        skip_all(checks, &AFTER_AUTH_KINDS, "the instance does not answer HTTP");
+        skip_all(
+            checks,
+            &AFTER_AUTH_KINDS,
+            "the instance does not answer HTTP",
+        );
         return;
     }
     check_access(integration, fetcher, checks).await;
@@ -552,10 +564,13 @@ async fn check_connect(target: &Target, addrs: &[SocketAddr]) -> (Check, Option<
     for addr in addrs {
         match tokio::time::timeout(NETWORK_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(_stream)) => {
-                return (
-                    Check::pass(kind, format!("connected to {} ({addr})", target.describe())),
-                    Some(*addr),
-                );
+                let target = target.describe();
+                let message = if target.ends_with(&addr.to_string()) {
+                    format!("connected to {target}")
+                } else {
+                    format!("connected to {target} ({addr})")
+                };
+                return (Check::pass(kind, message), Some(*addr));
             }
             Ok(Err(error)) => errors.push(format!("{addr}: {error}")),
             Err(_) => errors.push(format!(
@@ -843,7 +858,10 @@ fn preflight_client(
 
 /// What the authentication request learned about the integration user.
 enum Identity {
-    Found { user_name: String, sys_id: String },
+    Found {
+        user_name: String,
+        sys_id: String,
+    },
     /// Not found; the check says why.
     Unknown(Check),
 }
@@ -1005,10 +1023,7 @@ async fn check_roles(client: &Client, user_name: &str, sys_id: &str) -> (Check, 
         .collect();
     let request = ListRequest {
         table: tables::SYS_USER_HAS_ROLE.to_owned(),
-        query: format!(
-            "user={sys_id}^state=active^role.nameIN{}",
-            wanted.join(",")
-        ),
+        query: format!("user={sys_id}^state=active^role.nameIN{}", wanted.join(",")),
         limit: 100,
         offset: 0,
         fields: Some(vec!["role.name".to_owned()]),
@@ -1113,9 +1128,10 @@ async fn check_table(client: &Client, table: &'static str) -> Check {
     };
     match client.list_page(&request).await {
         Ok(page) => {
-            let rows = page
-                .total
-                .map_or_else(|| "row count not reported".to_owned(), |n| format!("{n} rows"));
+            let rows = page.total.map_or_else(
+                || "row count not reported".to_owned(),
+                |n| format!("{n} rows"),
+            );
             if page.records.is_empty() && page.total.is_some_and(|n| n > 0) {
                 Check::warn(
                     kind,
@@ -1274,13 +1290,17 @@ mod tests {
     fn admin_satisfies_every_role_and_a_missing_role_is_named() {
         let held: BTreeSet<String> = ["admin".to_owned()].into();
         let (roles, advised) = role_checks("svc", &held);
-        assert_eq!((roles.outcome, advised.outcome), (Outcome::Pass, Outcome::Pass));
-        let held: BTreeSet<String> = ["itil", "personalize_choices"]
-            .map(str::to_owned)
-            .into();
+        assert_eq!(
+            (roles.outcome, advised.outcome),
+            (Outcome::Pass, Outcome::Pass)
+        );
+        let held: BTreeSet<String> = ["itil", "personalize_choices"].map(str::to_owned).into();
         let (roles, advised) = role_checks("svc", &held);
         assert_eq!(roles.outcome, Outcome::Fail);
-        assert!(roles.message.ends_with("personalize_dictionary"), "{roles:?}");
+        assert!(
+            roles.message.ends_with("personalize_dictionary"),
+            "{roles:?}"
+        );
         assert_eq!(advised.outcome, Outcome::Warn);
     }
 
@@ -1299,19 +1319,13 @@ mod tests {
             has_next: None,
         };
         let held = held_roles(&page);
-        assert_eq!(
-            held.into_iter().collect::<Vec<_>>(),
-            ["itil", "user_admin"]
-        );
+        assert_eq!(held.into_iter().collect::<Vec<_>>(), ["itil", "user_admin"]);
     }
 
     #[test]
     fn scrubbing_replaces_secrets_but_not_tiny_ones() {
         let secrets = [SecretString::from("hunter2"), SecretString::from("ab")];
-        assert_eq!(
-            scrub("pw hunter2 in ab", &secrets),
-            "pw [REDACTED] in ab"
-        );
+        assert_eq!(scrub("pw hunter2 in ab", &secrets), "pw [REDACTED] in ab");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use nowstream_normalizer::ExclusionPolicy;
@@ -99,9 +100,7 @@ pub async fn run_unit(unit: WorkUnit, env: UnitEnv, cancel: CancellationToken) -
             _ = cancel.cancelled() => return Ok(()),
             result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result,
         };
-        if let Err(error) = scan_result {
-            return Err(error);
-        }
+        scan_result?;
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep(env.settings.poll_interval) => {}
@@ -131,11 +130,11 @@ async fn scan_once(
     let service_now_error = |source| FetchError::ServiceNow {
         integration_id: env.integration.id.clone(),
         table: table.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let exclusion = env.integration.excluded_at_source.as_ref();
     if let UnitKind::Records(table) = unit.kind
-        && fields::needs_field_list(table, exclusion.is_some())
+        && fields::needs_field_list(table)
     {
         let excluded = |field: &str| exclusion.is_some_and(|policy| policy.excludes(field));
         let list = fields::field_list(&env.integration.client, table, &excluded)
@@ -145,26 +144,30 @@ async fn scan_once(
     }
     let mut scan = env.integration.client.scan(request);
     let mut progress = Progress::new(unit, phase);
-    loop {
-        let page = scan
-            .next_page()
-            .await
-            .map_err(|source| classify(service_now_error(source)))?;
-        let Some(page) = page else {
-            progress.finish();
-            if let Some(found) = checkpoint.as_ref() {
-                metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
-            }
-            return Ok(());
-        };
-        let published = publish_page(unit, env, checkpoint, recent, &page)
-            .await
-            .map_err(UnitFailure::Retry)?;
+    let mut page = scan
+        .next_page()
+        .await
+        .map_err(|source| classify(service_now_error(source)))?;
+    while let Some(current) = page {
+        // Fetch the next page while Kafka acknowledges this one: ServiceNow's response time
+        // and the broker's round trips overlap instead of adding up. The checkpoint still
+        // moves only after this page's records were acknowledged.
+        let (next, published) = tokio::join!(
+            scan.next_page(),
+            publish_page(unit, env, checkpoint, recent, &current)
+        );
+        let published = published.map_err(UnitFailure::Retry)?;
         if let Some(found) = checkpoint.as_ref() {
             recent.forget_before(found.last_updated_on - overlap);
         }
-        progress.page(page.records.len(), published, page.remaining);
+        progress.page(current.records.len(), published, current.remaining);
+        page = next.map_err(|source| classify(service_now_error(source)))?;
     }
+    progress.finish();
+    if let Some(found) = checkpoint.as_ref() {
+        metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
+    }
+    Ok(())
 }
 
 /// Wrong credentials or missing rights are fatal; everything else is worth another try.
@@ -192,9 +195,12 @@ async fn publish_page(
     let mut records = Vec::with_capacity(page.records.len());
     let mut fresh = Vec::with_capacity(page.records.len());
     for record in &page.records {
-        let converted = match unit.kind {
-            UnitKind::Records(table) => raw::upsert(&origin, table, record),
-            UnitKind::Deletions => raw::deletion(&origin, record),
+        let converted = match (unit.kind, integration.excluded_at_source.as_ref()) {
+            (UnitKind::Records(table), Some(policy)) => {
+                raw::upsert(&origin, table, &without_excluded(policy, record))
+            }
+            (UnitKind::Records(table), None) => raw::upsert(&origin, table, record),
+            (UnitKind::Deletions, _) => raw::deletion(&origin, record),
         };
         let raw = match converted {
             Ok(raw) => raw,
@@ -229,6 +235,18 @@ async fn publish_page(
     metrics::checkpoint_time(&integration.id, unit.source_table(), next.last_updated_on);
     *checkpoint = Some(next);
     Ok(records.len())
+}
+
+/// `record` without the fields `policy` excludes, at any nesting level. With
+/// `exclude_at_source`, tables fetched without a field list still return excluded fields; they
+/// are dropped here, before anything reaches Kafka.
+fn without_excluded(policy: &ExclusionPolicy, record: &Map<String, Value>) -> Map<String, Value> {
+    let mut value = Value::Object(record.clone());
+    policy.strip(&mut value);
+    match value {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
 }
 
 fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {

@@ -8,7 +8,10 @@
 //! from a producer whose `transactional.id` is derived from the unit, so a unit's new owner
 //! fences its previous owner's unfinished transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Mutex;
 
 use rdkafka::producer::Producer as _;
 
@@ -36,20 +39,31 @@ impl Encoded {
 #[derive(Debug, Clone)]
 pub enum PageWriter {
     AtLeastOnce(Producer),
-    Transactional(Producer),
+    Transactional(Arc<TransactionalWriter>),
+}
+
+/// A transactional producer that is rebuilt after any failed transaction: some transaction
+/// errors leave a producer unusable (fenced, fatal), and `init_transactions` on a fresh one
+/// aborts whatever the old one left open.
+#[derive(Debug)]
+pub struct TransactionalWriter {
+    kafka: KafkaConfig,
+    transactional_id: String,
+    producer: Mutex<Option<Producer>>,
 }
 
 impl PageWriter {
     /// A transactional writer for one unit; `transactional_id` must be stable per unit.
     pub async fn transactional(kafka: &KafkaConfig, transactional_id: &str) -> Result<Self, FetchError> {
-        let producer = Producer::with_overrides(kafka, &[("transactional.id", transactional_id)])?;
-        let rdkafka = producer.rdkafka().clone();
-        let id = transactional_id.to_owned();
-        tokio::task::spawn_blocking(move || rdkafka.init_transactions(TRANSACTION_TIMEOUT))
-            .await
-            .map_err(|error| transaction_error(&id, "init", error.to_string()))?
-            .map_err(|error| transaction_error(&id, "init", error.to_string()))?;
-        Ok(Self::Transactional(producer))
+        let writer = TransactionalWriter {
+            kafka: kafka.clone(),
+            transactional_id: transactional_id.to_owned(),
+            producer: Mutex::new(None),
+        };
+        // Initialise now, so configuration problems show at start-up, not at the first page.
+        let producer = writer.init().await?;
+        *writer.producer.lock().await = Some(producer);
+        Ok(Self::Transactional(Arc::new(writer)))
     }
 
     /// Produces `records`, then `checkpoint`; returns once Kafka has all of them.
@@ -66,21 +80,54 @@ impl PageWriter {
                 producer.send(checkpoint.out()).await?;
                 Ok(())
             }
-            Self::Transactional(producer) => {
-                let result = Self::write_transaction(producer, records, checkpoint).await;
-                if result.is_err() {
-                    let rdkafka = producer.rdkafka().clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        rdkafka.abort_transaction(TRANSACTION_TIMEOUT)
-                    })
-                    .await;
-                }
-                result
-            }
+            Self::Transactional(writer) => writer.write(records, checkpoint).await,
         }
     }
+}
 
-    async fn write_transaction(
+impl TransactionalWriter {
+    async fn init(&self) -> Result<Producer, FetchError> {
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms; a minute bounds how
+        // long a dead owner's open transaction blocks read_committed consumers.
+        let producer = Producer::with_overrides(
+            &self.kafka,
+            &[
+                ("transactional.id", self.transactional_id.as_str()),
+                ("transaction.timeout.ms", "60000"),
+                ("message.timeout.ms", "60000"),
+            ],
+        )?;
+        let rdkafka = producer.rdkafka().clone();
+        tokio::task::spawn_blocking(move || rdkafka.init_transactions(TRANSACTION_TIMEOUT))
+            .await
+            .map_err(|error| self.error("init", error.to_string()))?
+            .map_err(|error| self.error("init", error.to_string()))?;
+        Ok(producer)
+    }
+
+    async fn write(&self, records: &[Encoded], checkpoint: &Encoded) -> Result<(), FetchError> {
+        let mut slot = self.producer.lock().await;
+        let producer = match slot.take() {
+            Some(producer) => producer,
+            None => self.init().await?,
+        };
+        let result = self.transaction(&producer, records, checkpoint).await;
+        match result {
+            Ok(()) => *slot = Some(producer),
+            Err(_) => {
+                let rdkafka = producer.rdkafka().clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    rdkafka.abort_transaction(TRANSACTION_TIMEOUT)
+                })
+                .await;
+                // Dropped: the next page starts from a freshly initialised producer.
+            }
+        }
+        result
+    }
+
+    async fn transaction(
+        &self,
         producer: &Producer,
         records: &[Encoded],
         checkpoint: &Encoded,
@@ -88,7 +135,7 @@ impl PageWriter {
         let rdkafka = producer.rdkafka().clone();
         rdkafka
             .begin_transaction()
-            .map_err(|error| transaction_error("*", "begin", error.to_string()))?;
+            .map_err(|error| self.error("begin", error.to_string()))?;
         let mut pending = Vec::with_capacity(records.len() + 1);
         for record in records.iter().chain(std::iter::once(checkpoint)) {
             pending.push(producer.enqueue(record.out()).await?);
@@ -98,8 +145,12 @@ impl PageWriter {
         }
         tokio::task::spawn_blocking(move || rdkafka.commit_transaction(TRANSACTION_TIMEOUT))
             .await
-            .map_err(|error| transaction_error("*", "commit", error.to_string()))?
-            .map_err(|error| transaction_error("*", "commit", error.to_string()))
+            .map_err(|error| self.error("commit", error.to_string()))?
+            .map_err(|error| self.error("commit", error.to_string()))
+    }
+
+    fn error(&self, step: &str, reason: String) -> FetchError {
+        transaction_error(&self.transactional_id, step, reason)
     }
 }
 

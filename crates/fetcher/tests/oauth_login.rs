@@ -146,7 +146,10 @@ async fn login_stores_a_private_refresh_token_that_the_fetcher_can_use() {
         );
         let redirect = query_param(&url, "redirect_uri").expect("redirect_uri");
         assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
-        assert!(!redirect.contains(":0/"), "the bound port is sent: {redirect}");
+        assert!(
+            !redirect.contains(":0/"),
+            "the bound port is sent: {redirect}"
+        );
         // Approve at the simulator and follow its redirect to the login's listener.
         let page = reqwest::get(url).await.expect("the browser round trip");
         let status = page.status();
@@ -154,7 +157,12 @@ async fn login_stores_a_private_refresh_token_that_the_fetcher_can_use() {
         (status, body)
     };
     let (stored, (status, body)) = tokio::join!(
-        login(&config, ID, options(Duration::from_secs(30)), terminal.clone()),
+        login(
+            &config,
+            ID,
+            options(Duration::from_secs(30)),
+            terminal.clone()
+        ),
         browser
     );
     let stored = stored.expect("login succeeds");
@@ -222,15 +230,27 @@ async fn a_redirect_with_a_foreign_state_is_refused_and_nothing_is_stored() {
         no_redirects().get(forged).send().await.unwrap().status()
     };
     let (result, status) = tokio::join!(
-        login(&config, ID, options(Duration::from_secs(30)), terminal.clone()),
+        login(
+            &config,
+            ID,
+            options(Duration::from_secs(30)),
+            terminal.clone()
+        ),
         forger
     );
     assert_eq!(status, 400);
     let error = result.expect_err("a foreign state must not log in");
     assert!(matches!(error, LoginError::StateMismatch { .. }), "{error}");
-    assert!(error.to_string().contains("does not belong to this login"), "{error}");
+    assert!(
+        error.to_string().contains("does not belong to this login"),
+        "{error}"
+    );
     assert!(!token_file.exists());
-    assert_eq!(sim.stats().requests_to("/oauth_token.do"), 0, "no code was exchanged");
+    assert_eq!(
+        sim.stats().requests_to("/oauth_token.do"),
+        0,
+        "no code was exchanged"
+    );
 }
 
 #[tokio::test]
@@ -256,14 +276,19 @@ async fn an_error_in_the_redirect_is_reported() {
         no_redirects().get(callback).send().await.unwrap().status()
     };
     let (result, _) = tokio::join!(
-        login(&config, ID, options(Duration::from_secs(30)), terminal.clone()),
+        login(
+            &config,
+            ID,
+            options(Duration::from_secs(30)),
+            terminal.clone()
+        ),
         denier
     );
     let error = result.expect_err("a denial must not log in");
     assert!(
-        error
-            .to_string()
-            .contains("ServiceNow refused the authorization: access_denied (the user denied access)"),
+        error.to_string().contains(
+            "ServiceNow refused the authorization: access_denied (the user denied access)"
+        ),
         "{error}"
     );
     assert!(!token_file.exists());
@@ -298,9 +323,14 @@ async fn login_refuses_integrations_it_cannot_serve() {
         OAuthGrant::AuthorizationCode,
         Some(dir.path().join("t")),
     ));
-    let error = login(&config, "other", LoginOptions::default(), Terminal::default())
-        .await
-        .unwrap_err();
+    let error = login(
+        &config,
+        "other",
+        LoginOptions::default(),
+        Terminal::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         error
             .to_string()
@@ -321,7 +351,10 @@ async fn login_refuses_integrations_it_cannot_serve() {
     let error = login(&config, ID, LoginOptions::default(), Terminal::default())
         .await
         .unwrap_err();
-    assert!(matches!(error, LoginError::NoRefreshTokenFile { .. }), "{error}");
+    assert!(
+        matches!(error, LoginError::NoRefreshTokenFile { .. }),
+        "{error}"
+    );
 
     config.integrations[0] = integration(url, OAuthGrant::ClientCredentials, None);
     let error = login(&config, ID, LoginOptions::default(), Terminal::default())

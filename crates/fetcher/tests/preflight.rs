@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use nowstream_fetcher::preflight::{
-    self, CheckKind, IntegrationReport, Outcome, Report, TABLES,
+use nowstream_fetcher::preflight::{self, CheckKind, IntegrationReport, Outcome, Report, TABLES};
+use nowstream_runtime::{
+    AuthConfig, BasicAuth, Config, IntegrationConfig, OAuthConfig, OAuthGrant,
 };
-use nowstream_runtime::{AuthConfig, BasicAuth, Config, IntegrationConfig, OAuthConfig, OAuthGrant};
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, GeneratorConfig, RunningSim, SimConfig, SimUser, Simulator,
@@ -109,7 +109,10 @@ async fn a_correct_setup_passes_every_check() {
         .into_iter()
         .chain(TABLES.iter().map(|t| CheckKind::TableRead(t)))
     {
-        assert!(only(&report).check(kind).is_some(), "{kind:?} missing\n{text}");
+        assert!(
+            only(&report).check(kind).is_some(),
+            "{kind:?} missing\n{text}"
+        );
     }
     assert!(text.contains("Result: all checks passed."), "{text}");
     assert!(!text.contains(DEFAULT_INTEGRATION_PASSWORD), "{text}");
@@ -125,12 +128,18 @@ async fn a_malformed_url_fails_the_url_check_and_skips_the_rest() {
     assert!(!report.passed());
     assert_eq!(failures(&report), [CheckKind::Url]);
     assert!(
-        check(&report, CheckKind::Url).message.contains("is not a URL"),
+        check(&report, CheckKind::Url)
+            .message
+            .contains("is not a URL"),
         "{}",
         report.render()
     );
     assert_eq!(check(&report, CheckKind::Auth).outcome, Outcome::Skipped);
-    assert!(report.render().contains("Result: FAILED"), "{}", report.render());
+    assert!(
+        report.render().contains("Result: FAILED"),
+        "{}",
+        report.render()
+    );
 }
 
 #[tokio::test]
@@ -145,7 +154,12 @@ async fn an_unreachable_port_fails_the_connect_check() {
     )
     .await;
     assert!(!report.passed());
-    assert_eq!(failures(&report), [CheckKind::Connect], "{}", report.render());
+    assert_eq!(
+        failures(&report),
+        [CheckKind::Connect],
+        "{}",
+        report.render()
+    );
     let connect = check(&report, CheckKind::Connect);
     assert!(
         connect
@@ -211,7 +225,10 @@ async fn a_missing_required_role_is_named() {
             .is_some_and(|h| h.contains("grant personalize_dictionary")),
         "{roles:?}"
     );
-    assert_eq!(check(&report, CheckKind::AdvisedRole).outcome, Outcome::Pass);
+    assert_eq!(
+        check(&report, CheckKind::AdvisedRole).outcome,
+        Outcome::Pass
+    );
     assert!(!text.contains("no-dictionary-password"), "{text}");
 }
 
@@ -233,7 +250,10 @@ async fn lacking_only_user_admin_warns_but_passes() {
     assert_eq!(check(&report, CheckKind::Roles).outcome, Outcome::Pass);
     let advised = check(&report, CheckKind::AdvisedRole);
     assert_eq!(advised.outcome, Outcome::Warn, "{text}");
-    assert!(advised.message.contains("does not have user_admin"), "{advised:?}");
+    assert!(
+        advised.message.contains("does not have user_admin"),
+        "{advised:?}"
+    );
     assert!(text.contains("Result: passed with 1 warning(s)."), "{text}");
 }
 
@@ -285,10 +305,7 @@ async fn client_credentials_skip_the_role_check_with_a_note() {
     assert_eq!(check(&report, CheckKind::Auth).outcome, Outcome::Pass);
     let roles = check(&report, CheckKind::Roles);
     assert_eq!(roles.outcome, Outcome::Skipped, "{text}");
-    assert!(
-        roles.message.contains("make sure it has itil"),
-        "{roles:?}"
-    );
+    assert!(roles.message.contains("make sure it has itil"), "{roles:?}");
     assert_eq!(
         check(&report, CheckKind::TableRead("incident")).outcome,
         Outcome::Pass
@@ -313,7 +330,10 @@ async fn a_missing_refresh_token_file_points_to_oauth_login() {
     assert_eq!(failures(&report), [CheckKind::Auth], "{text}");
     assert_eq!(check(&report, CheckKind::Http).outcome, Outcome::Pass);
     let auth = check(&report, CheckKind::Auth);
-    assert!(auth.message.contains("cannot read refresh token file"), "{auth:?}");
+    assert!(
+        auth.message.contains("cannot read refresh token file"),
+        "{auth:?}"
+    );
     assert!(
         auth.hint
             .as_deref()

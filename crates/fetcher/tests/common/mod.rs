@@ -3,32 +3,106 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nowstream_bus::AckConsumer;
 use nowstream_model::{AvroRecord, RawRecord, RecordOp};
 use nowstream_runtime::{Config, Format};
-use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator};
+use nowstream_servicenow_sim::{
+    DEFAULT_CLIENT_ID, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, GeneratorConfig, RunningSim,
+    SimConfig, Simulator,
+};
 use nowstream_testkit::{TansuBroker, unique};
 
 pub const RAW_TABLES: [&str; 4] = ["incident", "change_request", "sys_user", "sys_dictionary"];
 
-pub async fn start_sim(incidents: usize, change_requests: usize, users: usize, same_second: usize) -> RunningSim {
-    let mut config = SimConfig::default();
-    config.data = GeneratorConfig {
-        incidents,
-        change_requests,
-        users,
-        same_second,
-        ..GeneratorConfig::default()
-    };
-    Simulator::start(config).await.expect("simulator starts")
+/// A simulator configuration with the given amount of generated data and defaults otherwise.
+pub fn sim_config(incidents: usize, change_requests: usize, users: usize, same_second: usize) -> SimConfig {
+    SimConfig {
+        data: GeneratorConfig {
+            incidents,
+            change_requests,
+            users,
+            same_second,
+            ..GeneratorConfig::default()
+        },
+        ..SimConfig::default()
+    }
 }
 
-/// Config text for one integration `4711` on `sim`, a unique topic prefix and fast polling.
-pub fn config_text(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: &str) -> String {
+pub async fn start_sim(incidents: usize, change_requests: usize, users: usize, same_second: usize) -> RunningSim {
+    Simulator::start(sim_config(incidents, change_requests, users, same_second))
+        .await
+        .expect("simulator starts")
+}
+
+/// `[integrations.auth]` for basic auth as the simulator's integration user.
+pub fn basic_auth(password: &str) -> String {
     format!(
-        r#"
+        r#"type = "basic"
+username = "{DEFAULT_INTEGRATION_USER}"
+password = "{password}""#
+    )
+}
+
+/// `[integrations.auth]` for OAuth with the simulator's client; `grant` lines add the grant
+/// and whatever it needs (`grant = "password"`, `username = …`).
+pub fn oauth_auth(client_secret: &str, grant: &str) -> String {
+    format!(
+        r#"type = "oauth"
+client_id = "{DEFAULT_CLIENT_ID}"
+client_secret = "{client_secret}"
+{grant}"#
+    )
+}
+
+/// One fetcher configuration against a broker and a simulator; every part can be adjusted
+/// before it is rendered.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub bootstrap_servers: String,
+    pub sim_url: String,
+    pub prefix: String,
+    pub group: String,
+    /// Lines of `[integrations.auth]`.
+    pub auth: String,
+    /// Extra lines of the `[[integrations]]` entry (`exclude_fields = …`).
+    pub integration: String,
+    /// Extra lines of `[fetcher]` (after the test defaults, which they may not repeat).
+    pub fetcher: String,
+    /// `poll_interval` of `[fetcher]`.
+    pub poll_interval: String,
+    /// `coordination_partitions` of `[fetcher]`.
+    pub coordination_partitions: u32,
+    /// One JSON object per log line instead of text.
+    pub json_logs: bool,
+}
+
+impl Setup {
+    /// Integration `4711` on `sim` with basic auth, a unique group, polling every second.
+    pub fn new(broker: &TansuBroker, sim: &RunningSim, prefix: &str) -> Self {
+        Self {
+            bootstrap_servers: broker.bootstrap_servers(),
+            sim_url: sim.base_url().to_owned(),
+            prefix: prefix.to_owned(),
+            group: unique("fetchers"),
+            auth: basic_auth(DEFAULT_INTEGRATION_PASSWORD),
+            integration: String::new(),
+            fetcher: String::new(),
+            poll_interval: "1s".to_owned(),
+            coordination_partitions: 6,
+            json_logs: false,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let log_format = if self.json_logs { "json" } else { "text" };
+        format!(
+            r#"
 [kafka]
 bootstrap_servers = "{servers}"
 topic_prefix = "{prefix}"
@@ -36,27 +110,60 @@ topic_prefix = "{prefix}"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
 
+[telemetry]
+log_format = "{log_format}"
+
+[http]
+listen = "127.0.0.1:0"
+
 [[integrations]]
 id = "4711"
 url = "{url}"
 allow_http = true
+{integration}
 [integrations.auth]
-type = "basic"
-username = "nowstream.integration"
-password = "integration-password"
+{auth}
 
 [fetcher]
-poll_interval = "1s"
+poll_interval = "{poll_interval}"
 overlap = "2s"
-coordination_partitions = 6
+coordination_partitions = {partitions}
 raw_topic_partitions = 3
 group_id = "{group}"
-{extra}
+{fetcher}
 "#,
-        servers = broker.bootstrap_servers(),
-        url = sim.base_url(),
-        group = unique("fetchers"),
-    )
+            servers = self.bootstrap_servers,
+            prefix = self.prefix,
+            url = self.sim_url,
+            integration = self.integration,
+            auth = self.auth,
+            poll_interval = self.poll_interval,
+            partitions = self.coordination_partitions,
+            group = self.group,
+            fetcher = self.fetcher,
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        Config::parse(&self.text(), Format::Toml).expect("test config is valid")
+    }
+
+    /// Writes the configuration to `dir/<name>` and returns the path, for the binary.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        // Parsing first turns a broken test config into a clear failure here rather than a
+        // start-up error in a child process.
+        self.config();
+        let path = dir.join(name);
+        std::fs::write(&path, self.text()).expect("config file is written");
+        path
+    }
+}
+
+/// Config text for one integration `4711` on `sim`, a unique topic prefix and fast polling.
+pub fn config_text(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: &str) -> String {
+    let mut setup = Setup::new(broker, sim, prefix);
+    setup.fetcher = extra.to_owned();
+    setup.text()
 }
 
 pub fn config(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: &str) -> Config {
@@ -139,4 +246,132 @@ impl RawReader {
         }
         true
     }
+}
+
+/// The `nowstream-fetcher` binary running as a child process, its stdout and stderr collected
+/// line by line. Killed (SIGKILL) when dropped.
+pub struct FetcherProcess {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl FetcherProcess {
+    /// Starts the binary on `config` with `RUST_LOG=rust_log`.
+    pub fn spawn(config: &Path, rust_log: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nowstream-fetcher"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", rust_log)
+            .env_remove("NOWSTREAM_CONFIG")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the fetcher binary starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        collect_lines(stdout, output.clone());
+        collect_lines(stderr, output.clone());
+        Self { child, output }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would end it; waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                // Let the reader threads drain what the process wrote last.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("child status").is_none()
+    }
+
+    /// Everything written to stdout and stderr so far, one entry per line.
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lock().expect("output lock").clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// The lines that are JSON log events (with `log_format = "json"`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(serde_json::Value::is_object)
+            .collect()
+    }
+
+    /// Waits up to `timeout` for a JSON log event `found` accepts; returns it.
+    pub async fn wait_for_event(
+        &self,
+        timeout: Duration,
+        found: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.events().into_iter().find(|event| found(event)) {
+                return Some(event);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for FetcherProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            into.lock().expect("output lock").push(line);
+        }
+    });
+}
+
+/// The `unit` a log event is about and its message, for events that have both.
+pub fn unit_event(event: &serde_json::Value) -> Option<(&str, &str)> {
+    Some((event.get("unit")?.as_str()?, event.get("message")?.as_str()?))
+}
+
+/// Table API requests the simulator answered so far (any table, any status).
+pub fn table_api_requests(sim: &RunningSim) -> u64 {
+    sim.stats()
+        .by_path
+        .iter()
+        .filter(|(path, _)| path.starts_with("/api/now/table/"))
+        .map(|(_, statuses)| statuses.values().sum::<u64>())
+        .sum()
 }

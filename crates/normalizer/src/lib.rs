@@ -1,0 +1,47 @@
+//! nowstream-normalizer: raw ServiceNow records in, SEI entities out.
+//!
+//! This crate is the normalizer's pure core; it knows nothing of Kafka. For each
+//! `RawRecord` consumed from `servicenow.raw.<table>`, [`map_record`] returns what to
+//! publish on `sei.servicenow.<entity>`: an [`EntityRecord`] to upsert (keyed
+//! `<integration_id>:<sys_id>`, Avro single-object encoded by [`EntityRecord::encode`]),
+//! a tombstone ([`Mapped::Delete`]) for a deletion, or a [`MapError`] whose
+//! [`code`](MapError::code) is the DLQ reason.
+//!
+//! | ServiceNow table | entity |
+//! |---|---|
+//! | `incident` | `incident` |
+//! | `change_request` | `change_request` |
+//! | `sys_user` | `user` |
+//! | `sys_dictionary` | `field_definition` |
+//!
+//! # How a record is mapped
+//!
+//! 1. The payload is parsed, then the [`ExclusionPolicy`] strips every excluded key from it,
+//!    recursively, *before* any mapping code runs: no mapping code can read an excluded
+//!    value, so none can leak one (into a field, a custom field, a derived value, or an
+//!    error message).
+//! 2. Fields are read as `sysparm_display_value=all` returns them,
+//!    `{"value": ..., "display_value": ...}`; plain strings, numbers, booleans and
+//!    `{"link", "value"}` objects are accepted too (see [`fields`]). Empty strings are null.
+//! 3. Choices become `Choice {value, label}`, references `Reference {sys_id, display_value}`,
+//!    dot-walked departments (`business_service.department`, `requested_by.department`) the
+//!    `*_department` references. Times are parsed from the UTC `value` only, never from a
+//!    display value (those are in the API user's zone). Incidents get a derived
+//!    `time_to_restore_ms`. Every top-level `u_*` field goes into `custom_fields`.
+//! 4. Identity and version come from the raw record: `integration_id`, `sys_id`,
+//!    `sys_updated_on`, and `sys_mod_count` (from the payload when the raw record lacks it).
+//!    `excluded_fields` names the withheld entity fields ([`mapping::excluded_fields`]).
+//!
+//! [`mapping::field_sources`] lists which ServiceNow field feeds which entity field;
+//! `docs/normalizer-mapping.md` is the same table for people.
+
+pub mod error;
+pub mod fields;
+pub mod mapping;
+pub mod policy;
+pub mod record;
+
+pub use error::MapError;
+pub use mapping::{excluded_fields, field_sources, map_record};
+pub use policy::{ExclusionPolicy, PolicyError};
+pub use record::{EntityRecord, Mapped};

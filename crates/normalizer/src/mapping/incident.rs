@@ -1,0 +1,93 @@
+//! `incident` → [`Incident`].
+
+use nowstream_model::Incident;
+
+use super::SourceKind::{Choice, Journal, Reference, Text, Time};
+use super::{Common, DerivedField, FieldSource};
+use crate::error::MapError;
+use crate::fields::Fields;
+
+pub(super) const SOURCES: &[FieldSource] = &[
+    FieldSource::new("number", "number", Text),
+    FieldSource::new("short_description", "short_description", Text),
+    FieldSource::new("description", "description", Text),
+    FieldSource::new("comments", "comments", Journal),
+    FieldSource::new("work_notes", "work_notes", Journal),
+    FieldSource::new("priority", "priority", Choice),
+    FieldSource::new("urgency", "urgency", Choice),
+    FieldSource::new("impact", "impact", Choice),
+    FieldSource::new("severity", "severity", Choice),
+    FieldSource::new("state", "state", Choice),
+    FieldSource::new("escalation", "escalation", Choice),
+    FieldSource::new("category", "category", Choice),
+    FieldSource::new("close_code", "close_code", Choice),
+    FieldSource::new("sys_created_on", "sys_created_on", Time),
+    FieldSource::new("opened_at", "opened_at", Time),
+    FieldSource::new("resolved_at", "resolved_at", Time),
+    FieldSource::new("closed_at", "closed_at", Time),
+    FieldSource::new("sla_due", "sla_due", Time),
+    FieldSource::new("parent", "parent", Reference),
+    FieldSource::new("assigned_to", "assigned_to", Reference),
+    FieldSource::new("created_by", "opened_by", Reference),
+    FieldSource::new("resolved_by", "resolved_by", Reference),
+    FieldSource::new("business_service", "business_service", Reference),
+    FieldSource::new(
+        "business_service_department",
+        "business_service.department",
+        Reference,
+    ),
+];
+
+/// Entity field of the derived time to restore.
+const TIME_TO_RESTORE: &str = "time_to_restore_ms";
+
+pub(super) const DERIVED: &[DerivedField] = &[DerivedField {
+    entity_field: TIME_TO_RESTORE,
+    inputs: &["opened_at", "resolved_at"],
+    rule: "resolved_at − opened_at in milliseconds; null unless both are set and resolved_at ≥ opened_at",
+}];
+
+pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<Incident, MapError> {
+    let opened_at = fields.time("opened_at")?;
+    let resolved_at = fields.time("resolved_at")?;
+    // Excluded inputs are already gone from the payload; this covers a policy that names
+    // the derived field itself.
+    let time_to_restore_ms = if common.excluded_fields.iter().any(|f| f == TIME_TO_RESTORE) {
+        None
+    } else {
+        Incident::derive_time_to_restore_ms(opened_at, resolved_at)
+    };
+    Ok(Incident {
+        integration_id: common.integration_id,
+        sys_id: common.sys_id,
+        sys_updated_on: common.sys_updated_on,
+        sys_mod_count: common.sys_mod_count,
+        number: fields.text("number")?,
+        short_description: fields.text("short_description")?,
+        description: fields.text("description")?,
+        comments: fields.journal("comments")?,
+        work_notes: fields.journal("work_notes")?,
+        priority: fields.choice("priority")?,
+        urgency: fields.choice("urgency")?,
+        impact: fields.choice("impact")?,
+        severity: fields.choice("severity")?,
+        state: fields.choice("state")?,
+        escalation: fields.choice("escalation")?,
+        category: fields.choice("category")?,
+        close_code: fields.choice("close_code")?,
+        sys_created_on: fields.time("sys_created_on")?,
+        opened_at,
+        resolved_at,
+        closed_at: fields.time("closed_at")?,
+        sla_due: fields.time("sla_due")?,
+        time_to_restore_ms,
+        parent: fields.reference("parent")?,
+        assigned_to: fields.reference("assigned_to")?,
+        created_by: fields.reference("opened_by")?,
+        resolved_by: fields.reference("resolved_by")?,
+        business_service: fields.reference("business_service")?,
+        business_service_department: fields.reference("business_service.department")?,
+        excluded_fields: common.excluded_fields,
+        custom_fields: common.custom_fields,
+    })
+}

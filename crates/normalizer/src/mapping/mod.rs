@@ -1,0 +1,256 @@
+//! Raw record → SEI entity: which ServiceNow field feeds which entity field, and the one
+//! entry point, [`map_record`].
+//!
+//! Each entity module lists its sources ([`field_sources`]) next to the code that reads
+//! them; a test checks the two agree, and the list is what `docs/normalizer-mapping.md`
+//! documents and what `excluded_fields` is computed from.
+
+mod change_request;
+mod field_definition;
+mod incident;
+mod user;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use nowstream_model::{CustomField, Entity, RawRecord, RecordKey, RecordOp};
+use serde_json::{Map, Value};
+
+use crate::error::MapError;
+use crate::fields::Fields;
+use crate::policy::ExclusionPolicy;
+use crate::record::{EntityRecord, Mapped};
+
+/// How a ServiceNow field's `{value, display_value}` becomes an entity field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// A string: the stored value (the display value when only that was returned).
+    Text,
+    /// A journal (`comments`, `work_notes`): the rendered display value, else the value.
+    Journal,
+    /// A `Choice`: value and label (display value).
+    Choice,
+    /// A `Reference`: sys_id (value) and display value; null without a sys_id.
+    Reference,
+    /// A UTC time parsed from the value only, never from the display value.
+    Time,
+    /// A boolean from the value (`true`/`false`).
+    Flag,
+    /// An integer from the value.
+    Integer,
+}
+
+/// One entity field and the ServiceNow field it is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FieldSource {
+    /// Field of the SEI entity (Avro and JSON name).
+    pub entity_field: &'static str,
+    /// ServiceNow payload key: an element name, or a dot-walk path such as
+    /// `business_service.department`.
+    pub source: &'static str,
+    /// How the value is read.
+    pub kind: SourceKind,
+}
+
+impl FieldSource {
+    const fn new(entity_field: &'static str, source: &'static str, kind: SourceKind) -> Self {
+        Self {
+            entity_field,
+            source,
+            kind,
+        }
+    }
+}
+
+/// An entity field computed from other ServiceNow fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DerivedField {
+    /// Field of the SEI entity.
+    pub entity_field: &'static str,
+    /// The ServiceNow fields it is computed from; excluding any of them withholds it.
+    pub inputs: &'static [&'static str],
+    /// How it is computed, for the documentation.
+    pub rule: &'static str,
+}
+
+/// Every entity field read from a ServiceNow field, for `entity`. The version and identity
+/// fields (`integration_id`, `sys_id`, `sys_updated_on`, `sys_mod_count`) come from the raw
+/// record and are not listed; nor are `excluded_fields` and `custom_fields`.
+pub fn field_sources(entity: Entity) -> &'static [FieldSource] {
+    match entity {
+        Entity::Incident => incident::SOURCES,
+        Entity::ChangeRequest => change_request::SOURCES,
+        Entity::User => user::SOURCES,
+        Entity::FieldDefinition => field_definition::SOURCES,
+    }
+}
+
+/// Every entity field computed from other fields, for `entity`.
+pub fn derived_fields(entity: Entity) -> &'static [DerivedField] {
+    match entity {
+        Entity::Incident => incident::DERIVED,
+        Entity::ChangeRequest | Entity::User | Entity::FieldDefinition => &[],
+    }
+}
+
+/// What `excluded_fields` holds for every record of `entity` under `policy`, sorted:
+/// the entity fields whose source the policy excludes, the derived fields computed from an
+/// excluded field (or named by the policy themselves), and the excluded custom (`u_*`)
+/// field names.
+///
+/// It depends on the policy alone, never on the record: a consumer that finds a field
+/// listed knows its null means "withheld", whether or not the record had a value, and the
+/// list reveals nothing about the record.
+pub fn excluded_fields(entity: Entity, policy: &ExclusionPolicy) -> Vec<String> {
+    if policy.is_empty() {
+        return Vec::new();
+    }
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    for source in field_sources(entity) {
+        if policy.excludes(source.source) {
+            names.insert(source.entity_field);
+        }
+    }
+    for derived in derived_fields(entity) {
+        if policy.excludes(derived.entity_field)
+            || derived.inputs.iter().any(|input| policy.excludes(input))
+        {
+            names.insert(derived.entity_field);
+        }
+    }
+    names.extend(policy.custom_field_names());
+    names.into_iter().map(str::to_owned).collect()
+}
+
+/// Maps one raw record to its SEI entity, or to a tombstone for a deletion.
+///
+/// Excluded fields are removed from the parsed payload before anything reads it (see
+/// [`ExclusionPolicy`]). The entity's identity and version come from the raw record
+/// (`integration_id`, `sys_id`, `sys_updated_on`, and `sys_mod_count`, which falls back to
+/// the payload's when the raw record has none), so the entity has exactly the version and
+/// key of the raw record it came from.
+pub fn map_record(raw: &RawRecord, policy: &ExclusionPolicy) -> Result<Mapped, MapError> {
+    let Some(entity) = Entity::from_source_table(&raw.table) else {
+        return Err(MapError::UnknownTable {
+            table: raw.table.clone(),
+            sys_id: raw.sys_id.clone(),
+        });
+    };
+    match raw.op {
+        RecordOp::Delete => {
+            if raw.sys_id.is_empty() {
+                return Err(MapError::MissingSysId {
+                    table: raw.table.clone(),
+                });
+            }
+            let key = record_key(raw, &raw.sys_id)?;
+            Ok(Mapped::Delete { entity, key })
+        }
+        RecordOp::Upsert => map_upsert(raw, entity, policy).map(Mapped::Upsert),
+    }
+}
+
+/// The parts every entity shares, read once before the entity-specific fields.
+#[derive(Debug)]
+struct Common {
+    integration_id: String,
+    sys_id: String,
+    sys_updated_on: DateTime<Utc>,
+    sys_mod_count: Option<i64>,
+    excluded_fields: Vec<String>,
+    custom_fields: BTreeMap<String, CustomField>,
+}
+
+fn map_upsert(
+    raw: &RawRecord,
+    entity: Entity,
+    policy: &ExclusionPolicy,
+) -> Result<EntityRecord, MapError> {
+    let Some(payload) = raw.payload.as_deref() else {
+        return Err(MapError::MissingPayload {
+            table: raw.table.clone(),
+            sys_id: raw.sys_id.clone(),
+        });
+    };
+    let mut payload: Value =
+        serde_json::from_str(payload).map_err(|error| MapError::PayloadNotJson {
+            table: raw.table.clone(),
+            sys_id: raw.sys_id.clone(),
+            reason: error.to_string(),
+        })?;
+    // First, before anything reads the payload: nothing below can see an excluded field.
+    policy.strip(&mut payload);
+    let Value::Object(map) = payload else {
+        return Err(MapError::PayloadNotObject {
+            table: raw.table.clone(),
+            sys_id: raw.sys_id.clone(),
+            found: json_kind(&payload),
+        });
+    };
+    let sys_id = resolve_sys_id(raw, &map)?;
+    record_key(raw, &sys_id)?;
+    let fields = Fields::new(&raw.table, &sys_id, &map);
+    let sys_mod_count = match raw.sys_mod_count {
+        Some(count) => Some(count),
+        None => fields.integer("sys_mod_count", "an integer update counter")?,
+    };
+    let common = Common {
+        integration_id: raw.integration_id.clone(),
+        sys_id: sys_id.clone(),
+        sys_updated_on: raw.sys_updated_on,
+        sys_mod_count,
+        excluded_fields: excluded_fields(entity, policy),
+        custom_fields: fields.custom_fields()?,
+    };
+    Ok(match entity {
+        Entity::Incident => incident::map(&fields, common)?.into(),
+        Entity::ChangeRequest => change_request::map(&fields, common)?.into(),
+        Entity::User => user::map(&fields, common)?.into(),
+        Entity::FieldDefinition => field_definition::map(&fields, common)?.into(),
+    })
+}
+
+/// The record's sys_id: the raw record's, else the payload's; both must agree when both
+/// are given.
+fn resolve_sys_id(raw: &RawRecord, map: &Map<String, Value>) -> Result<String, MapError> {
+    let from_payload = Fields::new(&raw.table, &raw.sys_id, map).text("sys_id")?;
+    match (raw.sys_id.as_str(), from_payload) {
+        ("", None) => Err(MapError::MissingSysId {
+            table: raw.table.clone(),
+        }),
+        ("", Some(payload_sys_id)) => Ok(payload_sys_id),
+        (sys_id, Some(payload_sys_id)) if payload_sys_id != sys_id => {
+            Err(MapError::SysIdMismatch {
+                table: raw.table.clone(),
+                sys_id: sys_id.to_owned(),
+                payload_sys_id,
+            })
+        }
+        (sys_id, _) => Ok(sys_id.to_owned()),
+    }
+}
+
+/// `<integration_id>:<sys_id>`, checked to be a valid key.
+fn record_key(raw: &RawRecord, sys_id: &str) -> Result<String, MapError> {
+    RecordKey::new(&raw.integration_id, sys_id)
+        .map(|key| key.to_string())
+        .map_err(|source| MapError::InvalidKey {
+            table: raw.table.clone(),
+            sys_id: sys_id.to_owned(),
+            source,
+        })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests;
