@@ -239,19 +239,3 @@ async fn ensure_topics_is_idempotent_and_refuses_too_few_partitions() -> Result<
     assert!(message.contains("2 partitions but 4"), "{message}");
     Ok(())
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_librdkafka_property_is_reported_with_the_role() {
-    let mut kafka = KafkaConfig {
-        bootstrap_servers: "127.0.0.1:9".into(),
-        topic_prefix: String::new(),
-        properties: Default::default(),
-    };
-    kafka
-        .properties
-        .insert("no.such.property".into(), "x".to_owned().into());
-    let error = Producer::new(&kafka).expect_err("librdkafka rejects unknown properties");
-    let message = error.to_string();
-    assert!(message.contains("producer"), "{message}");
-    assert!(message.contains("no.such.property"), "{message}");
-}

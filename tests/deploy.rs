@@ -1,0 +1,22 @@
+//! The deployment files — `Dockerfile`, `docker-compose.yml`, the Helm chart in
+//! `deploy/helm/nowstream` — checked as far as a machine without a Docker engine, a `helm`
+//! binary or a cluster allows (docs/deployment.md says exactly what that covers):
+//!
+//! - `docker-compose config` (Debian's docker-compose 1.29 validates without an engine) parses
+//!   and resolves the compose file; the resolved services are then checked, and each stage's
+//!   mounted config file plus its compose environment is loaded with the stages' own loader.
+//! - The chart's templates are checked as text and its values as YAML: every value a template
+//!   reads has a default, every default is read, and the default config loads with the variables
+//!   the chart's Secrets provide.
+//! - The Dockerfile is parsed into stages and instructions.
+
+#[path = "deploy/compose.rs"]
+mod compose;
+#[path = "deploy/dockerfile.rs"]
+mod dockerfile;
+#[path = "deploy/helm.rs"]
+mod helm;
+#[path = "deploy/repo.rs"]
+mod repo;
+#[path = "deploy/yaml.rs"]
+mod yaml;
