@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import pathlib
-import struct
 import sys
 
 import fastavro
@@ -41,9 +40,8 @@ def decode(value, schemas):
     """Decodes one single-object-encoded value; raises ValueError naming what is wrong."""
     if len(value) < 10 or value[:2] != MAGIC:
         raise ValueError("not Avro single-object encoding (no C3 01 header)")
-    # fastavro's hex fingerprint is big-endian; the header carries it little-endian.
-    fingerprint = struct.pack(">Q", struct.unpack("<Q", value[2:10])[0])
-    schema = schemas.get(fingerprint)
+    # fastavro renders the fingerprint in the byte order the header carries it.
+    schema = schemas.get(value[2:10])
     if schema is None:
         raise ValueError(f"unknown writer schema fingerprint {value[2:10].hex()}")
     return fastavro.schemaless_reader(io.BytesIO(value[10:]), schema)
