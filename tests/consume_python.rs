@@ -36,7 +36,11 @@ async fn the_python_example_decodes_entities_and_tombstones() -> anyhow::Result<
     let record = incident();
     let value = record.encode()?;
     producer
-        .send(OutRecord::new(&topic, b"4711:9d385017c611228701d22104cc95c371", Some(&value)))
+        .send(OutRecord::new(
+            &topic,
+            b"4711:9d385017c611228701d22104cc95c371",
+            Some(&value),
+        ))
         .await?;
     producer
         .send(OutRecord::new(&topic, b"4711:deadbeef", None))
@@ -52,7 +56,14 @@ async fn the_python_example_decodes_entities_and_tombstones() -> anyhow::Result<
                 .args(["--bootstrap", &bootstrap])
                 .arg("--schemas")
                 .arg(root.join("schemas"))
-                .args(["--topic", &topic, "--group", &unique("python"), "--max-idle", "5"])
+                .args([
+                    "--topic",
+                    &topic,
+                    "--group",
+                    &unique("python"),
+                    "--max-idle",
+                    "5",
+                ])
                 .output()
         }
     })
@@ -75,7 +86,10 @@ async fn the_python_example_decodes_entities_and_tombstones() -> anyhow::Result<
     assert_eq!(decoded["number"], "INC0010001");
     assert_eq!(decoded["priority"]["label"], "1 - Critical");
     assert_eq!(decoded["time_to_restore_ms"], 7_200_000);
-    assert_eq!(decoded["custom_fields"]["u_root_cause"]["display_value"], "DNS ☁");
+    assert_eq!(
+        decoded["custom_fields"]["u_root_cause"]["display_value"],
+        "DNS ☁"
+    );
     assert_eq!(decoded["excluded_fields"], json!(["short_description"]));
     assert!(decoded["short_description"].is_null());
 

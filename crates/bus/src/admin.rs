@@ -62,6 +62,19 @@ const EXISTING_TOPIC_WAIT: Duration = Duration::from_secs(5);
 /// partitions moves keys to other partitions and would break per-record order, so that is an
 /// operator's decision.
 pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), BusError> {
+    // Topics that exist already need no CreateTopics request: a restart then needs no
+    // topic-creation rights, and a broker that does not serve CreateTopics is no obstacle.
+    let existing = existing_topics(kafka).await?;
+    let missing: Vec<TopicSpec> = specs
+        .iter()
+        .filter(|spec| !existing.contains(&spec.name))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return check_partitions(kafka, specs, &[]).await;
+    }
+    let specs_to_check = specs;
+    let specs = missing.as_slice();
     let admin: AdminClient<DefaultClientContext> =
         client_config(kafka)
             .create()
@@ -106,7 +119,41 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
             "could not create topics; continuing if they already exist"
         );
     }
-    check_partitions(kafka, specs, &create_failures).await
+    check_partitions(kafka, specs_to_check, &create_failures).await
+}
+
+/// Names of every topic the cluster reports now.
+async fn existing_topics(
+    kafka: &KafkaConfig,
+) -> Result<std::collections::HashSet<String>, BusError> {
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            client_config(&kafka)
+                .create()
+                .map_err(|source| BusError::Client {
+                    role: "metadata client",
+                    servers: kafka.bootstrap_servers.clone(),
+                    source: Box::new(source),
+                })?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|error| BusError::Admin {
+                topic: "*".into(),
+                reason: format!("metadata request failed: {error}"),
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|topic| topic.error().is_none() && !topic.partitions().is_empty())
+            .map(|topic| topic.name().to_owned())
+            .collect())
+    })
+    .await
+    .map_err(|error| BusError::Admin {
+        topic: "*".into(),
+        reason: format!("metadata task failed: {error}"),
+    })?
 }
 
 /// Verifies that every topic is visible in the metadata with at least the requested partitions.

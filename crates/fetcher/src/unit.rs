@@ -79,11 +79,14 @@ impl RecentVersions {
 /// Runs `unit` until `cancel` fires (returns `Ok`) or it fails.
 pub async fn run_unit(unit: WorkUnit, env: UnitEnv, cancel: CancellationToken) -> Result<(), UnitFailure> {
     let key = unit.to_string();
-    let mut checkpoint = env
-        .checkpoints
-        .load(&key)
-        .await
-        .map_err(UnitFailure::Retry)?;
+    // A unit moved to another replica while it was still loading its checkpoint must stop
+    // here: otherwise it would log "starting backfill" after it was told to stop.
+    let loaded = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Ok(()),
+        loaded = env.checkpoints.load(&key) => loaded,
+    };
+    let mut checkpoint = loaded.map_err(UnitFailure::Retry)?;
     match &checkpoint {
         Some(found) => tracing::info!(
             unit = %key,
@@ -94,13 +97,18 @@ pub async fn run_unit(unit: WorkUnit, env: UnitEnv, cancel: CancellationToken) -
         None => tracing::info!(unit = %key, since = ?env.settings.backfill_since, "starting backfill"),
     }
     let mut recent = RecentVersions::default();
+    // Only the first scan without a checkpoint is the backfill. A table that is still empty
+    // (no deletions yet, say) never gets a checkpoint, and its polls must not be logged as
+    // completed backfills every poll interval.
+    let mut backfilling = checkpoint.is_none();
     loop {
-        let phase = if checkpoint.is_none() { "backfill" } else { "poll" };
+        let phase = if backfilling { "backfill" } else { "poll" };
         let scan_result = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result,
         };
         scan_result?;
+        backfilling = false;
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep(env.settings.poll_interval) => {}

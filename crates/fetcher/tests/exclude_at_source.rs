@@ -21,7 +21,8 @@ fn payload_fields(payload: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn excluded_fields_are_never_fetched_but_dot_walked_departments_still_are() -> anyhow::Result<()> {
+async fn excluded_fields_are_never_fetched_but_dot_walked_departments_still_are()
+-> anyhow::Result<()> {
     let broker = TansuBroker::start()?;
     let sim = start_sim(120, 40, 10, 0).await;
     // The generator fills u_root_cause on resolved incidents: make sure the test data has
@@ -29,9 +30,16 @@ async fn excluded_fields_are_never_fetched_but_dot_walked_departments_still_are(
     let root_causes = sim
         .snapshot("incident")?
         .iter()
-        .filter(|record| record.get("u_root_cause").is_some_and(|value| !value.is_empty()))
+        .filter(|record| {
+            record
+                .get("u_root_cause")
+                .is_some_and(|value| !value.is_empty())
+        })
         .count();
-    assert!(root_causes > 0, "the simulator generates incidents with a root cause");
+    assert!(
+        root_causes > 0,
+        "the simulator generates incidents with a root cause"
+    );
 
     let prefix = format!("{}.", unique("exclude"));
     let mut setup = Setup::new(&broker, &sim, &prefix);
@@ -40,7 +48,11 @@ exclude_at_source = true"#
         .to_owned();
     setup.fetcher = "page_size = 50".to_owned();
     let shutdown = CancellationToken::new();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(setup.config(), Health::new(), shutdown.clone()));
+    let fetcher = tokio::spawn(nowstream_fetcher::run(
+        setup.config(),
+        Health::new(),
+        shutdown.clone(),
+    ));
 
     let incidents = sim_ids(&sim, "incident");
     let changes = sim_ids(&sim, "change_request");
@@ -53,10 +65,15 @@ exclude_at_source = true"#
                 && users.is_subset(&seen.ids("sys_user", RecordOp::Upsert))
         })
         .await;
-    assert!(complete, "every incident, change request and user is published");
+    assert!(
+        complete,
+        "every incident, change request and user is published"
+    );
 
     for record in reader.seen.latest.values() {
-        let Some(payload) = record.payload.as_deref() else { continue };
+        let Some(payload) = record.payload.as_deref() else {
+            continue;
+        };
         let fields = payload_fields(payload);
         match record.table.as_str() {
             "incident" | "change_request" => {
@@ -69,7 +86,9 @@ exclude_at_source = true"#
                     );
                 }
                 assert!(
-                    fields.iter().any(|field| field == "business_service.department"),
+                    fields
+                        .iter()
+                        .any(|field| field == "business_service.department"),
                     "{} {} lacks business_service.department: {fields:?}",
                     record.table,
                     record.sys_id
@@ -84,7 +103,9 @@ exclude_at_source = true"#
                     );
                 }
                 // Not even nested under another field.
-                assert!(!payload.contains("short_description") && !payload.contains("u_root_cause"));
+                assert!(
+                    !payload.contains("short_description") && !payload.contains("u_root_cause")
+                );
             }
             "sys_user" => assert!(
                 fields.iter().any(|field| field == "user_name"),
@@ -102,7 +123,9 @@ exclude_at_source = true"#
         .map(payload_fields)
         .unwrap_or_default();
     assert!(
-        incident_fields.iter().any(|field| field == "u_customer_impact"),
+        incident_fields
+            .iter()
+            .any(|field| field == "u_customer_impact"),
         "custom fields that are not excluded are still fetched: {incident_fields:?}"
     );
 

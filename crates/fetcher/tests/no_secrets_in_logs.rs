@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{FetcherProcess, RawReader, Setup, basic_auth, oauth_auth, sim_config, sim_ids};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, Fault,
-    FaultRule, RunningSim, Simulator,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
+    DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, Simulator,
 };
 use nowstream_testkit::{TansuBroker, unique};
 use serde_json::json;
@@ -37,10 +37,16 @@ fn token_shaped_runs(text: &str) -> Vec<&str> {
 /// nothing token-shaped.
 fn assert_no_secret(output: &str, secrets: &[String], what: &str) {
     for secret in secrets {
-        assert!(!output.contains(secret.as_str()), "{what}: the log contains {secret:?}");
+        assert!(
+            !output.contains(secret.as_str()),
+            "{what}: the log contains {secret:?}"
+        );
     }
     let runs = token_shaped_runs(output);
-    assert!(runs.is_empty(), "{what}: the log contains token-shaped strings {runs:?}");
+    assert!(
+        runs.is_empty(),
+        "{what}: the log contains token-shaped strings {runs:?}"
+    );
 }
 
 /// A token response for the integration user: (access token, refresh token).
@@ -100,7 +106,11 @@ async fn wait_for_backfill(reader: &mut RawReader, sim: &RunningSim, fetcher: &F
                 .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
         })
         .await;
-    assert!(complete, "backfill incomplete; fetcher output ends:\n{}", tail(&fetcher.text()));
+    assert!(
+        complete,
+        "backfill incomplete; fetcher output ends:\n{}",
+        tail(&fetcher.text())
+    );
 }
 
 fn tail(text: &str) -> String {
@@ -108,11 +118,39 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+#[tokio::test]
+async fn the_checks_would_see_a_leaked_token_or_basic_auth_header() {
+    let sim = Simulator::start(sim_config(1, 1, 1, 0))
+        .await
+        .expect("simulator starts");
+    let (access_token, refresh_token) = login(&sim).await;
+    assert_eq!(
+        token_shaped_runs(&format!("{{\"token\":\"{access_token}\"}}")),
+        [access_token.as_str()]
+    );
+    assert_eq!(
+        token_shaped_runs(&format!("Bearer {refresh_token}\n")),
+        [refresh_token.as_str()]
+    );
+    let header = format!(
+        "authorization: Basic {}",
+        basic_header(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD)
+    );
+    let leaked =
+        std::panic::catch_unwind(|| assert_no_secret(&header, &known_secrets(&[]), "self-check"));
+    assert!(
+        leaked.is_err(),
+        "a basic-auth header is recognised as a leak"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level() {
     let broker = TansuBroker::start().expect("broker starts");
     let mut config = sim_config(100, 20, 10, 0);
-    config.faults = vec![FaultRule::every_nth(5, Fault::ExpireToken).on_path("/api/now/table/")];
+    // Spaced so that no request meets two expiries (one on its first try, one on the retry
+    // with the renewed token): that is reported as wrong credentials, by design.
+    config.faults = vec![FaultRule::every_nth(12, Fault::ExpireToken).on_path("/api/now/table/")];
     let sim = Simulator::start(config).await.expect("simulator starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let (test_access_token, refresh_token) = login(&sim).await;
@@ -122,7 +160,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
     let prefix = format!("{}.", unique("secrets"));
     let mut setup = Setup::new(&broker, &sim, &prefix);
     setup.json_logs = true;
-    setup.fetcher = "page_size = 20".to_owned();
+    setup.fetcher = "page_size = 10".to_owned();
     setup.auth = oauth_auth(
         DEFAULT_CLIENT_SECRET,
         &format!(
@@ -133,18 +171,26 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
     let mut reader = RawReader::new(&broker, &prefix);
     wait_for_backfill(&mut reader, &sim, &fetcher).await;
     sim.expire_all_tokens();
-    let created = sim.insert("incident", json!({"short_description": "after expiry"})).expect("insert");
+    let created = sim
+        .insert("incident", json!({"short_description": "after expiry"}))
+        .expect("insert");
     let created_id = created["sys_id"].clone();
     assert!(
         reader
-            .read_until(Duration::from_secs(60), |seen| seen.ids("incident", RecordOp::Upsert).contains(&created_id))
+            .read_until(Duration::from_secs(60), |seen| seen
+                .ids("incident", RecordOp::Upsert)
+                .contains(&created_id))
             .await,
         "polling goes on with a new token"
     );
     fetcher.kill();
     let output = fetcher.text();
     assert!(
-        output.lines().filter(|line| line.contains("\"TRACE\"")).count() > 100,
+        output
+            .lines()
+            .filter(|line| line.contains("\"TRACE\""))
+            .count()
+            > 100,
         "the run logged at trace level:\n{}",
         tail(&output)
     );
@@ -159,7 +205,10 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
     let token_file = write_token(dir.path(), &refresh_token);
     setup.auth = oauth_auth(
         DEFAULT_CLIENT_SECRET,
-        &format!("grant = \"refresh_token\"\nrefresh_token_file = \"{}\"", token_file.display()),
+        &format!(
+            "grant = \"refresh_token\"\nrefresh_token_file = \"{}\"",
+            token_file.display()
+        ),
     );
     let mut fetcher = FetcherProcess::spawn(&setup.write(dir.path(), "refresh.toml"), "trace");
     let mut reader = RawReader::new(&broker, &prefix);
@@ -171,11 +220,16 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_log_no_secret_even_at_trace_level() {
     let broker = TansuBroker::start().expect("broker starts");
-    let sim = Simulator::start(sim_config(20, 5, 5, 0)).await.expect("simulator starts");
+    let sim = Simulator::start(sim_config(20, 5, 5, 0))
+        .await
+        .expect("simulator starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let wrong_password = "wrong-password-5f3a";
     let wrong_secret = "wrong-client-secret-9c1d";
-    let secrets = known_secrets(&[wrong_password, wrong_secret]);
+    // Kafka client properties may hold secrets too (SASL passwords); they are handed to
+    // librdkafka and must not be echoed by it or by the fetcher.
+    let kafka_secret = "kafka-sasl-secret-4e2b";
+    let secrets = known_secrets(&[wrong_password, wrong_secret, kafka_secret]);
 
     let attempts = [
         ("basic", basic_auth(wrong_password)),
@@ -183,23 +237,34 @@ async fn failed_logins_log_no_secret_even_at_trace_level() {
             "oauth-password",
             oauth_auth(
                 DEFAULT_CLIENT_SECRET,
-                &format!("grant = \"password\"\nusername = \"{DEFAULT_INTEGRATION_USER}\"\npassword = \"{wrong_password}\""),
+                &format!(
+                    "grant = \"password\"\nusername = \"{DEFAULT_INTEGRATION_USER}\"\npassword = \"{wrong_password}\""
+                ),
             ),
         ),
-        ("oauth-client", oauth_auth(wrong_secret, "grant = \"client_credentials\"")),
+        (
+            "oauth-client",
+            oauth_auth(wrong_secret, "grant = \"client_credentials\""),
+        ),
     ];
     for (name, auth) in attempts {
         let mut setup = Setup::new(&broker, &sim, &format!("{}.", unique("secrets")));
         setup.json_logs = true;
         setup.auth = auth;
-        let mut fetcher = FetcherProcess::spawn(&setup.write(dir.path(), &format!("{name}.toml")), "trace");
+        setup.kafka_properties = format!("\"sasl.password\" = \"{kafka_secret}\"");
+        let mut fetcher =
+            FetcherProcess::spawn(&setup.write(dir.path(), &format!("{name}.toml")), "trace");
         let status = fetcher
             .wait_exit(Duration::from_secs(120))
             .await
             .unwrap_or_else(|| panic!("{name}: the fetcher kept running with wrong credentials"));
         assert!(!status.success(), "{name}: exit status {status}");
         let output = fetcher.text();
-        assert!(output.contains("401"), "{name}: the failure is reported:\n{}", tail(&output));
+        assert!(
+            output.contains("401"),
+            "{name}: the failure is reported:\n{}",
+            tail(&output)
+        );
         assert_no_secret(&output, &secrets, name);
     }
 }

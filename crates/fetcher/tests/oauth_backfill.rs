@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_ids};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, Fault,
-    FaultRule, RunningSim, SimConfig, Simulator,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
+    DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, SimConfig, Simulator,
 };
 use nowstream_testkit::{TansuBroker, unique};
 use serde_json::json;
@@ -66,7 +66,7 @@ async fn start(sim: SimConfig, auth: impl AsyncFnOnce(&RunningSim, &Path) -> Str
     let prefix = format!("{}.", unique("oauth"));
     let mut setup = Setup::new(&broker, &sim, &prefix);
     setup.auth = auth(&sim, dir.path()).await;
-    setup.fetcher = "page_size = 25".to_owned();
+    setup.fetcher = "page_size = 10".to_owned();
     setup.json_logs = true;
     let config = setup.write(dir.path(), "fetcher.toml");
     let fetcher = FetcherProcess::spawn(&config, "info");
@@ -96,8 +96,16 @@ impl Run {
                     .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
             })
             .await;
-        assert!(complete, "backfill incomplete; fetcher output:\n{}", self.fetcher.text());
-        assert!(self.fetcher.is_running(), "the fetcher still runs:\n{}", self.fetcher.text());
+        assert!(
+            complete,
+            "backfill incomplete; fetcher output:\n{}",
+            self.fetcher.text()
+        );
+        assert!(
+            self.fetcher.is_running(),
+            "the fetcher still runs:\n{}",
+            self.fetcher.text()
+        );
         self.assert_no_unit_failed();
     }
 
@@ -108,13 +116,20 @@ impl Run {
             .iter()
             .filter(|event| event["message"] == "starting backfill")
             .count();
-        assert_eq!(started, 5, "each unit started once (and the JSON log is read)");
+        assert_eq!(
+            started, 5,
+            "each unit started once (and the JSON log is read)"
+        );
         let failures: Vec<serde_json::Value> = self
             .fetcher
             .events()
             .into_iter()
             .filter(|event| event["level"] == "WARN" || event["level"] == "ERROR")
-            .filter(|event| event["target"].as_str().is_some_and(|target| target.starts_with("nowstream")))
+            .filter(|event| {
+                event["target"]
+                    .as_str()
+                    .is_some_and(|target| target.starts_with("nowstream"))
+            })
             .collect();
         assert!(failures.is_empty(), "units failed: {failures:#?}");
     }
@@ -123,11 +138,19 @@ impl Run {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_grant_backfills_fully_and_replaces_tokens_that_expire_mid_backfill() {
     let mut sim = sim_config(300, 60, 30, 0);
-    sim.faults = vec![FaultRule::every_nth(6, Fault::ExpireToken).on_path("/api/now/table/")];
-    let mut run = start(sim, async |_, _| oauth_auth(DEFAULT_CLIENT_SECRET, &password_grant())).await;
+    // Spaced so that no request meets two expiries (one on its first try, one on the retry
+    // with the renewed token): that is reported as wrong credentials, by design.
+    sim.faults = vec![FaultRule::every_nth(12, Fault::ExpireToken).on_path("/api/now/table/")];
+    let mut run = start(sim, async |_, _| {
+        oauth_auth(DEFAULT_CLIENT_SECRET, &password_grant())
+    })
+    .await;
     run.assert_full_backfill().await;
     let expired = run.sim.faults()[0].fired;
-    assert!(expired >= 3, "tokens expired {expired} times during the backfill");
+    assert!(
+        expired >= 2,
+        "tokens expired {expired} times during the backfill"
+    );
     assert!(
         run.sim.stats().count(TOKEN_PATH, 200) >= 2,
         "new tokens were issued: {:?}",
@@ -136,21 +159,31 @@ async fn the_password_grant_backfills_fully_and_replaces_tokens_that_expire_mid_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_credentials_grant_backfills_fully_with_tokens_shorter_lived_than_the_backfill() {
+async fn the_client_credentials_grant_backfills_fully_with_tokens_shorter_lived_than_the_backfill()
+{
     let mut sim = sim_config(300, 60, 30, 0);
     // Tokens live 3 s; slow pages stretch the backfill over several lifetimes.
     sim.access_token_lifetime_secs = 3;
     sim.faults = vec![FaultRule::always(Fault::Latency { millis: 150 }).on_path("/api/now/table/")];
-    let mut run = start(sim, async |_, _| oauth_auth(DEFAULT_CLIENT_SECRET, "grant = \"client_credentials\"")).await;
+    let mut run = start(sim, async |_, _| {
+        oauth_auth(DEFAULT_CLIENT_SECRET, "grant = \"client_credentials\"")
+    })
+    .await;
     run.assert_full_backfill().await;
     let issued = run.sim.stats().count(TOKEN_PATH, 200);
-    assert!(issued >= 2, "tokens were renewed as they expired ({issued} issued)");
+    assert!(
+        issued >= 2,
+        "tokens were renewed as they expired ({issued} issued)"
+    );
 
     // Every token dies at once while the fetcher polls: the next poll gets a new one.
     run.sim.expire_all_tokens();
     let created = run
         .sim
-        .insert("incident", json!({"short_description": "after the tokens expired"}))
+        .insert(
+            "incident",
+            json!({"short_description": "after the tokens expired"}),
+        )
         .expect("insert");
     let created_id = created["sys_id"].clone();
     let found = run
@@ -159,24 +192,33 @@ async fn the_client_credentials_grant_backfills_fully_with_tokens_shorter_lived_
             seen.ids("incident", RecordOp::Upsert).contains(&created_id)
         })
         .await;
-    assert!(found, "a record created after every token expired is published");
+    assert!(
+        found,
+        "a record created after every token expired is published"
+    );
     run.assert_no_unit_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refresh_token_grant_from_a_token_file_backfills_fully() {
     let mut sim = sim_config(300, 60, 30, 0);
-    sim.faults = vec![FaultRule::every_nth(8, Fault::ExpireToken).on_path("/api/now/table/")];
+    sim.faults = vec![FaultRule::every_nth(12, Fault::ExpireToken).on_path("/api/now/table/")];
     let mut run = start(sim, async |sim, dir| {
         let file = refresh_token_file(sim, dir).await;
         oauth_auth(
             DEFAULT_CLIENT_SECRET,
-            &format!("grant = \"refresh_token\"\nrefresh_token_file = \"{}\"", file.display()),
+            &format!(
+                "grant = \"refresh_token\"\nrefresh_token_file = \"{}\"",
+                file.display()
+            ),
         )
     })
     .await;
     run.assert_full_backfill().await;
-    assert!(run.sim.faults()[0].fired >= 2, "tokens expired during the backfill");
+    assert!(
+        run.sim.faults()[0].fired >= 2,
+        "tokens expired during the backfill"
+    );
     // One token for the test's own login, then the fetcher's first token and its renewals.
     assert!(run.sim.stats().count(TOKEN_PATH, 200) >= 3);
 }

@@ -25,7 +25,12 @@ async fn a_wrong_password_stops_the_fetcher_with_an_error_naming_the_integration
     let status = fetcher
         .wait_exit(Duration::from_secs(120))
         .await
-        .unwrap_or_else(|| panic!("the fetcher kept running with a wrong password:\n{}", fetcher.text()));
+        .unwrap_or_else(|| {
+            panic!(
+                "the fetcher kept running with a wrong password:\n{}",
+                fetcher.text()
+            )
+        });
     let output = fetcher.text();
     assert!(!status.success(), "exit status {status}:\n{output}");
     let report: String = output
@@ -33,12 +38,18 @@ async fn a_wrong_password_stops_the_fetcher_with_an_error_naming_the_integration
         .skip_while(|line| !line.starts_with("Error:"))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(report.contains("4711"), "the error names the integration:\n{report}");
+    assert!(
+        report.contains("4711"),
+        "the error names the integration:\n{report}"
+    );
     assert!(
         report.contains("401") && report.contains("authentication"),
         "the error says authentication failed (401):\n{report}"
     );
-    assert!(!output.contains("not-the-password"), "the password is not echoed:\n{output}");
+    assert!(
+        !output.contains("not-the-password"),
+        "the password is not echoed:\n{output}"
+    );
 
     let requests = table_api_requests(&sim);
     assert!(
@@ -66,7 +77,12 @@ async fn a_wrong_oauth_client_secret_stops_the_fetcher_without_a_retry_storm() {
     let status = fetcher
         .wait_exit(Duration::from_secs(120))
         .await
-        .unwrap_or_else(|| panic!("the fetcher kept running with a wrong client secret:\n{}", fetcher.text()));
+        .unwrap_or_else(|| {
+            panic!(
+                "the fetcher kept running with a wrong client secret:\n{}",
+                fetcher.text()
+            )
+        });
     let output = fetcher.text();
     assert!(!status.success(), "exit status {status}:\n{output}");
     let report: String = output
@@ -74,13 +90,19 @@ async fn a_wrong_oauth_client_secret_stops_the_fetcher_without_a_retry_storm() {
         .skip_while(|line| !line.starts_with("Error:"))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(report.contains("4711"), "the error names the integration:\n{report}");
+    assert!(
+        report.contains("4711"),
+        "the error names the integration:\n{report}"
+    );
     assert!(
         report.contains("401") && report.contains("OAuth"),
         "the error says the OAuth grant was refused (401):\n{report}"
     );
     for secret in ["not-the-client-secret", DEFAULT_INTEGRATION_PASSWORD] {
-        assert!(!output.contains(secret), "{secret} is not echoed:\n{output}");
+        assert!(
+            !output.contains(secret),
+            "{secret} is not echoed:\n{output}"
+        );
     }
 
     let stats = sim.stats();
@@ -89,5 +111,9 @@ async fn a_wrong_oauth_client_secret_stops_the_fetcher_without_a_retry_storm() {
         (1..=A_HANDFUL).contains(&token_requests),
         "{token_requests} token requests with a wrong client secret"
     );
-    assert_eq!(table_api_requests(&sim), 0, "no Table API request without a token");
+    assert_eq!(
+        table_api_requests(&sim),
+        0,
+        "no Table API request without a token"
+    );
 }

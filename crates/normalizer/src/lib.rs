@@ -1,6 +1,6 @@
 //! nowstream-normalizer: raw ServiceNow records in, SEI entities out.
 //!
-//! This crate is the normalizer's pure core; it knows nothing of Kafka. For each
+//! The crate has two layers. The pure core knows nothing of Kafka: for each
 //! `RawRecord` consumed from `servicenow.raw.<table>`, [`map_record`] returns what to
 //! publish on `sei.servicenow.<entity>`: an [`EntityRecord`] to upsert (keyed
 //! `<integration_id>:<sys_id>`, Avro single-object encoded by [`EntityRecord::encode`]),
@@ -34,14 +34,46 @@
 //!
 //! [`mapping::field_sources`] lists which ServiceNow field feeds which entity field;
 //! `docs/normalizer-mapping.md` is the same table for people.
+//!
+//! # The stage
+//!
+//! Around the core, the stage ([`run`], binary `nowstream-normalizer`) consumes the four raw
+//! topics as the consumer group `normalizer.group_id`, publishes each record's entity (or
+//! tombstone) to `sei.servicenow.<entity>` and each record it cannot map to
+//! `sei.servicenow.dlq`, and stores an input offset only once Kafka acknowledged its output
+//! (`docs/architecture.md`). [`replay()`] re-normalizes history from the raw topics.
+//! `docs/normalizer.md` is the operator's guide.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`normalize`] | one raw message → an [`normalize::Output`] or a DLQ reason |
+//! | `stage` | start-up checks, topics, sessions and restarts ([`run`]) |
+//! | `pipeline` | the at-least-once loop: pipelined produce, store-after-ack, backpressure |
+//! | `transactional` | the `exactly_once` loop: batches in Kafka transactions |
+//! | [`replay`] | replays up to the end offsets captured at start |
+//! | [`metrics`] | Prometheus metrics |
 
 pub mod error;
 pub mod fields;
+mod lag;
 pub mod mapping;
+pub mod metrics;
+pub mod normalize;
+mod pipeline;
 pub mod policy;
 pub mod record;
+pub mod replay;
+mod stage;
+mod stage_error;
+mod summary;
+mod transactional;
 
 pub use error::MapError;
 pub use mapping::{excluded_fields, field_sources, map_record};
+pub use normalize::Normalizer;
 pub use policy::{ExclusionPolicy, PolicyError};
 pub use record::{EntityRecord, Mapped};
+pub use replay::{ReplayFrom, ReplayReport, replay};
+pub use stage::{STAGE, run};
+pub use stage_error::NormalizerError;
+pub use summary::Summary;

@@ -19,8 +19,8 @@ pub mod telemetry;
 
 pub use config::{
     AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, FetcherConfig, Format, HttpConfig,
-    IntegrationConfig, KafkaConfig, LogFormat, OAuthConfig, OAuthGrant, Problem, Satellite,
-    SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
+    IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig, OAuthGrant, Problem,
+    Satellite, SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};

@@ -11,17 +11,22 @@ use std::time::{Duration, Instant};
 
 use nowstream_bus::AckConsumer;
 use nowstream_model::{AvroRecord, RawRecord, RecordOp};
-use nowstream_runtime::{Config, Format};
+use nowstream_runtime::{Config, Format, KafkaConfig};
 use nowstream_servicenow_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, GeneratorConfig, RunningSim,
-    SimConfig, Simulator,
+    DEFAULT_CLIENT_ID, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, GeneratorConfig,
+    RunningSim, SimConfig, Simulator,
 };
 use nowstream_testkit::{TansuBroker, unique};
 
 pub const RAW_TABLES: [&str; 4] = ["incident", "change_request", "sys_user", "sys_dictionary"];
 
 /// A simulator configuration with the given amount of generated data and defaults otherwise.
-pub fn sim_config(incidents: usize, change_requests: usize, users: usize, same_second: usize) -> SimConfig {
+pub fn sim_config(
+    incidents: usize,
+    change_requests: usize,
+    users: usize,
+    same_second: usize,
+) -> SimConfig {
     SimConfig {
         data: GeneratorConfig {
             incidents,
@@ -34,7 +39,12 @@ pub fn sim_config(incidents: usize, change_requests: usize, users: usize, same_s
     }
 }
 
-pub async fn start_sim(incidents: usize, change_requests: usize, users: usize, same_second: usize) -> RunningSim {
+pub async fn start_sim(
+    incidents: usize,
+    change_requests: usize,
+    users: usize,
+    same_second: usize,
+) -> RunningSim {
     Simulator::start(sim_config(incidents, change_requests, users, same_second))
         .await
         .expect("simulator starts")
@@ -80,13 +90,20 @@ pub struct Setup {
     pub coordination_partitions: u32,
     /// One JSON object per log line instead of text.
     pub json_logs: bool,
+    /// Extra lines of `[kafka.properties]`.
+    pub kafka_properties: String,
 }
 
 impl Setup {
     /// Integration `4711` on `sim` with basic auth, a unique group, polling every second.
     pub fn new(broker: &TansuBroker, sim: &RunningSim, prefix: &str) -> Self {
+        Self::on(&broker.bootstrap_servers(), sim, prefix)
+    }
+
+    /// The same against any Kafka-protocol cluster (e.g. librdkafka's mock cluster).
+    pub fn on(bootstrap_servers: &str, sim: &RunningSim, prefix: &str) -> Self {
         Self {
-            bootstrap_servers: broker.bootstrap_servers(),
+            bootstrap_servers: bootstrap_servers.to_owned(),
             sim_url: sim.base_url().to_owned(),
             prefix: prefix.to_owned(),
             group: unique("fetchers"),
@@ -96,6 +113,7 @@ impl Setup {
             poll_interval: "1s".to_owned(),
             coordination_partitions: 6,
             json_logs: false,
+            kafka_properties: String::new(),
         }
     }
 
@@ -109,6 +127,7 @@ topic_prefix = "{prefix}"
 [kafka.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
+{kafka_properties}
 
 [telemetry]
 log_format = "{log_format}"
@@ -141,6 +160,7 @@ group_id = "{group}"
             partitions = self.coordination_partitions,
             group = self.group,
             fetcher = self.fetcher,
+            kafka_properties = self.kafka_properties,
         )
     }
 
@@ -167,7 +187,8 @@ pub fn config_text(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: 
 }
 
 pub fn config(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: &str) -> Config {
-    Config::parse(&config_text(broker, sim, prefix, extra), Format::Toml).expect("test config is valid")
+    Config::parse(&config_text(broker, sim, prefix, extra), Format::Toml)
+        .expect("test config is valid")
 }
 
 /// The sys_ids the simulator holds for `table` right now.
@@ -204,13 +225,18 @@ pub struct RawReader {
 
 impl RawReader {
     pub fn new(broker: &TansuBroker, prefix: &str) -> Self {
+        Self::on(&broker.kafka_config(), prefix)
+    }
+
+    /// The same against any Kafka-protocol cluster.
+    pub fn on(kafka: &KafkaConfig, prefix: &str) -> Self {
         let topics: Vec<String> = RAW_TABLES
             .iter()
             .map(|table| format!("{prefix}servicenow.raw.{table}"))
             .collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let consumer = AckConsumer::subscribe_with(
-            &broker.kafka_config(),
+            kafka,
             &unique("reader"),
             &topics,
             &[("topic.metadata.refresh.interval.ms", "1000")],
@@ -230,15 +256,23 @@ impl RawReader {
             if remaining.is_zero() {
                 return false;
             }
-            let Ok(message) = tokio::time::timeout(remaining.min(Duration::from_secs(1)), self.consumer.recv()).await
+            let Ok(message) =
+                tokio::time::timeout(remaining.min(Duration::from_secs(1)), self.consumer.recv())
+                    .await
             else {
                 continue;
             };
             let message = message.expect("reader receives");
-            let record = RawRecord::decode(message.payload.as_deref().expect("raw records have values"))
-                .expect("raw record decodes");
-            let key = String::from_utf8(message.key.clone().unwrap_or_default()).expect("utf-8 key");
-            assert_eq!(key, format!("{}:{}", record.integration_id, record.sys_id), "key matches record");
+            let record =
+                RawRecord::decode(message.payload.as_deref().expect("raw records have values"))
+                    .expect("raw record decodes");
+            let key =
+                String::from_utf8(message.key.clone().unwrap_or_default()).expect("utf-8 key");
+            assert_eq!(
+                key,
+                format!("{}:{}", record.integration_id, record.sys_id),
+                "key matches record"
+            );
             self.seen.messages += 1;
             self.seen
                 .latest
@@ -286,6 +320,15 @@ impl FetcherProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod: the fetcher finishes its pages and leaves the group.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
     }
 
     /// Waits up to `timeout` for the process to exit by itself.
@@ -363,7 +406,10 @@ fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>
 
 /// The `unit` a log event is about and its message, for events that have both.
 pub fn unit_event(event: &serde_json::Value) -> Option<(&str, &str)> {
-    Some((event.get("unit")?.as_str()?, event.get("message")?.as_str()?))
+    Some((
+        event.get("unit")?.as_str()?,
+        event.get("message")?.as_str()?,
+    ))
 }
 
 /// Table API requests the simulator answered so far (any table, any status).

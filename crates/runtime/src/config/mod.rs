@@ -20,6 +20,7 @@ mod http;
 mod integration;
 mod kafka;
 mod load;
+mod normalizer;
 mod satellite;
 mod sei;
 mod sink;
@@ -37,6 +38,7 @@ pub use http::HttpConfig;
 pub use integration::{AuthConfig, BasicAuth, IntegrationConfig, OAuthConfig, OAuthGrant};
 pub use kafka::KafkaConfig;
 pub use load::{ConfigLoader, Format};
+pub use normalizer::NormalizerConfig;
 pub use satellite::Satellite;
 pub use sei::SeiConfig;
 pub use sink::SinkConfig;
@@ -70,6 +72,9 @@ pub struct Config {
     /// The fetcher stage.
     #[serde(default)]
     pub fetcher: FetcherConfig,
+    /// The normalizer stage.
+    #[serde(default)]
+    pub normalizer: NormalizerConfig,
     /// The sink stage.
     #[serde(default)]
     pub sink: SinkConfig,

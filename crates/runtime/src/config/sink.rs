@@ -155,8 +155,7 @@ mod tests {
 
     #[test]
     fn the_example_file_shows_the_defaults() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nowstream.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nowstream.toml");
         let config = crate::ConfigLoader::new().file(&path).load().unwrap();
         assert_eq!(config.sink, SinkConfig::default());
     }

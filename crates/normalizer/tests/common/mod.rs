@@ -1,0 +1,498 @@
+//! Shared set-up of the stage's tests: a tansu broker, raw records written the way the fetcher
+//! writes them, a config for the stage, the binary as a child process, and a reader that
+//! collects what reached the entity topics and the DLQ.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use nowstream_bus::{AckConsumer, OutRecord, PendingDelivery, Producer, TopicSpec, ensure_topics};
+use nowstream_model::{
+    AvroRecord, ChangeRequest, Entity, FieldDefinition, Incident, RawRecord, RecordOp, TopicNames,
+    User, Version, Versioned,
+};
+use nowstream_runtime::{Config, Format, KafkaConfig};
+use nowstream_testkit::{TansuBroker, unique};
+use serde_json::json;
+
+/// Raw partitions in these tests: enough for two replicas to split.
+pub const RAW_PARTITIONS: i32 = 4;
+
+/// One test deployment: a broker, a topic prefix and a consumer group of its own.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub bootstrap_servers: String,
+    pub prefix: String,
+    pub group: String,
+    /// `exclude_fields` of integration `4711`, as TOML array items.
+    pub exclude_fields: Vec<String>,
+    /// Extra lines of `[normalizer]`.
+    pub normalizer: String,
+    /// `http.listen`.
+    pub listen: String,
+}
+
+impl Setup {
+    pub fn new(broker: &TansuBroker) -> Self {
+        Self {
+            bootstrap_servers: broker.bootstrap_servers(),
+            prefix: format!("{}.", unique("n")),
+            group: unique("normalizer"),
+            exclude_fields: Vec::new(),
+            normalizer: String::new(),
+            listen: "127.0.0.1:0".to_owned(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let excluded: Vec<String> = self
+            .exclude_fields
+            .iter()
+            .map(|field| format!("{field:?}"))
+            .collect();
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{servers}"
+topic_prefix = "{prefix}"
+[kafka.properties]
+"session.timeout.ms" = "2000"
+"heartbeat.interval.ms" = "500"
+"auto.commit.interval.ms" = "500"
+"topic.metadata.refresh.interval.ms" = "1000"
+
+[http]
+listen = "{listen}"
+
+[[integrations]]
+id = "4711"
+url = "https://acme.service-now.com"
+exclude_fields = [{excluded}]
+[integrations.auth]
+type = "basic"
+username = "reader"
+password = "integration-password"
+
+[fetcher]
+raw_topic_partitions = {RAW_PARTITIONS}
+
+[normalizer]
+group_id = "{group}"
+topic_partitions = 3
+lag_interval = "1s"
+shutdown_grace = "10s"
+{normalizer}
+"#,
+            servers = self.bootstrap_servers,
+            prefix = self.prefix,
+            listen = self.listen,
+            excluded = excluded.join(", "),
+            group = self.group,
+            normalizer = self.normalizer,
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        Config::parse(&self.text(), Format::Toml).expect("test config is valid")
+    }
+
+    pub fn kafka(&self) -> KafkaConfig {
+        self.config().kafka
+    }
+
+    pub fn topics(&self) -> TopicNames {
+        TopicNames::new(self.prefix.clone()).expect("prefix is valid")
+    }
+
+    /// Writes the configuration to `dir/<name>` and returns the path, for the binary.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        self.config();
+        let path = dir.join(name);
+        std::fs::write(&path, self.text()).expect("config file is written");
+        path
+    }
+
+    /// Creates the raw topics the way the fetcher does.
+    pub async fn create_raw_topics(&self) {
+        let topics = self.topics();
+        let specs: Vec<TopicSpec> = Entity::ALL
+            .iter()
+            .map(|entity| {
+                TopicSpec::compacted(
+                    topics.raw(entity.source_table()).expect("raw topic"),
+                    RAW_PARTITIONS,
+                )
+            })
+            .collect();
+        ensure_topics(&self.kafka(), &specs)
+            .await
+            .expect("raw topics are created");
+    }
+}
+
+/// A raw record of integration `4711` as the fetcher would publish it.
+pub fn raw(entity: Entity, sys_id: &str, mod_count: i64, op: RecordOp) -> RawRecord {
+    let updated = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
+        + chrono::Duration::seconds(mod_count);
+    let payload = match op {
+        RecordOp::Delete => None,
+        RecordOp::Upsert => Some(payload(entity, sys_id, mod_count, updated).to_string()),
+    };
+    RawRecord {
+        integration_id: "4711".into(),
+        table: entity.source_table().into(),
+        sys_id: sys_id.into(),
+        sys_updated_on: updated,
+        sys_mod_count: Some(mod_count),
+        op,
+        fetched_at: Utc::now(),
+        instance_url: "https://acme.service-now.com".into(),
+        payload,
+    }
+}
+
+/// A `sysparm_display_value=all` payload for `entity` with a short description to exclude.
+pub fn payload(
+    entity: Entity,
+    sys_id: &str,
+    mod_count: i64,
+    updated: DateTime<Utc>,
+) -> serde_json::Value {
+    let time = updated.format("%Y-%m-%d %H:%M:%S").to_string();
+    let field = |value: &str| json!({"value": value, "display_value": value});
+    let mut payload = json!({
+        "sys_id": field(sys_id),
+        "sys_updated_on": field(&time),
+        "sys_mod_count": field(&mod_count.to_string()),
+        "sys_created_on": field("2023-12-31 23:00:00"),
+    });
+    let fields = payload.as_object_mut().expect("object");
+    match entity {
+        Entity::Incident | Entity::ChangeRequest => {
+            fields.insert("number".into(), field(&format!("N-{sys_id}")));
+            fields.insert(
+                "short_description".into(),
+                field(&format!("summary of {sys_id} v{mod_count}")),
+            );
+            fields.insert("u_team".into(), field("blue"));
+        }
+        Entity::User => {
+            fields.insert("user_name".into(), field(&format!("user.{sys_id}")));
+            fields.insert("name".into(), field("Ada Lovelace"));
+        }
+        Entity::FieldDefinition => {
+            fields.insert("name".into(), field("incident"));
+            fields.insert("element".into(), field(&format!("u_{sys_id}")));
+        }
+    }
+    payload
+}
+
+/// The Kafka key of a raw or entity record of integration `4711`.
+pub fn key(sys_id: &str) -> String {
+    format!("4711:{sys_id}")
+}
+
+/// Writes raw records with the project's producer, pipelined, and waits for every ack.
+pub struct RawWriter {
+    producer: Producer,
+    topics: TopicNames,
+}
+
+impl RawWriter {
+    pub fn new(setup: &Setup) -> Self {
+        Self {
+            producer: Producer::new(&setup.kafka()).expect("producer"),
+            topics: setup.topics(),
+        }
+    }
+
+    /// Writes `records` (table from each record) and waits for all acknowledgements.
+    pub async fn write(&self, records: &[RawRecord]) {
+        let encoded: Vec<(String, String, Vec<u8>)> = records
+            .iter()
+            .map(|record| {
+                let topic = self.topics.raw(&record.table).expect("raw topic");
+                (
+                    topic,
+                    key(&record.sys_id),
+                    record.encode().expect("raw record encodes"),
+                )
+            })
+            .collect();
+        let items: Vec<(&str, &str, &[u8])> = encoded
+            .iter()
+            .map(|(topic, key, value)| (topic.as_str(), key.as_str(), value.as_slice()))
+            .collect();
+        self.write_bytes(&items).await;
+    }
+
+    /// Writes arbitrary values (poison records) and waits for all acknowledgements.
+    pub async fn write_bytes(&self, items: &[(&str, &str, &[u8])]) {
+        let mut pending: Vec<PendingDelivery> = Vec::with_capacity(items.len());
+        for (topic, key, value) in items {
+            pending.push(
+                self.producer
+                    .enqueue(OutRecord::new(topic, key.as_bytes(), Some(value)))
+                    .await
+                    .expect("enqueued"),
+            );
+        }
+        for delivery in pending {
+            delivery.acknowledged().await.expect("raw record acknowledged");
+        }
+    }
+}
+
+/// One message of an entity topic or the DLQ.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub topic: String,
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    }
+}
+
+/// Reads the entity topics and the DLQ of a setup from the beginning, in a group of its own.
+pub struct OutputReader {
+    consumer: AckConsumer,
+    topics: TopicNames,
+    /// (entity topic, key) → the last value read (None: tombstone).
+    pub latest: HashMap<(String, String), Option<Vec<u8>>>,
+    /// Every message read from entity topics, in order per partition.
+    pub messages: usize,
+    pub dead_letters: Vec<Seen>,
+}
+
+impl OutputReader {
+    pub fn new(setup: &Setup) -> Self {
+        let topics = setup.topics();
+        let names: Vec<String> = Entity::ALL
+            .iter()
+            .map(|entity| topics.entity(*entity))
+            .chain([topics.dlq()])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let consumer = AckConsumer::subscribe_with(
+            &setup.kafka(),
+            &unique("reader"),
+            &names,
+            &[("topic.metadata.refresh.interval.ms", "1000")],
+        )
+        .expect("reader subscribes");
+        Self {
+            consumer,
+            topics,
+            latest: HashMap::new(),
+            messages: 0,
+            dead_letters: Vec::new(),
+        }
+    }
+
+    /// Reads until `done` holds or `timeout` passes; returns whether `done` held. `done` is
+    /// checked between bursts of reading, not per message, so it may be costly.
+    pub async fn read_until(&mut self, timeout: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            let burst = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < burst {
+                match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
+                    Ok(Ok(message)) => self.take(message),
+                    // Unknown-topic errors until the stage created its topics.
+                    Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    // Idle: check `done` now.
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, message: nowstream_bus::ConsumedMessage) {
+        let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned();
+        if message.topic == self.topics.dlq() {
+            self.dead_letters.push(Seen {
+                topic: message.topic.clone(),
+                key,
+                value: message.payload.clone(),
+                headers: message.headers.clone(),
+            });
+        } else {
+            self.messages += 1;
+            self.latest
+                .insert((message.topic.clone(), key), message.payload.clone());
+        }
+        let _ = self.consumer.ack(&message.token);
+    }
+
+    /// The last value read under `key` on `entity`'s topic: `Some(None)` for a tombstone.
+    pub fn get(&self, entity: Entity, key: &str) -> Option<&Option<Vec<u8>>> {
+        self.latest
+            .get(&(self.topics.entity(entity), key.to_owned()))
+    }
+}
+
+/// The version an encoded entity carries.
+pub fn version_of(entity: Entity, value: &[u8]) -> Version {
+    match entity {
+        Entity::Incident => Incident::decode(value).expect("incident").version(),
+        Entity::ChangeRequest => ChangeRequest::decode(value).expect("change").version(),
+        Entity::User => User::decode(value).expect("user").version(),
+        Entity::FieldDefinition => FieldDefinition::decode(value).expect("definition").version(),
+    }
+}
+
+/// What the output must hold in the end for a set of inputs: per (entity, key), the newest
+/// version, or `None` when the newest is a deletion.
+pub fn expected_end_state(inputs: &[RawRecord]) -> HashMap<(Entity, String), Option<Version>> {
+    let mut newest: HashMap<(Entity, String), &RawRecord> = HashMap::new();
+    for record in inputs {
+        let entity = Entity::from_source_table(&record.table).expect("known table");
+        let slot = newest.entry((entity, key(&record.sys_id))).or_insert(record);
+        if record.version() > slot.version() {
+            *slot = record;
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(id, record)| {
+            let version = (record.op == RecordOp::Upsert).then(|| record.version());
+            (id, version)
+        })
+        .collect()
+}
+
+/// How many (entity, key) pairs of `expected` the reader does not hold in that state yet.
+pub fn missing(reader: &OutputReader, expected: &HashMap<(Entity, String), Option<Version>>) -> usize {
+    expected
+        .iter()
+        .filter(|((entity, key), version)| match (reader.get(*entity, key), version) {
+            (Some(Some(value)), Some(version)) => version_of(*entity, value) != *version,
+            (Some(None), None) => false,
+            _ => true,
+        })
+        .count()
+}
+
+/// A free loopback port for `http.listen`, so a test can scrape `/metrics`.
+pub fn free_listen_addr() -> String {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// The value of a counter in `/metrics` at `addr`, summed over its labels; `None` when the
+/// endpoint does not answer.
+pub fn scrape_counter(addr: &str, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(
+        body.lines()
+            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// The `nowstream-normalizer` binary as a child process, stdout and stderr collected.
+/// Killed (SIGKILL) when dropped.
+pub struct NormalizerProcess {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl NormalizerProcess {
+    pub fn spawn(config: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nowstream-normalizer"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("RUST_LOG", std::env::var("STAGE_LOG").as_deref().unwrap_or("warn,nowstream_normalizer=info"))
+            .env_remove("NOWSTREAM_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the normalizer binary starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stdout.take().expect("stdout"), output.clone());
+        collect_lines(child.stderr.take().expect("stderr"), output.clone());
+        Self { child, output }
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would end it; waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit status.
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.wait_exit(timeout).await
+    }
+
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("child status").is_none()
+    }
+
+    pub fn text(&self) -> String {
+        self.output.lock().expect("output lock").join("\n")
+    }
+}
+
+impl Drop for NormalizerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            into.lock().expect("output lock").push(line);
+        }
+    });
+}

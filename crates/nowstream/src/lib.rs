@@ -1,0 +1,3 @@
+//! The `nowstream` command's library: the embedded demo.
+
+pub mod demo;

@@ -1,0 +1,166 @@
+//! The `[normalizer]` section: how raw records are consumed, normalized and published.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::Problem;
+
+/// Settings of the normalizer stage. Every field has a default, so the section may be omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizerConfig {
+    /// Consumer group of the normalizer; replicas in one group share the raw topics'
+    /// partitions. A replay runs under its own group derived from this one
+    /// (`<group_id>-replay-<unix time>`), so it never moves the running stage's offsets.
+    pub group_id: String,
+    /// Records read but whose output Kafka has not acknowledged yet. Reading stops at this
+    /// many: backpressure that bounds memory when the broker is slow. Ignored with
+    /// `exactly_once`, where `transaction_max_records` bounds the work in flight.
+    pub max_in_flight: usize,
+    /// Partitions of the entity topics and the DLQ topic when the normalizer has to create
+    /// them. Existing topics are left as they are, but must have at least this many.
+    pub topic_partitions: i32,
+    /// Replication factor of the topics the normalizer creates.
+    pub replication_factor: i32,
+    /// Publish each batch of outputs and its input offsets in one Kafka transaction
+    /// (consume-transform-produce), so readers with `isolation.level=read_committed` see each
+    /// output exactly once. Needs a broker with transactions; without it, at-least-once
+    /// delivery plus keyed, versioned upserts downstream give the same end state.
+    pub exactly_once: bool,
+    /// `transactional.id` of this replica's producer with `exactly_once`. Give each replica
+    /// a stable, distinct value (e.g. its pod name through
+    /// `NOWSTREAM__NORMALIZER__TRANSACTIONAL_ID`): a restarted replica then aborts its
+    /// predecessor's open transaction at once instead of leaving read_committed readers
+    /// waiting for `transaction.timeout.ms`. Absent: `<group_id>-<random uuid>` per start.
+    pub transactional_id: Option<String>,
+    /// With `exactly_once`, a transaction is committed once it holds this many inputs.
+    pub transaction_max_records: usize,
+    /// With `exactly_once`, a transaction that is not full is committed this long after its
+    /// first input was read, so a quiet stream is still published promptly.
+    #[serde(with = "humantime_serde")]
+    pub transaction_linger: Duration,
+    /// How often consumer lag (high watermark minus position, per partition) is measured.
+    #[serde(with = "humantime_serde")]
+    pub lag_interval: Duration,
+    /// On SIGTERM, how long in-flight outputs may take to be acknowledged before the stage
+    /// gives up on them (their inputs are not committed, so the next run normalizes them
+    /// again).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for NormalizerConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "nowstream-normalizer".to_owned(),
+            max_in_flight: 10_000,
+            topic_partitions: 6,
+            replication_factor: 1,
+            exactly_once: false,
+            transactional_id: None,
+            transaction_max_records: 1000,
+            transaction_linger: Duration::from_millis(100),
+            lag_interval: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl NormalizerConfig {
+    /// The rules that span fields of this section, each broken one named by its key path.
+    /// The normalizer checks them at start-up.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut require = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(format!("normalizer.{key}"), message));
+            }
+        };
+        require(
+            !self.group_id.trim().is_empty(),
+            "group_id",
+            "must not be empty",
+        );
+        require(
+            self.max_in_flight >= 1,
+            "max_in_flight",
+            "must be at least 1",
+        );
+        require(
+            self.topic_partitions >= 1,
+            "topic_partitions",
+            "must be at least 1",
+        );
+        require(
+            self.replication_factor >= 1,
+            "replication_factor",
+            "must be at least 1",
+        );
+        require(
+            self.transactional_id
+                .as_deref()
+                .is_none_or(|id| !id.trim().is_empty()),
+            "transactional_id",
+            "must not be empty when set; leave it out for a random one",
+        );
+        require(
+            self.transaction_max_records >= 1,
+            "transaction_max_records",
+            "must be at least 1",
+        );
+        require(
+            !self.lag_interval.is_zero(),
+            "lag_interval",
+            "must be longer than zero",
+        );
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_break_no_rule() {
+        assert_eq!(NormalizerConfig::default().problems(), Vec::new());
+    }
+
+    #[test]
+    fn the_example_file_shows_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nowstream.toml");
+        let config = crate::ConfigLoader::new().file(&path).load().unwrap();
+        assert_eq!(config.normalizer, NormalizerConfig::default());
+    }
+
+    #[test]
+    fn broken_rules_are_named_by_their_key_path() {
+        let config = NormalizerConfig {
+            max_in_flight: 0,
+            transactional_id: Some(" ".into()),
+            ..NormalizerConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(
+            paths,
+            vec!["normalizer.max_in_flight", "normalizer.transactional_id"]
+        );
+    }
+
+    #[test]
+    fn durations_read_as_human_readable_text() {
+        let config: NormalizerConfig = crate::Config::parse(
+            "[kafka]\nbootstrap_servers = \"k:9092\"\n[[integrations]]\nid = \"1\"\nurl = \"https://a.service-now.com\"\n[integrations.auth]\ntype = \"basic\"\nusername = \"u\"\npassword = \"p\"\n[normalizer]\ntransaction_linger = \"250ms\"\nexactly_once = true\n",
+            crate::Format::Toml,
+        )
+        .unwrap()
+        .normalizer;
+        assert_eq!(config.transaction_linger, Duration::from_millis(250));
+        assert!(config.exactly_once);
+    }
+}

@@ -1,0 +1,565 @@
+//! Delivering one batch: retry what SEI could not take yet, split what it refused whole, and
+//! dead-letter only the records it rejected.
+//!
+//! | SEI answers | the sink |
+//! |---|---|
+//! | 2xx | acknowledges every record of the request |
+//! | 429, 408, 5xx, timeout, connection error | waits (backoff, `Retry-After` as a floor) and sends the same request again, without limit |
+//! | 413 | splits the request in halves; a single record that is still too large is dead-lettered |
+//! | 400 | isolates the record SEI named (`record_index`), else bisects, until the bad records are alone; those are dead-lettered, the rest delivered |
+//! | 401, 403, anything else | stops: the batch is neither acknowledged nor dead-lettered ([`Refusal`]) |
+//!
+//! A record is acknowledged only after SEI's 2xx for it, or after the DLQ write for it was
+//! acknowledged by Kafka.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use nowstream_bus::{BusError, ConsumedMessage, DlqReason, DlqWriter};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::batch::{Batch, Op};
+use crate::metrics;
+use crate::readiness::{FAILING_AFTER, SeiReadiness};
+use crate::record::{Input, Target, position, reasons};
+use crate::request::{IngestRequest, upsert_positions};
+
+/// What SEI said about one request, reduced to what the sink does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 2xx: the records are stored (or were older than what SEI holds).
+    Accepted,
+    /// Try the same request again later.
+    Retry {
+        /// Metric label: the status code, `timeout` or `connection`.
+        status: String,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// What happened, for the log.
+        detail: String,
+    },
+    /// 413: the body is too large.
+    TooLarge {
+        /// SEI's message.
+        detail: String,
+    },
+    /// 400: something in the batch is bad.
+    Rejected {
+        /// SEI's message.
+        detail: String,
+        /// Index (among the upserts) of the first bad record, when SEI said.
+        record_index: Option<usize>,
+    },
+    /// 401, 403 or an unexpected status: a configuration problem no retry will fix.
+    Refused {
+        /// The status code.
+        status: u16,
+        /// SEI's message (never contains the key).
+        detail: String,
+    },
+}
+
+/// Sends ingestion requests to one SEI.
+pub trait Transport: Send + Sync + 'static {
+    /// POSTs `request` to `target`'s ingestion endpoint.
+    fn ingest(
+        &self,
+        target: &Target,
+        request: &IngestRequest,
+    ) -> impl Future<Output = Answer> + Send;
+}
+
+/// Where rejected records go.
+pub trait DeadLetters<M>: Send + Sync + 'static {
+    /// Writes `message` to the DLQ and waits until Kafka acknowledged it.
+    fn dead_letter(
+        &self,
+        message: &M,
+        reason: &DlqReason,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+impl DeadLetters<ConsumedMessage> for DlqWriter {
+    async fn dead_letter(
+        &self,
+        message: &ConsumedMessage,
+        reason: &DlqReason,
+    ) -> Result<(), BusError> {
+        self.send(message, reason).await.map(|_| ())
+    }
+}
+
+/// SEI refused the batch in a way that needs an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status code.
+    pub status: u16,
+    /// SEI's message.
+    pub detail: String,
+}
+
+/// How a batch ended.
+#[derive(Debug)]
+pub struct Outcome<M> {
+    /// Messages that may be acknowledged: delivered, superseded by a delivered record, or
+    /// dead-lettered.
+    pub done: Vec<M>,
+    /// Set when delivery stopped at a refusal; the rest of the batch is in neither `done`
+    /// nor the DLQ.
+    pub refused: Option<Refusal>,
+}
+
+/// Delivers batches through a transport, dead-lettering rejected records.
+#[derive(Debug)]
+pub struct Deliverer<T, D> {
+    transport: T,
+    dead_letters: D,
+    readiness: SeiReadiness,
+    gzip: bool,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl<T: Transport, D> Deliverer<T, D> {
+    /// A deliverer; `gzip` compresses bodies, the backoff bounds apply to every retry, and
+    /// `readiness` hears when SEI keeps failing or works again.
+    pub fn new(
+        transport: T,
+        dead_letters: D,
+        readiness: SeiReadiness,
+        gzip: bool,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+    ) -> Self {
+        Self {
+            transport,
+            dead_letters,
+            readiness,
+            gzip,
+            initial_backoff,
+            max_backoff,
+        }
+    }
+
+    /// Delivers one batch; returns once every record is delivered or dead-lettered, or SEI
+    /// refused it.
+    pub async fn deliver<M: Input>(&self, batch: Batch<M>) -> Outcome<M>
+    where
+        D: DeadLetters<M>,
+    {
+        let target = batch.target;
+        let entity = target.entity;
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        let mut done = Vec::with_capacity(batch.ops.len());
+        let mut work = VecDeque::from([batch.ops]);
+        while let Some(ops) = work.pop_front() {
+            let request = IngestRequest::build(&ops, self.gzip);
+            loop {
+                let started = Instant::now();
+                let answer = self.transport.ingest(&target, &request).await;
+                metrics::request_duration(entity, started.elapsed());
+                match answer {
+                    Answer::Accepted => {
+                        backoff.reset();
+                        self.readiness.working();
+                        let superseded = ops.iter().map(|op| op.superseded.len()).sum();
+                        metrics::batch_delivered(
+                            entity,
+                            request.upserts,
+                            request.deletes,
+                            superseded,
+                        );
+                        done.extend(ops.into_iter().flat_map(Op::into_messages));
+                        break;
+                    }
+                    Answer::Retry {
+                        status,
+                        retry_after,
+                        detail,
+                    } => {
+                        metrics::retry(entity, &status);
+                        let delay = backoff.next_delay(retry_after);
+                        let failures = backoff.failures();
+                        if failures >= FAILING_AFTER {
+                            self.readiness.failing(format!(
+                                "SEI did not take a batch for {target} {failures} times in a row \
+                                 (last: {detail}); retrying"
+                            ));
+                        }
+                        // One line per doubling, so a long outage does not flood the log.
+                        if failures.is_power_of_two() {
+                            tracing::warn!(
+                                %target, %status, failures, delay_ms = delay.as_millis() as u64,
+                                records = ops.len(), %detail,
+                                "SEI did not take the batch; retrying"
+                            );
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                    Answer::TooLarge { detail } => {
+                        if ops.len() > 1 {
+                            metrics::split(entity, 413);
+                            tracing::info!(%target, records = ops.len(), "SEI answered 413; splitting the batch");
+                            for part in halves(ops).into_iter().rev() {
+                                work.push_front(part);
+                            }
+                        } else {
+                            let detail =
+                                format!("SEI answered 413 for this record alone: {detail}");
+                            self.dead_letter_all(ops, &detail, &mut done).await;
+                        }
+                        break;
+                    }
+                    Answer::Rejected {
+                        detail,
+                        record_index,
+                    } => {
+                        if ops.len() > 1 {
+                            metrics::split(entity, 400);
+                            let named = record_index
+                                .and_then(|index| upsert_positions(&ops).get(index).copied());
+                            let parts = match named {
+                                Some(at) => isolate(ops, at),
+                                None => halves(ops),
+                            };
+                            for part in parts.into_iter().rev() {
+                                work.push_front(part);
+                            }
+                        } else {
+                            let detail = format!("SEI answered 400: {detail}");
+                            self.dead_letter_all(ops, &detail, &mut done).await;
+                        }
+                        break;
+                    }
+                    Answer::Refused { status, detail } => {
+                        return Outcome {
+                            done,
+                            refused: Some(Refusal { status, detail }),
+                        };
+                    }
+                }
+            }
+        }
+        Outcome {
+            done,
+            refused: None,
+        }
+    }
+
+    /// Dead-letters each op's message; its superseded messages are acknowledged with it.
+    async fn dead_letter_all<M: Input>(&self, ops: Vec<Op<M>>, detail: &str, done: &mut Vec<M>)
+    where
+        D: DeadLetters<M>,
+    {
+        for op in ops {
+            let reason = DlqReason::new(reasons::REJECTED_BY_SEI, detail);
+            let backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+            dead_letter_durably(&self.dead_letters, &op.message, &reason, backoff).await;
+            done.extend(op.into_messages());
+        }
+    }
+}
+
+/// Writes `message` to the DLQ, retrying until Kafka acknowledged it (a record whose DLQ copy
+/// was not written must not be acknowledged), then logs and counts it: the one place where a
+/// dead letter is reported.
+pub async fn dead_letter_durably<M: Input, D: DeadLetters<M>>(
+    dead_letters: &D,
+    message: &M,
+    reason: &DlqReason,
+    mut backoff: Backoff,
+) {
+    while let Err(error) = dead_letters.dead_letter(message, reason).await {
+        let delay = backoff.next_delay(None);
+        tracing::warn!(
+            source = %position(message), %error, delay_ms = delay.as_millis() as u64,
+            "cannot write to the DLQ; retrying"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    metrics::dead_lettered(&reason.code);
+    tracing::warn!(
+        source = %position(message), reason = %reason.code, detail = %reason.detail,
+        "record dead-lettered"
+    );
+}
+
+/// Two halves (the first one shorter by at most one).
+fn halves<M>(mut ops: Vec<Op<M>>) -> Vec<Vec<Op<M>>> {
+    let second = ops.split_off(ops.len() / 2);
+    vec![ops, second]
+}
+
+/// The ops before `at`, the op at `at` alone, and the ops after it; empty parts left out.
+fn isolate<M>(mut ops: Vec<Op<M>>, at: usize) -> Vec<Vec<Op<M>>> {
+    let mut after = ops.split_off(at);
+    let rest = after.split_off(1);
+    [ops, after, rest]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use nowstream_model::Entity;
+
+    use super::*;
+    use crate::record::Operation;
+    use crate::record::tests::{TestMessage, message};
+
+    /// A scripted SEI: answers from a queue first, then by looking at the body.
+    #[derive(Debug, Default)]
+    struct FakeSei {
+        scripted: Mutex<VecDeque<Answer>>,
+        /// sys_ids SEI rejects with 400 (reporting the first one's index).
+        bad: HashSet<String>,
+        /// Largest request (in records) SEI takes; larger ones get 413.
+        max_records: Option<usize>,
+        stored: Mutex<Vec<String>>,
+        requests: Mutex<Vec<usize>>,
+    }
+
+    impl Transport for FakeSei {
+        async fn ingest(&self, _target: &Target, request: &IngestRequest) -> Answer {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            let upserts: Vec<String> = body["upserts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|record| record["sys_id"].as_str().unwrap().to_owned())
+                .collect();
+            self.requests.lock().unwrap().push(upserts.len());
+            if let Some(answer) = self.scripted.lock().unwrap().pop_front() {
+                return answer;
+            }
+            if self.max_records.is_some_and(|max| upserts.len() > max) {
+                return Answer::TooLarge {
+                    detail: "too large".into(),
+                };
+            }
+            if let Some(index) = upserts.iter().position(|id| self.bad.contains(id)) {
+                return Answer::Rejected {
+                    detail: format!("upserts[{index}]: bad"),
+                    record_index: Some(index),
+                };
+            }
+            self.stored.lock().unwrap().extend(upserts);
+            Answer::Accepted
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct FakeDlq {
+        parked: Mutex<Vec<(i64, DlqReason)>>,
+        failures_left: Mutex<u32>,
+    }
+
+    impl DeadLetters<TestMessage> for FakeDlq {
+        async fn dead_letter(
+            &self,
+            message: &TestMessage,
+            reason: &DlqReason,
+        ) -> Result<(), BusError> {
+            let mut failures = self.failures_left.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(BusError::ProducerClosed {
+                    topic: "dlq".into(),
+                    key: "k".into(),
+                });
+            }
+            self.parked
+                .lock()
+                .unwrap()
+                .push((message.offset, reason.clone()));
+            Ok(())
+        }
+    }
+
+    fn batch(count: usize) -> Batch<TestMessage> {
+        let ops = (0..count)
+            .map(|index| Op {
+                sys_id: format!("id{index}"),
+                operation: Operation::Upsert {
+                    json: format!("{{\"sys_id\":\"id{index}\"}}"),
+                },
+                message: message("sei.servicenow.user", index as i64, None, None),
+                superseded: Vec::new(),
+            })
+            .collect();
+        Batch {
+            target: Target {
+                integration_id: "sn1".into(),
+                entity: Entity::User,
+            },
+            ops,
+        }
+    }
+
+    fn deliverer(sei: FakeSei, dlq: FakeDlq) -> Deliverer<FakeSei, FakeDlq> {
+        Deliverer::new(
+            sei,
+            dlq,
+            SeiReadiness::detached(),
+            false,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        )
+    }
+
+    fn offsets(done: &[TestMessage]) -> Vec<i64> {
+        let mut offsets: Vec<i64> = done.iter().map(|m| m.offset).collect();
+        offsets.sort();
+        offsets
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_answers_are_retried_until_sei_takes_the_batch() {
+        let sei = FakeSei::default();
+        for status in ["503", "429", "timeout"] {
+            sei.scripted.lock().unwrap().push_back(Answer::Retry {
+                status: status.into(),
+                retry_after: (status == "429").then(|| Duration::from_secs(2)),
+                detail: String::new(),
+            });
+        }
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let started = Instant::now();
+        let outcome = deliverer.deliver(batch(3)).await;
+        assert_eq!(outcome.refused, None);
+        assert_eq!(offsets(&outcome.done), vec![0, 1, 2]);
+        assert_eq!(deliverer.transport.requests.lock().unwrap().len(), 4);
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "Retry-After was honoured"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_record_is_dead_lettered_and_its_batch_mates_are_delivered() {
+        let sei = FakeSei {
+            bad: HashSet::from(["id3".to_owned(), "id7".to_owned()]),
+            ..FakeSei::default()
+        };
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let outcome = deliverer.deliver(batch(10)).await;
+        assert_eq!(outcome.refused, None);
+        assert_eq!(offsets(&outcome.done), (0..10).collect::<Vec<_>>());
+        let parked = deliverer.dead_letters.parked.lock().unwrap().clone();
+        assert_eq!(
+            parked.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+            vec![3, 7]
+        );
+        assert_eq!(parked[0].1.code, "rejected_by_sei");
+        assert!(
+            parked[0].1.detail.contains("upserts[0]: bad"),
+            "{:?}",
+            parked[0].1
+        );
+        let mut stored = deliverer.transport.stored.lock().unwrap().clone();
+        stored.sort();
+        assert_eq!(stored.len(), 8);
+        assert!(!stored.contains(&"id3".to_owned()) && !stored.contains(&"id7".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_record_index_the_batch_is_bisected() {
+        let sei = FakeSei::default();
+        // The first answer names no record; later answers come from the body.
+        sei.scripted.lock().unwrap().push_back(Answer::Rejected {
+            detail: "bad batch".into(),
+            record_index: None,
+        });
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let outcome = deliverer.deliver(batch(8)).await;
+        assert_eq!(offsets(&outcome.done).len(), 8);
+        assert_eq!(
+            *deliverer.transport.requests.lock().unwrap(),
+            vec![8, 4, 4],
+            "one refused request, then the two halves"
+        );
+        assert!(deliverer.dead_letters.parked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_large_batches_are_split_until_sei_takes_them() {
+        let sei = FakeSei {
+            max_records: Some(3),
+            ..FakeSei::default()
+        };
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let outcome = deliverer.deliver(batch(10)).await;
+        assert_eq!(offsets(&outcome.done), (0..10).collect::<Vec<_>>());
+        assert_eq!(deliverer.transport.stored.lock().unwrap().len(), 10);
+        assert!(deliverer.dead_letters.parked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_record_too_large_for_sei_is_dead_lettered() {
+        let sei = FakeSei {
+            max_records: Some(0),
+            ..FakeSei::default()
+        };
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let outcome = deliverer.deliver(batch(2)).await;
+        assert_eq!(outcome.done.len(), 2);
+        assert_eq!(deliverer.dead_letters.parked.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_stops_delivery_without_dead_lettering() {
+        let sei = FakeSei::default();
+        sei.scripted.lock().unwrap().push_back(Answer::Refused {
+            status: 401,
+            detail: "unauthorized".into(),
+        });
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let outcome = deliverer.deliver(batch(5)).await;
+        assert!(outcome.done.is_empty());
+        assert_eq!(
+            outcome.refused,
+            Some(Refusal {
+                status: 401,
+                detail: "unauthorized".into()
+            })
+        );
+        assert!(deliverer.dead_letters.parked.lock().unwrap().is_empty());
+        assert_eq!(deliverer.transport.requests.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_dlq_write_is_retried_before_the_record_counts_as_done() {
+        let sei = FakeSei {
+            bad: HashSet::from(["id0".to_owned()]),
+            ..FakeSei::default()
+        };
+        let dlq = FakeDlq {
+            failures_left: Mutex::new(3),
+            ..FakeDlq::default()
+        };
+        let deliverer = deliverer(sei, dlq);
+        let outcome = deliverer.deliver(batch(1)).await;
+        assert_eq!(outcome.done.len(), 1);
+        assert_eq!(deliverer.dead_letters.parked.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn isolating_a_record_keeps_the_others_in_order() {
+        let parts = isolate(batch(5).ops, 2);
+        let ids: Vec<Vec<String>> = parts
+            .iter()
+            .map(|part| part.iter().map(|op| op.sys_id.clone()).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![vec!["id0", "id1"], vec!["id2"], vec!["id3", "id4"]]
+        );
+        assert_eq!(isolate(batch(2).ops, 0).len(), 2);
+    }
+}

@@ -1,0 +1,47 @@
+//! `nowstream-sink`: loads SEI entities from Kafka into SEI. Thin on purpose: the work is in
+//! the library's [`nowstream_sink::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use nowstream_runtime::Service;
+
+/// Loads SEI entities from the sei.servicenow.* topics into SEI's ingestion API.
+#[derive(Debug, Parser)]
+#[command(name = "nowstream-sink", version)]
+struct Args {
+    /// Configuration file (TOML or YAML). Without it, configuration comes from
+    /// NOWSTREAM__… environment variables alone.
+    #[arg(long, env = "NOWSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let service = match Service::start(args.config.as_deref()).await {
+        Ok(service) => service,
+        Err(error) => {
+            // Logging may not be set up yet: stderr is the one place sure to be seen.
+            eprintln!("nowstream-sink: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = nowstream_sink::run(
+        service.config.clone(),
+        service.health.clone(),
+        service.shutdown.clone(),
+    )
+    .await;
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            service.health.set_dead(error.to_string());
+            tracing::error!(%error, "sink stopped with an error");
+            ExitCode::FAILURE
+        }
+    };
+    service.stop().await;
+    code
+}
