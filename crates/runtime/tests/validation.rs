@@ -188,3 +188,26 @@ fn validation_errors_render_as_a_list() {
         "{rendered}"
     );
 }
+
+#[test]
+fn stage_sections_are_checked_with_the_rest_of_the_config() {
+    let text = r#"
+[kafka]
+bootstrap_servers = "b:9092"
+[[integrations]]
+id = "4711"
+url = "https://acme.service-now.com"
+[integrations.auth]
+type = "basic"
+username = "reader"
+password = "pw"
+[sink]
+batch_max_records = 0
+[normalizer]
+group_id = " "
+"#;
+    let found = problems(text);
+    let found = paths(&found);
+    assert!(found.contains(&"sink.batch_max_records"), "{found:?}");
+    assert!(found.contains(&"normalizer.group_id"), "{found:?}");
+}

@@ -78,14 +78,13 @@ pub async fn run(
         .iter()
         .map(|entity| topics.entity(*entity))
         .collect();
+    // Entity topics are compacted (as the normalizer creates them): a tombstone then removes a
+    // deleted record for good. The DLQ keeps every record.
     let specs: Vec<TopicSpec> = entity_topics
         .iter()
-        .cloned()
-        .chain([topics.dlq()])
-        .map(|name| {
-            TopicSpec::new(name, settings.topic_partitions)
-                .with_replication_factor(settings.replication_factor)
-        })
+        .map(|name| TopicSpec::compacted(name.clone(), settings.topic_partitions))
+        .chain([TopicSpec::new(topics.dlq(), settings.topic_partitions)])
+        .map(|spec| spec.with_replication_factor(settings.replication_factor))
         .collect();
     ensure_topics(&config.kafka, &specs).await?;
 

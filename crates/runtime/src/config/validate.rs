@@ -24,6 +24,10 @@ impl Config {
         self.check_sei(&mut problems);
         self.check_integrations(&mut problems);
         self.check_telemetry(&mut problems);
+        // Stage sections check themselves, so a bad value stops every process at start-up,
+        // not only the stage that reads it.
+        problems.extend(self.normalizer.problems());
+        problems.extend(self.sink.problems());
         if problems.is_empty() {
             Ok(())
         } else {
