@@ -88,7 +88,11 @@ group_id = "{group}"
     let kafka = config.kafka.clone();
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(config, Health::new(), shutdown.clone()));
+    let fetcher = tokio::spawn(nowstream_fetcher::run(
+        config,
+        Health::new(),
+        shutdown.clone(),
+    ));
     let checkpoints = CheckpointStore::new(
         kafka.clone(),
         Producer::new(&kafka)?,
@@ -116,10 +120,17 @@ group_id = "{group}"
     let download_rate = downloaded as f64 / download_secs;
     let fetch_rate = published as f64 / fetch_secs;
     println!("incidents: {records}, page size: {PAGE_SIZE}");
-    println!("download only : {downloaded:>8} records in {download_secs:>7.2} s = {download_rate:>9.0} records/s");
-    println!("fetcher       : {published:>8} records in {fetch_secs:>7.2} s = {fetch_rate:>9.0} records/s");
+    println!(
+        "download only : {downloaded:>8} records in {download_secs:>7.2} s = {download_rate:>9.0} records/s"
+    );
+    println!(
+        "fetcher       : {published:>8} records in {fetch_secs:>7.2} s = {fetch_rate:>9.0} records/s"
+    );
     println!("ratio fetch/download: {:.2}", fetch_rate / download_rate);
-    println!("peak RSS of this process (sim + fetcher): {} MiB", peak_rss_mib());
+    println!(
+        "peak RSS of this process (sim + fetcher): {} MiB",
+        peak_rss_mib()
+    );
     Ok(())
 }
 

@@ -48,7 +48,10 @@ pub async fn field_list(
     table: &str,
     excluded: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<String>, ClientError> {
-    let filter = format!("nameIN{}^elementISNOTEMPTY", dictionary_tables(table).join(","));
+    let filter = format!(
+        "nameIN{}^elementISNOTEMPTY",
+        dictionary_tables(table).join(",")
+    );
     let mut scan = client.scan(
         ScanRequest::new(tables::SYS_DICTIONARY)
             .filter(filter)

@@ -28,25 +28,26 @@ pub fn client_config(
             password: basic.password.clone(),
         },
         AuthConfig::Oauth(oauth) => {
-            let grant = match oauth.grant {
-                OAuthGrant::Password => client::OAuthGrant::Password {
-                    username: oauth.username.clone().ok_or_else(|| {
-                        invalid("the password grant needs auth.username".into())
-                    })?,
-                    password: oauth.password.clone().ok_or_else(|| {
-                        invalid("the password grant needs auth.password".into())
-                    })?,
-                },
-                OAuthGrant::ClientCredentials => client::OAuthGrant::ClientCredentials,
-                OAuthGrant::RefreshToken | OAuthGrant::AuthorizationCode => {
-                    let file = oauth.refresh_token_file.as_deref().ok_or_else(|| {
-                        invalid("this grant needs auth.refresh_token_file".into())
-                    })?;
-                    client::OAuthGrant::RefreshToken {
-                        refresh_token: read_refresh_token(file).map_err(invalid)?,
+            let grant =
+                match oauth.grant {
+                    OAuthGrant::Password => client::OAuthGrant::Password {
+                        username: oauth.username.clone().ok_or_else(|| {
+                            invalid("the password grant needs auth.username".into())
+                        })?,
+                        password: oauth.password.clone().ok_or_else(|| {
+                            invalid("the password grant needs auth.password".into())
+                        })?,
+                    },
+                    OAuthGrant::ClientCredentials => client::OAuthGrant::ClientCredentials,
+                    OAuthGrant::RefreshToken | OAuthGrant::AuthorizationCode => {
+                        let file = oauth.refresh_token_file.as_deref().ok_or_else(|| {
+                            invalid("this grant needs auth.refresh_token_file".into())
+                        })?;
+                        client::OAuthGrant::RefreshToken {
+                            refresh_token: read_refresh_token(file).map_err(invalid)?,
+                        }
                     }
-                }
-            };
+                };
             let token_url = oauth
                 .token_url
                 .as_deref()
@@ -70,7 +71,11 @@ pub fn client_config(
     config.allow_http = integration.allow_http;
     // The client ignores proxy variables on purpose (what the config says happens); the fetcher
     // honours HTTPS_PROXY as the documented fallback, as operators expect of a CLI tool.
-    let host = config.instance_url.host_str().unwrap_or_default().to_owned();
+    let host = config
+        .instance_url
+        .host_str()
+        .unwrap_or_default()
+        .to_owned();
     let proxy = fetcher
         .https_proxy
         .clone()

@@ -11,7 +11,10 @@ use nowstream_fetcher::{oauth_login, preflight};
 use nowstream_runtime::{Config, Service, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Polls ServiceNow incrementally and publishes raw records to Kafka")]
+#[command(
+    version,
+    about = "Polls ServiceNow incrementally and publishes raw records to Kafka"
+)]
 struct Cli {
     /// Configuration file (TOML or YAML). Without it, configuration comes from
     /// NOWSTREAM__SECTION__KEY environment variables alone.

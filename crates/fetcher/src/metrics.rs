@@ -11,8 +11,14 @@ pub const UNIT_ERRORS: &str = "nowstream_fetcher_unit_errors_total";
 
 /// Registers help texts (once, at start-up).
 pub fn describe() {
-    metrics::describe_counter!(RECORDS, "Records published to the raw topics, by integration, table and op.");
-    metrics::describe_counter!(PAGES, "Table API pages published, by integration and table.");
+    metrics::describe_counter!(
+        RECORDS,
+        "Records published to the raw topics, by integration, table and op."
+    );
+    metrics::describe_counter!(
+        PAGES,
+        "Table API pages published, by integration and table."
+    );
     metrics::describe_counter!(
         INVALID_RECORDS,
         "Records skipped because they had no sys_id or sys_updated_on."
@@ -22,7 +28,10 @@ pub fn describe() {
         "Seconds between now and the newest sys_updated_on covered by a unit's checkpoint."
     );
     metrics::describe_gauge!(UNITS_OWNED, "Work units this replica currently runs.");
-    metrics::describe_counter!(UNIT_ERRORS, "Unit runs that ended in an error, by integration, table and kind.");
+    metrics::describe_counter!(
+        UNIT_ERRORS,
+        "Unit runs that ended in an error, by integration, table and kind."
+    );
     nowstream_servicenow::client::describe_metrics();
 }
 
@@ -32,7 +41,8 @@ pub fn record_published(integration: &str, table: &str, op: &'static str) {
 }
 
 pub fn page_fetched(integration: &str, table: &str) {
-    metrics::counter!(PAGES, "integration" => integration.to_owned(), "table" => table.to_owned()).increment(1);
+    metrics::counter!(PAGES, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .increment(1);
 }
 
 pub fn invalid_record(integration: &str, table: &str) {

@@ -48,7 +48,11 @@ pub fn upsert(
     let sys_id = field_value(record, "sys_id").unwrap_or_default();
     let problem = |problem: String| RecordError {
         table: table.to_owned(),
-        sys_id: if sys_id.is_empty() { "(no sys_id)".into() } else { sys_id.to_owned() },
+        sys_id: if sys_id.is_empty() {
+            "(no sys_id)".into()
+        } else {
+            sys_id.to_owned()
+        },
         problem,
     };
     if sys_id.is_empty() {
@@ -56,8 +60,8 @@ pub fn upsert(
     }
     let updated_on = field_value(record, "sys_updated_on")
         .ok_or_else(|| problem("has no sys_updated_on".into()))?;
-    let sys_updated_on = parse_time(updated_on)
-        .map_err(|error| problem(format!("sys_updated_on: {error}")))?;
+    let sys_updated_on =
+        parse_time(updated_on).map_err(|error| problem(format!("sys_updated_on: {error}")))?;
     let sys_mod_count = field_value(record, "sys_mod_count")
         .map(|count| {
             count
@@ -82,7 +86,10 @@ pub fn upsert(
 
 /// A deletion, from a `sys_audit_delete` row (`tablename`, `documentkey`). Its version is the
 /// deletion time, which is later than any version of the deleted record.
-pub fn deletion(origin: &Origin<'_>, audit_row: &Map<String, Value>) -> Result<RawRecord, RecordError> {
+pub fn deletion(
+    origin: &Origin<'_>,
+    audit_row: &Map<String, Value>,
+) -> Result<RawRecord, RecordError> {
     let audit_id = field_value(audit_row, "sys_id").unwrap_or("(no sys_id)");
     let problem = |problem: &str| RecordError {
         table: "sys_audit_delete".into(),
@@ -144,18 +151,32 @@ mod tests {
         assert_eq!(raw.sys_mod_count, Some(1204));
         assert_eq!(raw.op, RecordOp::Upsert);
         let payload: Value = serde_json::from_str(raw.payload.as_deref().unwrap()).unwrap();
-        assert_eq!(Value::Object(record), payload, "payload is the record as returned");
+        assert_eq!(
+            Value::Object(record),
+            payload,
+            "payload is the record as returned"
+        );
     }
 
     #[test]
     fn a_record_without_sys_id_or_with_a_bad_time_is_an_error_naming_it() {
         let no_id = object(json!({"sys_updated_on": {"value": "2026-01-03 03:04:05"}}));
         let error = upsert(&origin(), "incident", &no_id).unwrap_err();
-        assert!(error.to_string().contains("incident record (no sys_id): has no sys_id"));
+        assert!(
+            error
+                .to_string()
+                .contains("incident record (no sys_id): has no sys_id")
+        );
 
-        let bad_time = object(json!({"sys_id": {"value": "x1"}, "sys_updated_on": {"value": "yesterday"}}));
-        let error = upsert(&origin(), "incident", &bad_time).unwrap_err().to_string();
-        assert!(error.contains("x1") && error.contains("sys_updated_on"), "{error}");
+        let bad_time =
+            object(json!({"sys_id": {"value": "x1"}, "sys_updated_on": {"value": "yesterday"}}));
+        let error = upsert(&origin(), "incident", &bad_time)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("x1") && error.contains("sys_updated_on"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -167,7 +188,10 @@ mod tests {
             "sys_updated_on": {"value": "2026-01-03 03:04:05"}
         }));
         let raw = deletion(&origin(), &row).unwrap();
-        assert_eq!((raw.table.as_str(), raw.sys_id.as_str()), ("incident", "abc"));
+        assert_eq!(
+            (raw.table.as_str(), raw.sys_id.as_str()),
+            ("incident", "abc")
+        );
         assert_eq!(raw.op, RecordOp::Delete);
         assert_eq!(raw.payload, None);
     }

@@ -29,7 +29,11 @@ const RETRY_PAUSE: Duration = Duration::from_secs(5);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs the fetcher until `shutdown` fires (Ok) or a fatal error (wrong credentials) occurs.
-pub async fn run(config: Config, health: Health, shutdown: CancellationToken) -> Result<(), FetchError> {
+pub async fn run(
+    config: Config,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), FetchError> {
     metrics::describe();
     let readiness = health.component("fetcher");
     let settings = config.fetcher.clone();
@@ -40,20 +44,27 @@ pub async fn run(config: Config, health: Health, shutdown: CancellationToken) ->
         }
     })?;
     let coordination_topic = format!("{}{COORDINATION_TOPIC}", config.kafka.topic_prefix);
-    ensure_topics(&config.kafka, &topic_specs(&config, &topics, &coordination_topic)?).await?;
+    ensure_topics(
+        &config.kafka,
+        &topic_specs(&config, &topics, &coordination_topic)?,
+    )
+    .await?;
 
     let producer = Producer::new(&config.kafka)?;
-    let checkpoints = CheckpointStore::new(config.kafka.clone(), producer.clone(), topics.checkpoints());
+    let checkpoints =
+        CheckpointStore::new(config.kafka.clone(), producer.clone(), topics.checkpoints());
     let mut integrations = HashMap::new();
     for integration in &config.integrations {
         let client = instance::client(integration, &settings)?;
         let excluded_at_source = if integration.exclude_at_source {
-            Some(ExclusionPolicy::new(&integration.exclude_fields).map_err(|error| {
-                FetchError::Integration {
-                    integration_id: integration.id.clone(),
-                    reason: format!("exclude_fields: {error}"),
-                }
-            })?)
+            Some(
+                ExclusionPolicy::new(&integration.exclude_fields).map_err(|error| {
+                    FetchError::Integration {
+                        integration_id: integration.id.clone(),
+                        reason: format!("exclude_fields: {error}"),
+                    }
+                })?,
+            )
         } else {
             None
         };
@@ -116,7 +127,12 @@ pub async fn run(config: Config, health: Health, shutdown: CancellationToken) ->
                 settings: settings.clone(),
             };
             let cancel = shutdown.child_token();
-            let task = tokio::spawn(supervise_unit(unit.clone(), env, cancel.clone(), failures.clone()));
+            let task = tokio::spawn(supervise_unit(
+                unit.clone(),
+                env,
+                cancel.clone(),
+                failures.clone(),
+            ));
             running.insert(unit, (cancel, task));
         }
         metrics::units_owned(running.len());
@@ -151,7 +167,9 @@ pub async fn run(config: Config, health: Health, shutdown: CancellationToken) ->
         .await
         .is_err()
     {
-        tracing::warn!("units did not stop within {SHUTDOWN_GRACE:?}; their last page is fetched again on restart");
+        tracing::warn!(
+            "units did not stop within {SHUTDOWN_GRACE:?}; their last page is fetched again on restart"
+        );
     }
     coordinator.leave().await;
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
@@ -205,7 +223,8 @@ fn topic_specs(
         );
     }
     specs.push(
-        TopicSpec::compacted(topics.checkpoints(), 3).with_replication_factor(settings.replication_factor),
+        TopicSpec::compacted(topics.checkpoints(), 3)
+            .with_replication_factor(settings.replication_factor),
     );
     specs.push(
         TopicSpec::new(coordination_topic, settings.coordination_partitions)

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use nowstream_normalizer::ExclusionPolicy;
 use nowstream_model::keys::record_key;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
+use nowstream_normalizer::ExclusionPolicy;
 use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
 
@@ -72,12 +72,17 @@ impl RecentVersions {
     }
 
     fn forget_before(&mut self, horizon: DateTime<Utc>) {
-        self.by_sys_id.retain(|_, (updated_on, _)| *updated_on >= horizon);
+        self.by_sys_id
+            .retain(|_, (updated_on, _)| *updated_on >= horizon);
     }
 }
 
 /// Runs `unit` until `cancel` fires (returns `Ok`) or it fails.
-pub async fn run_unit(unit: WorkUnit, env: UnitEnv, cancel: CancellationToken) -> Result<(), UnitFailure> {
+pub async fn run_unit(
+    unit: WorkUnit,
+    env: UnitEnv,
+    cancel: CancellationToken,
+) -> Result<(), UnitFailure> {
     let key = unit.to_string();
     // A unit moved to another replica while it was still loading its checkpoint must stop
     // here: otherwise it would log "starting backfill" after it was told to stop.
@@ -94,7 +99,9 @@ pub async fn run_unit(unit: WorkUnit, env: UnitEnv, cancel: CancellationToken) -
             sys_id = %found.last_sys_id,
             "resuming from checkpoint"
         ),
-        None => tracing::info!(unit = %key, since = ?env.settings.backfill_since, "starting backfill"),
+        None => {
+            tracing::info!(unit = %key, since = ?env.settings.backfill_since, "starting backfill")
+        }
     }
     let mut recent = RecentVersions::default();
     // Only the first scan without a checkpoint is the backfill. A table that is still empty
@@ -259,17 +266,22 @@ fn without_excluded(policy: &ExclusionPolicy, record: &Map<String, Value>) -> Ma
 
 fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {
     let what = || format!("{} record {}", raw.table, raw.sys_id);
-    let topic = env.topics.raw(&raw.table).map_err(|error| FetchError::Integration {
-        integration_id: raw.integration_id.clone(),
-        reason: format!("no raw topic for table {}: {error}", raw.table),
+    let topic = env
+        .topics
+        .raw(&raw.table)
+        .map_err(|error| FetchError::Integration {
+            integration_id: raw.integration_id.clone(),
+            reason: format!("no raw topic for table {}: {error}", raw.table),
+        })?;
+    let key =
+        record_key(&raw.integration_id, &raw.sys_id).map_err(|error| FetchError::Integration {
+            integration_id: raw.integration_id.clone(),
+            reason: format!("cannot key {}: {error}", what()),
+        })?;
+    let value = raw.encode().map_err(|source| FetchError::Encode {
+        what: what(),
+        source,
     })?;
-    let key = record_key(&raw.integration_id, &raw.sys_id).map_err(|error| FetchError::Integration {
-        integration_id: raw.integration_id.clone(),
-        reason: format!("cannot key {}: {error}", what()),
-    })?;
-    let value = raw
-        .encode()
-        .map_err(|source| FetchError::Encode { what: what(), source })?;
     Ok(Encoded { topic, key, value })
 }
 

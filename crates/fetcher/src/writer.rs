@@ -54,7 +54,10 @@ pub struct TransactionalWriter {
 
 impl PageWriter {
     /// A transactional writer for one unit; `transactional_id` must be stable per unit.
-    pub async fn transactional(kafka: &KafkaConfig, transactional_id: &str) -> Result<Self, FetchError> {
+    pub async fn transactional(
+        kafka: &KafkaConfig,
+        transactional_id: &str,
+    ) -> Result<Self, FetchError> {
         let writer = TransactionalWriter {
             kafka: kafka.clone(),
             transactional_id: transactional_id.to_owned(),

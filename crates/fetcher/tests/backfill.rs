@@ -13,13 +13,18 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second() -> anyhow::Result<()> {
+async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second()
+-> anyhow::Result<()> {
     let broker = TansuBroker::start()?;
     let sim = start_sim(20_000, 5_000, 1_000, 3_000).await;
     let prefix = format!("{}.", unique("bf"));
     let config = config(&broker, &sim, &prefix, "page_size = 1000");
     let shutdown = CancellationToken::new();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(config, Health::new(), shutdown.clone()));
+    let fetcher = tokio::spawn(nowstream_fetcher::run(
+        config,
+        Health::new(),
+        shutdown.clone(),
+    ));
 
     let expected: Vec<(&str, HashSet<String>)> = ["incident", "change_request", "sys_user"]
         .into_iter()
@@ -35,8 +40,13 @@ async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second(
         })
         .await;
     for (table, ids) in &expected {
-        let missing = ids.difference(&reader.seen.ids(table, RecordOp::Upsert)).count();
-        assert_eq!(missing, 0, "{missing} {table} records never reached the raw topic");
+        let missing = ids
+            .difference(&reader.seen.ids(table, RecordOp::Upsert))
+            .count();
+        assert_eq!(
+            missing, 0,
+            "{missing} {table} records never reached the raw topic"
+        );
     }
     assert!(complete);
     // Custom-field definitions come from sys_dictionary.
@@ -61,7 +71,11 @@ async fn live_creates_updates_and_deletes_appear_within_a_poll() -> anyhow::Resu
     let prefix = format!("{}.", unique("live"));
     let config = config(&broker, &sim, &prefix, "");
     let shutdown = CancellationToken::new();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(config, Health::new(), shutdown.clone()));
+    let fetcher = tokio::spawn(nowstream_fetcher::run(
+        config,
+        Health::new(),
+        shutdown.clone(),
+    ));
 
     let incidents = sim_ids(&sim, "incident");
     let mut reader = RawReader::new(&broker, &prefix);
@@ -73,10 +87,17 @@ async fn live_creates_updates_and_deletes_appear_within_a_poll() -> anyhow::Resu
         "backfill completes"
     );
 
-    let created = sim.insert("incident", json!({"short_description": "printer on fire", "priority": "1"}))?;
+    let created = sim.insert(
+        "incident",
+        json!({"short_description": "printer on fire", "priority": "1"}),
+    )?;
     let created_id = created["sys_id"].clone();
     let updated_id = incidents.iter().next().cloned().expect("an incident");
-    sim.update("incident", &updated_id, json!({"short_description": "updated by a test"}))?;
+    sim.update(
+        "incident",
+        &updated_id,
+        json!({"short_description": "updated by a test"}),
+    )?;
     let deleted_id = incidents.iter().nth(1).cloned().expect("a second incident");
     sim.delete("incident", &deleted_id)?;
 

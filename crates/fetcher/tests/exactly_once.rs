@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::ClientConfig;
 
 use nowstream_fetcher::writer::{Encoded, PageWriter};
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, RecordOp};
@@ -42,7 +42,10 @@ fn committed_reader(bootstrap: &str, topics: &[&str]) -> anyhow::Result<StreamCo
 }
 
 /// Every (topic, key) → values read within `window` after the last message.
-async fn read_all(consumer: &StreamConsumer, window: Duration) -> HashMap<(String, String), Vec<Vec<u8>>> {
+async fn read_all(
+    consumer: &StreamConsumer,
+    window: Duration,
+) -> HashMap<(String, String), Vec<Vec<u8>>> {
     let mut seen: HashMap<(String, String), Vec<Vec<u8>>> = HashMap::new();
     while let Ok(Ok(message)) = tokio::time::timeout(window, consumer.recv()).await {
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
@@ -87,7 +90,8 @@ async fn a_failure_between_produce_and_commit_is_reported_and_the_next_page_comm
     let bootstrap = cluster.bootstrap_servers();
     cluster.create_topic("raw", 1, 3)?;
     cluster.create_topic("checkpoints", 1, 3)?;
-    let writer = PageWriter::transactional(&kafka(&bootstrap), &unique("fetcher-4711:incident")).await?;
+    let writer =
+        PageWriter::transactional(&kafka(&bootstrap), &unique("fetcher-4711:incident")).await?;
     let checkpoint = |last: &str| -> anyhow::Result<Encoded> {
         let checkpoint = Checkpoint {
             integration_id: "4711".into(),
@@ -119,14 +123,20 @@ async fn a_failure_between_produce_and_commit_is_reported_and_the_next_page_comm
 
     writer
         .write(
-            &[encoded("raw", &raw("first-1"))?, encoded("raw", &raw("second-1"))?],
+            &[
+                encoded("raw", &raw("first-1"))?,
+                encoded("raw", &raw("second-1"))?,
+            ],
             &checkpoint("second-1")?,
         )
         .await?;
     let reader = committed_reader(&bootstrap, &["raw", "checkpoints"])?;
     let seen = read_all(&reader, Duration::from_secs(5)).await;
     let keys: HashSet<String> = seen.keys().map(|(_, key)| key.clone()).collect();
-    assert!(keys.contains("4711:first-1") && keys.contains("4711:second-1"), "{keys:?}");
+    assert!(
+        keys.contains("4711:first-1") && keys.contains("4711:second-1"),
+        "{keys:?}"
+    );
     let checkpoints = &seen[&("checkpoints".to_owned(), "4711:incident".to_owned())];
     let last = checkpoints.last().context("a checkpoint")?;
     assert_eq!(Checkpoint::decode(last)?.last_sys_id, "second-1");
@@ -134,7 +144,8 @@ async fn a_failure_between_produce_and_commit_is_reported_and_the_next_page_comm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_fetcher_with_exactly_once_publishes_every_record_transactionally() -> anyhow::Result<()> {
+async fn the_fetcher_with_exactly_once_publishes_every_record_transactionally() -> anyhow::Result<()>
+{
     let cluster = MockCluster::new(3)?;
     let bootstrap = cluster.bootstrap_servers();
     // The mock cluster does not serve CreateTopics: create what the fetcher needs up front,
@@ -173,7 +184,11 @@ group_id = "{group}"
     );
     let config = Config::parse(&text, Format::Toml)?;
     let shutdown = CancellationToken::new();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(config, Health::new(), shutdown.clone()));
+    let fetcher = tokio::spawn(nowstream_fetcher::run(
+        config,
+        Health::new(),
+        shutdown.clone(),
+    ));
 
     let expected = common::sim_ids(&sim, "incident");
     let reader = committed_reader(&bootstrap, &["servicenow.raw.incident"])?;
@@ -181,7 +196,10 @@ group_id = "{group}"
     let mut seen = HashSet::new();
     while !expected.is_subset(&seen) {
         if Instant::now() > deadline {
-            bail!("{} incidents never became visible to a read_committed reader", expected.difference(&seen).count());
+            bail!(
+                "{} incidents never became visible to a read_committed reader",
+                expected.difference(&seen).count()
+            );
         }
         // Errors such as "unknown topic" are expected until the fetcher created its topics.
         if let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await {

@@ -92,7 +92,9 @@ async fn produce_input(kafka: &KafkaConfig, topic: &str, count: usize) {
 /// Consumes `count` records from `input` and produces each unchanged to `output`, storing an
 /// input offset after its output's ack: the normalizer's loop without the normalizer.
 async fn passthrough(kafka: &KafkaConfig, input: &str, output: &str, count: usize) -> Duration {
-    let consumer = Arc::new(AckConsumer::subscribe(kafka, &unique("passthrough"), &[input]).expect("consumer"));
+    let consumer = Arc::new(
+        AckConsumer::subscribe(kafka, &unique("passthrough"), &[input]).expect("consumer"),
+    );
     let producer = Producer::new(kafka).expect("producer");
     let mut tasks = JoinSet::new();
     let mut done = 0;
@@ -152,12 +154,20 @@ lag_interval = "1s"
     let config = Config::parse(&text, Format::Toml).expect("config");
     let topics = TopicNames::new(prefix).expect("prefix");
     let reader = Arc::new(
-        AckConsumer::subscribe(&config.kafka, &unique("counter"), &[&topics.entity(Entity::Incident)])
-            .expect("counter"),
+        AckConsumer::subscribe(
+            &config.kafka,
+            &unique("counter"),
+            &[&topics.entity(Entity::Incident)],
+        )
+        .expect("counter"),
     );
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let stage = tokio::spawn(nowstream_normalizer::run(config, Health::new(), shutdown.clone()));
+    let stage = tokio::spawn(nowstream_normalizer::run(
+        config,
+        Health::new(),
+        shutdown.clone(),
+    ));
     // Time until the last output is readable: the stage's acks precede that.
     let mut seen = 0;
     while seen < count {
@@ -205,9 +215,18 @@ async fn main() {
 
     let rate = |took: Duration| count as f64 / took.as_secs_f64().max(f64::EPSILON);
     println!("{count} raw incidents through tansu, {PARTITIONS} partitions:");
-    println!("  produce only           {:>10.0} records/s", rate(produced));
-    println!("  passthrough (no work)  {:>10.0} records/s", rate(passthrough));
-    println!("  normalizer             {:>10.0} records/s", rate(normalized));
+    println!(
+        "  produce only           {:>10.0} records/s",
+        rate(produced)
+    );
+    println!(
+        "  passthrough (no work)  {:>10.0} records/s",
+        rate(passthrough)
+    );
+    println!(
+        "  normalizer             {:>10.0} records/s",
+        rate(normalized)
+    );
     println!(
         "  normalizer / passthrough = {:.2}",
         rate(normalized) / rate(passthrough)

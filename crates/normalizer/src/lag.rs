@@ -75,7 +75,11 @@ fn measure(consumer: &AckConsumer) -> Result<(), rdkafka::error::KafkaError> {
             // Nothing read and nothing committed: a new group starts at the beginning.
             _ => from_committed.unwrap_or(low),
         };
-        metrics::consumer_lag(element.topic(), element.partition(), (high - position).max(0));
+        metrics::consumer_lag(
+            element.topic(),
+            element.partition(),
+            (high - position).max(0),
+        );
     }
     Ok(())
 }

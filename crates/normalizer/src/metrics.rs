@@ -37,7 +37,10 @@ pub fn describe() {
         CONSUMER_LAG,
         "Messages between the position and the high watermark, per raw topic partition."
     );
-    metrics::describe_gauge!(IN_FLIGHT, "Records read whose output is not acknowledged yet.");
+    metrics::describe_gauge!(
+        IN_FLIGHT,
+        "Records read whose output is not acknowledged yet."
+    );
     metrics::describe_counter!(
         TRANSACTIONS,
         "Transactions with exactly_once, by outcome (committed, aborted)."

@@ -133,9 +133,8 @@ impl Normalizer {
                 ),
             )
         })?;
-        let mapped = map_record(&raw, policy).map_err(|error: MapError| {
-            DlqReason::new(error.code(), error.to_string())
-        })?;
+        let mapped = map_record(&raw, policy)
+            .map_err(|error: MapError| DlqReason::new(error.code(), error.to_string()))?;
         let value = mapped.encode_value().map_err(|error| {
             DlqReason::new(
                 ENTITY_ENCODING_FAILED,

@@ -20,7 +20,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nowstream_bus::{AckConsumer, AckToken, BusError, ConsumedMessage, DlqWriter, OutRecord, Producer};
+use nowstream_bus::{
+    AckConsumer, AckToken, BusError, ConsumedMessage, DlqWriter, OutRecord, Producer,
+};
 use nowstream_runtime::ReadinessHandle;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
@@ -233,9 +235,12 @@ impl Pipeline {
                 );
                 let dlq = self.dlq.clone();
                 self.tasks.spawn(async move {
-                    let result = dlq.send(&message, &reason).await.map(|_| Published::DeadLettered {
-                        reason: reason.code,
-                    });
+                    let result =
+                        dlq.send(&message, &reason)
+                            .await
+                            .map(|_| Published::DeadLettered {
+                                reason: reason.code,
+                            });
                     Settled {
                         token: message.token,
                         read_at,

@@ -91,7 +91,10 @@ pub async fn replay(
     let ranges = tokio::task::spawn_blocking(move || plan(&kafka, &raw_topics, from))
         .await
         .map_err(NormalizerError::TaskFailed)??;
-    let partitions = ranges.iter().filter(|range| range.start < range.end).count();
+    let partitions = ranges
+        .iter()
+        .filter(|range| range.start < range.end)
+        .count();
     let planned = ranges
         .iter()
         .map(|range| (range.end - range.start).max(0))
@@ -113,10 +116,9 @@ pub async fn replay(
         let kafka = config.kafka.clone();
         let starts = ranges.clone();
         let group = group.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || commit_starts(&kafka, &group, &starts))
-                .await
-                .map_err(NormalizerError::TaskFailed)?;
+        let committed = tokio::task::spawn_blocking(move || commit_starts(&kafka, &group, &starts))
+            .await
+            .map_err(NormalizerError::TaskFailed)?;
         if let Err(error) = committed {
             tracing::warn!(%error, "cannot commit the start offsets for the replay group; \
                 reading from the beginning and skipping what is before --since");

@@ -158,7 +158,11 @@ async fn run_session(
             Ok(consumer) => Arc::new(consumer),
             Err(error) => return (Summary::default(), Err(error.into())),
         };
-        let lag = lag::spawn(Arc::clone(&consumer), settings.lag_interval, lag_stop.clone());
+        let lag = lag::spawn(
+            Arc::clone(&consumer),
+            settings.lag_interval,
+            lag_stop.clone(),
+        );
         let mut pipeline = TransactionalPipeline::new(
             consumer,
             config.kafka.clone(),
@@ -181,7 +185,11 @@ async fn run_session(
         Ok(producer) => producer,
         Err(error) => return (Summary::default(), Err(error.into())),
     };
-    let lag = lag::spawn(Arc::clone(&consumer), settings.lag_interval, lag_stop.clone());
+    let lag = lag::spawn(
+        Arc::clone(&consumer),
+        settings.lag_interval,
+        lag_stop.clone(),
+    );
     let dlq = DlqWriter::new(producer.clone(), prepared.topics.dlq(), STAGE);
     let mut pipeline = Pipeline::new(
         consumer,

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use nowstream_bus::{AckConsumer, ConsumedMessage, DlqReason, DlqWriter, OutRecord, PendingDelivery, Producer};
+use nowstream_bus::{
+    AckConsumer, ConsumedMessage, DlqReason, DlqWriter, OutRecord, PendingDelivery, Producer,
+};
 use nowstream_runtime::{KafkaConfig, NormalizerConfig, ReadinessHandle};
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
 use rdkafka::producer::Producer as _;

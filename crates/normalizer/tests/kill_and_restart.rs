@@ -67,7 +67,8 @@ fn inputs(rng: &mut ChaCha8Rng) -> Vec<RawRecord> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() -> anyhow::Result<()> {
+async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() -> anyhow::Result<()>
+{
     let seed = seed();
     println!("seed {seed} (set NOWSTREAM_TEST_SEED to reproduce)");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -80,7 +81,10 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
 
     let inputs = inputs(&mut rng);
     let expected = expected_end_state(&inputs);
-    assert!(expected.values().any(Option::is_none), "some records end deleted");
+    assert!(
+        expected.values().any(Option::is_none),
+        "some records end deleted"
+    );
     let started = Instant::now();
     let writer = RawWriter::new(&setup);
     let feed = tokio::spawn(async move {
@@ -94,18 +98,27 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
     for kill in 1..=KILLS {
         let after = Duration::from_millis(rng.random_range(1_000..5_000));
         tokio::time::sleep(after).await;
-        assert!(stage.is_running(), "the stage died by itself:\n{}", stage.text());
+        assert!(
+            stage.is_running(),
+            "the stage died by itself:\n{}",
+            stage.text()
+        );
         stage.kill();
         println!("kill {kill} at {:?}", started.elapsed());
         tokio::time::sleep(RESTART_PAUSE).await;
         stage = NormalizerProcess::spawn(&config, &[]);
     }
     feed.await?;
-    println!("all {RECORDS} raw records written at {:?}", started.elapsed());
+    println!(
+        "all {RECORDS} raw records written at {:?}",
+        started.elapsed()
+    );
 
     let mut reader = OutputReader::new(&setup);
     let complete = reader
-        .read_until(Duration::from_secs(300), |reader| missing(reader, &expected) == 0)
+        .read_until(Duration::from_secs(300), |reader| {
+            missing(reader, &expected) == 0
+        })
         .await;
     println!(
         "{} entity messages read for {} records at {:?}",
@@ -122,6 +135,9 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
     );
     assert!(reader.dead_letters.is_empty(), "nothing was dead-lettered");
     let status = stage.terminate(Duration::from_secs(30)).await;
-    assert!(status.is_some_and(|status| status.success()), "clean exit on SIGTERM: {status:?}");
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "clean exit on SIGTERM: {status:?}"
+    );
     Ok(())
 }

@@ -29,7 +29,8 @@ fn incident(reader: &OutputReader, sys_id: &str) -> anyhow::Result<Incident> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it() -> anyhow::Result<()> {
+async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
+-> anyhow::Result<()> {
     const COUNT: usize = 300;
     let broker = TansuBroker::start()?;
     let mut setup = Setup::new(&broker);
@@ -38,12 +39,23 @@ async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
 
     // First pass: nothing excluded, the summaries are published.
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(nowstream_normalizer::run(setup.config(), Health::new(), shutdown.clone()));
+    let stage = tokio::spawn(nowstream_normalizer::run(
+        setup.config(),
+        Health::new(),
+        shutdown.clone(),
+    ));
     let mut reader = OutputReader::new(&setup);
     let all = |reader: &OutputReader| {
-        (0..COUNT).all(|n| reader.get(Entity::Incident, &key(&format!("inc-{n}"))).is_some())
+        (0..COUNT).all(|n| {
+            reader
+                .get(Entity::Incident, &key(&format!("inc-{n}")))
+                .is_some()
+        })
     };
-    assert!(reader.read_until(Duration::from_secs(60), all).await, "first pass incomplete");
+    assert!(
+        reader.read_until(Duration::from_secs(60), all).await,
+        "first pass incomplete"
+    );
     shutdown.cancel();
     stage.await??;
     assert_eq!(
@@ -57,30 +69,57 @@ async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
     let config = setup.write(dir.path(), "normalizer.toml");
     let mut replaying = NormalizerProcess::spawn(&config, &["replay", "--from-beginning"]);
     let status = replaying.wait_exit(Duration::from_secs(120)).await;
-    assert!(status.is_some_and(|status| status.success()), "replay exit {status:?}:\n{}", replaying.text());
     assert!(
-        replaying.text().contains(&format!("replay complete (4 partitions")),
+        status.is_some_and(|status| status.success()),
+        "replay exit {status:?}:\n{}",
+        replaying.text()
+    );
+    assert!(
+        replaying.text().contains("replay complete (4 partitions"),
         "{}",
         replaying.text()
     );
-    assert!(replaying.text().contains(&format!("{COUNT} records read, {COUNT} published")), "{}", replaying.text());
+    assert!(
+        replaying
+            .text()
+            .contains(&format!("{COUNT} records read, {COUNT} published")),
+        "{}",
+        replaying.text()
+    );
 
     let before = reader.messages;
     assert!(
-        reader.read_until(Duration::from_secs(30), |reader| reader.messages >= before + COUNT).await,
+        reader
+            .read_until(Duration::from_secs(30), |reader| reader.messages
+                >= before + COUNT)
+            .await,
         "replayed entities not seen"
     );
     for n in 0..COUNT {
         let entity = incident(&reader, &format!("inc-{n}"))?;
-        assert_eq!(entity.short_description, None, "inc-{n} still has its summary");
-        assert!(entity.excluded_fields.contains(&"short_description".to_owned()), "inc-{n}: {:?}", entity.excluded_fields);
-        assert_eq!(entity.number.as_deref(), Some(format!("N-inc-{n}").as_str()), "other fields kept");
+        assert_eq!(
+            entity.short_description, None,
+            "inc-{n} still has its summary"
+        );
+        assert!(
+            entity
+                .excluded_fields
+                .contains(&"short_description".to_owned()),
+            "inc-{n}: {:?}",
+            entity.excluded_fields
+        );
+        assert_eq!(
+            entity.number.as_deref(),
+            Some(format!("N-inc-{n}").as_str()),
+            "other fields kept"
+        );
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_since_a_time_renormalizes_only_what_was_published_after_it() -> anyhow::Result<()> {
+async fn a_replay_since_a_time_renormalizes_only_what_was_published_after_it() -> anyhow::Result<()>
+{
     let broker = TansuBroker::start()?;
     let mut setup = Setup::new(&broker);
     setup.create_raw_topics().await;
@@ -92,7 +131,12 @@ async fn a_replay_since_a_time_renormalizes_only_what_was_published_after_it() -
     writer.write(&incidents(100..150)).await;
 
     setup.exclude_fields = vec!["short_description".into()];
-    let report = replay(setup.config(), ReplayFrom::Since(since), CancellationToken::new()).await?;
+    let report = replay(
+        setup.config(),
+        ReplayFrom::Since(since),
+        CancellationToken::new(),
+    )
+    .await?;
     println!("{report:?}");
     assert!(report.completed, "{report:?}");
     assert_eq!(report.summary.records_out, 50, "{}", report.summary);

@@ -36,17 +36,25 @@ pub struct Setup {
     pub normalizer: String,
     /// `http.listen`.
     pub listen: String,
+    /// `session.timeout.ms`: short, so the broker forgets a killed replica quickly.
+    pub session_timeout_ms: u32,
 }
 
 impl Setup {
     pub fn new(broker: &TansuBroker) -> Self {
+        Self::on(broker.bootstrap_servers())
+    }
+
+    /// A setup on any bootstrap servers (e.g. librdkafka's mock cluster).
+    pub fn on(bootstrap_servers: String) -> Self {
         Self {
-            bootstrap_servers: broker.bootstrap_servers(),
+            bootstrap_servers,
             prefix: format!("{}.", unique("n")),
             group: unique("normalizer"),
             exclude_fields: Vec::new(),
             normalizer: String::new(),
             listen: "127.0.0.1:0".to_owned(),
+            session_timeout_ms: 2_000,
         }
     }
 
@@ -62,8 +70,8 @@ impl Setup {
 bootstrap_servers = "{servers}"
 topic_prefix = "{prefix}"
 [kafka.properties]
-"session.timeout.ms" = "2000"
-"heartbeat.interval.ms" = "500"
+"session.timeout.ms" = "{session}"
+"heartbeat.interval.ms" = "{heartbeat}"
 "auto.commit.interval.ms" = "500"
 "topic.metadata.refresh.interval.ms" = "1000"
 
@@ -95,6 +103,8 @@ shutdown_grace = "10s"
             excluded = excluded.join(", "),
             group = self.group,
             normalizer = self.normalizer,
+            session = self.session_timeout_ms,
+            heartbeat = self.session_timeout_ms / 4,
         )
     }
 
@@ -138,8 +148,8 @@ shutdown_grace = "10s"
 
 /// A raw record of integration `4711` as the fetcher would publish it.
 pub fn raw(entity: Entity, sys_id: &str, mod_count: i64, op: RecordOp) -> RawRecord {
-    let updated = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
-        + chrono::Duration::seconds(mod_count);
+    let updated =
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(mod_count);
     let payload = match op {
         RecordOp::Delete => None,
         RecordOp::Upsert => Some(payload(entity, sys_id, mod_count, updated).to_string()),
@@ -245,7 +255,10 @@ impl RawWriter {
             );
         }
         for delivery in pending {
-            delivery.acknowledged().await.expect("raw record acknowledged");
+            delivery
+                .acknowledged()
+                .await
+                .expect("raw record acknowledged");
         }
     }
 }
@@ -358,7 +371,9 @@ pub fn version_of(entity: Entity, value: &[u8]) -> Version {
         Entity::Incident => Incident::decode(value).expect("incident").version(),
         Entity::ChangeRequest => ChangeRequest::decode(value).expect("change").version(),
         Entity::User => User::decode(value).expect("user").version(),
-        Entity::FieldDefinition => FieldDefinition::decode(value).expect("definition").version(),
+        Entity::FieldDefinition => FieldDefinition::decode(value)
+            .expect("definition")
+            .version(),
     }
 }
 
@@ -368,7 +383,9 @@ pub fn expected_end_state(inputs: &[RawRecord]) -> HashMap<(Entity, String), Opt
     let mut newest: HashMap<(Entity, String), &RawRecord> = HashMap::new();
     for record in inputs {
         let entity = Entity::from_source_table(&record.table).expect("known table");
-        let slot = newest.entry((entity, key(&record.sys_id))).or_insert(record);
+        let slot = newest
+            .entry((entity, key(&record.sys_id)))
+            .or_insert(record);
         if record.version() > slot.version() {
             *slot = record;
         }
@@ -383,14 +400,19 @@ pub fn expected_end_state(inputs: &[RawRecord]) -> HashMap<(Entity, String), Opt
 }
 
 /// How many (entity, key) pairs of `expected` the reader does not hold in that state yet.
-pub fn missing(reader: &OutputReader, expected: &HashMap<(Entity, String), Option<Version>>) -> usize {
+pub fn missing(
+    reader: &OutputReader,
+    expected: &HashMap<(Entity, String), Option<Version>>,
+) -> usize {
     expected
         .iter()
-        .filter(|((entity, key), version)| match (reader.get(*entity, key), version) {
-            (Some(Some(value)), Some(version)) => version_of(*entity, value) != *version,
-            (Some(None), None) => false,
-            _ => true,
-        })
+        .filter(
+            |((entity, key), version)| match (reader.get(*entity, key), version) {
+                (Some(Some(value)), Some(version)) => version_of(*entity, value) != *version,
+                (Some(None), None) => false,
+                _ => true,
+            },
+        )
         .count()
 }
 
@@ -404,9 +426,7 @@ pub fn free_listen_addr() -> String {
 /// endpoint does not answer.
 pub fn scrape_counter(addr: &str, name: &str) -> Option<f64> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
@@ -431,7 +451,12 @@ impl NormalizerProcess {
             .arg("--config")
             .arg(config)
             .args(args)
-            .env("RUST_LOG", std::env::var("STAGE_LOG").as_deref().unwrap_or("warn,nowstream_normalizer=info"))
+            .env(
+                "RUST_LOG",
+                std::env::var("STAGE_LOG")
+                    .as_deref()
+                    .unwrap_or("warn,nowstream_normalizer=info"),
+            )
             .env_remove("NOWSTREAM_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,0 +1,118 @@
+//! `exactly_once = true`: outputs and input offsets in one Kafka transaction. tansu has no
+//! transactions, so this runs on librdkafka's in-process mock cluster.
+//!
+//! What the mock lets a test observe: it has transactions, but no `read_committed` isolation
+//! (aborted records stay visible), no fencing, and it accepts `TxnOffsetCommit` without
+//! storing the offsets. So a failure is staged where it shows: `EndTxn` is refused, the stage
+//! must abort and publish the same batch again in a new transaction (the aborted attempt's
+//! records stay visible as extra copies), and the group must have no offsets committed
+//! outside a transaction (any such commit *would* be stored and visible).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{OutputReader, RawWriter, Setup, key, raw};
+use nowstream_model::{Entity, RecordOp};
+use nowstream_runtime::Health;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const RECORDS: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_commit_is_retried_and_input_offsets_are_committed_only_with_the_output()
+-> anyhow::Result<()> {
+    let cluster = MockCluster::new(3)?;
+    let mut setup = Setup::on(cluster.bootstrap_servers());
+    setup.normalizer = "exactly_once = true\ntransaction_linger = \"200ms\"".into();
+    let topics = setup.topics();
+    // The mock does not serve CreateTopics: create what the stage needs up front, which is
+    // also how a deployment without topic-creation rights runs.
+    for entity in Entity::ALL {
+        cluster.create_topic(
+            &topics.raw(entity.source_table())?,
+            common::RAW_PARTITIONS,
+            3,
+        )?;
+        cluster.create_topic(&topics.entity(entity), 3, 3)?;
+    }
+    cluster.create_topic(&topics.dlq(), 3, 3)?;
+    let inputs: Vec<_> = (0..RECORDS)
+        .map(|n| raw(Entity::Incident, &format!("inc-{n}"), 1, RecordOp::Upsert))
+        .collect();
+    RawWriter::new(&setup).write(&inputs).await;
+
+    // The first commits are refused (and the abort after the first, too).
+    cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 3],
+    );
+    let shutdown = CancellationToken::new();
+    let stage = tokio::spawn(nowstream_normalizer::run(
+        setup.config(),
+        Health::new(),
+        shutdown.clone(),
+    ));
+
+    let mut reader = OutputReader::new(&setup);
+    let all = |reader: &OutputReader| {
+        (0..RECORDS).all(|n| {
+            reader
+                .get(Entity::Incident, &key(&format!("inc-{n}")))
+                .is_some()
+        })
+    };
+    let published = reader.read_until(Duration::from_secs(60), all).await;
+    // Let the stage finish whatever transaction is open before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shutdown.cancel();
+    let summary = stage.await??;
+    assert!(
+        published,
+        "only {} of {RECORDS} published: {summary}",
+        reader.latest.len()
+    );
+    reader.read_until(Duration::from_secs(2), |_| false).await;
+
+    assert!(
+        summary.transactions_aborted >= 1,
+        "the refused commit was aborted: {summary}"
+    );
+    assert!(summary.transactions_committed >= 1, "{summary}");
+    assert_eq!(
+        summary.records_out, RECORDS as u64,
+        "each input committed once: {summary}"
+    );
+    assert!(
+        reader.messages > RECORDS,
+        "the aborted attempt's copies are visible on the mock, proving the batch was produced again: {} messages",
+        reader.messages
+    );
+
+    // Offsets reached the group only through transactions, which the mock does not store.
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("group.id", &setup.group)
+        .create()?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..common::RAW_PARTITIONS {
+        partitions.add_partition(&topics.raw("incident")?, partition);
+    }
+    let committed = group.committed_offsets(partitions, Duration::from_secs(10))?;
+    for element in committed.elements() {
+        assert!(
+            !matches!(element.offset(), Offset::Offset(_)),
+            "{}[{}] has an offset committed outside a transaction: {:?}",
+            element.topic(),
+            element.partition(),
+            element.offset()
+        );
+    }
+    drop(cluster);
+    Ok(())
+}
