@@ -262,7 +262,11 @@ impl RawReader {
             else {
                 continue;
             };
-            let message = message.expect("reader receives");
+            // "Unknown topic" is expected until the fetcher has created its topics.
+            let Ok(message) = message else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
             let record =
                 RawRecord::decode(message.payload.as_deref().expect("raw records have values"))
                     .expect("raw record decodes");
