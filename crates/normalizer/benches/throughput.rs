@@ -91,14 +91,13 @@ async fn produce_input(kafka: &KafkaConfig, topic: &str, count: usize) {
 
 /// Consumes `count` records from `input` and produces each unchanged to `output`, storing an
 /// input offset after its output's ack: the normalizer's loop without the normalizer.
-async fn passthrough(kafka: &KafkaConfig, input: &str, output: &str, count: usize) -> Duration {
+async fn passthrough(kafka: KafkaConfig, input: String, output: String, count: usize) {
     let consumer = Arc::new(
-        AckConsumer::subscribe(kafka, &unique("passthrough"), &[input]).expect("consumer"),
+        AckConsumer::subscribe(&kafka, &unique("passthrough"), &[&input]).expect("consumer"),
     );
-    let producer = Producer::new(kafka).expect("producer");
+    let producer = Producer::new(&kafka).expect("producer");
     let mut tasks = JoinSet::new();
     let mut done = 0;
-    let mut started = None;
     while done < count {
         tokio::select! {
             biased;
@@ -109,9 +108,8 @@ async fn passthrough(kafka: &KafkaConfig, input: &str, output: &str, count: usiz
             }
             received = consumer.recv(), if tasks.len() < MAX_IN_FLIGHT => {
                 let message = received.expect("message");
-                started.get_or_insert_with(Instant::now);
                 let pending = producer
-                    .enqueue(OutRecord::new(output, message.key.as_deref().unwrap_or_default(), message.payload.as_deref()))
+                    .enqueue(OutRecord::new(&output, message.key.as_deref().unwrap_or_default(), message.payload.as_deref()))
                     .await
                     .expect("enqueued");
                 let token = message.token;
@@ -123,11 +121,27 @@ async fn passthrough(kafka: &KafkaConfig, input: &str, output: &str, count: usiz
         }
     }
     consumer.commit().expect("commit");
+}
+
+/// Time from the first to the `count`-th record readable on `topic`. Both stages are timed
+/// this way, at their output, so start-up (joining the group, creating topics) is left out of
+/// both alike.
+async fn time_output(kafka: &KafkaConfig, topic: &str, count: usize) -> Duration {
+    let reader = AckConsumer::subscribe(kafka, &unique("counter"), &[topic]).expect("counter");
+    let mut seen = 0;
+    let mut started = None;
+    while seen < count {
+        if let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await {
+            started.get_or_insert_with(Instant::now);
+            let _ = reader.ack(&message.token);
+            seen += 1;
+        }
+    }
     started.map(|at| at.elapsed()).unwrap_or_default()
 }
 
-/// Runs the normalizer until `count` outputs were acknowledged.
-async fn normalizer(broker: &TansuBroker, prefix: &str, count: usize) -> Duration {
+/// The normalizer's configuration for this broker and prefix.
+fn normalizer_config(broker: &TansuBroker, prefix: &str) -> Config {
     let text = format!(
         r#"
 [kafka]
@@ -145,42 +159,14 @@ password = "secret"
 raw_topic_partitions = {PARTITIONS}
 [normalizer]
 group_id = "{group}"
+topic_partitions = {PARTITIONS}
 max_in_flight = {MAX_IN_FLIGHT}
 lag_interval = "1s"
 "#,
         servers = broker.bootstrap_servers(),
         group = unique("normalizer"),
     );
-    let config = Config::parse(&text, Format::Toml).expect("config");
-    let topics = TopicNames::new(prefix).expect("prefix");
-    let reader = Arc::new(
-        AckConsumer::subscribe(
-            &config.kafka,
-            &unique("counter"),
-            &[&topics.entity(Entity::Incident)],
-        )
-        .expect("counter"),
-    );
-    let shutdown = CancellationToken::new();
-    let started = Instant::now();
-    let stage = tokio::spawn(nowstream_normalizer::run(
-        config,
-        Health::new(),
-        shutdown.clone(),
-    ));
-    // Time until the last output is readable: the stage's acks precede that.
-    let mut seen = 0;
-    while seen < count {
-        if let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await {
-            let _ = reader.ack(&message.token);
-            seen += 1;
-        }
-    }
-    let took = started.elapsed();
-    shutdown.cancel();
-    let summary = stage.await.expect("stage task").expect("stage");
-    assert!(summary.records_out as usize >= count, "{summary}");
-    took
+    Config::parse(&text, Format::Toml).expect("config")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +188,7 @@ async fn main() {
         &[
             TopicSpec::compacted(raw.clone(), PARTITIONS),
             TopicSpec::new(copy.clone(), PARTITIONS),
+            TopicSpec::compacted(topics.entity(Entity::Incident), PARTITIONS),
         ],
     )
     .await
@@ -210,11 +197,38 @@ async fn main() {
     let started = Instant::now();
     produce_input(&kafka, &raw, count).await;
     let produced = started.elapsed();
-    let passthrough = passthrough(&kafka, &raw, &copy, count).await;
-    let normalized = normalizer(&broker, &prefix, count).await;
+
+    let stage = tokio::spawn(passthrough(kafka.clone(), raw.clone(), copy.clone(), count));
+    let passthrough = time_output(&kafka, &copy, count).await;
+    stage.await.expect("passthrough");
+
+    let shutdown = CancellationToken::new();
+    let stage = tokio::spawn(nowstream_normalizer::run(
+        normalizer_config(&broker, &prefix),
+        Health::new(),
+        shutdown.clone(),
+    ));
+    let normalized = time_output(&kafka, &topics.entity(Entity::Incident), count).await;
+    shutdown.cancel();
+    let summary = stage.await.expect("stage task").expect("stage");
+    assert!(summary.records_out as usize >= count, "{summary}");
+
+    // The passthrough copies each raw record whole; the normalizer writes the smaller entity.
+    let config = normalizer_config(&broker, &prefix);
+    let sample = incident(0).encode().expect("encodes");
+    let entity = nowstream_normalizer::Normalizer::new(topics.clone(), &config.integrations)
+        .expect("policy")
+        .normalize(Some(&sample))
+        .expect("normalizes")
+        .value
+        .map_or(0, |value| value.len());
 
     let rate = |took: Duration| count as f64 / took.as_secs_f64().max(f64::EPSILON);
-    println!("{count} raw incidents through tansu, {PARTITIONS} partitions:");
+    println!(
+        "{count} raw incidents through tansu, {PARTITIONS} partitions \
+         ({} bytes per raw record, {entity} per entity):",
+        sample.len()
+    );
     println!(
         "  produce only           {:>10.0} records/s",
         rate(produced)

@@ -20,6 +20,18 @@ pub const TRANSACTIONS: &str = "nowstream_normalizer_transactions_total";
 /// Times the stage dropped its Kafka clients and started over from the committed offsets.
 pub const RESTARTS: &str = "nowstream_normalizer_restarts_total";
 
+/// Every metric the stage records, for documentation and dashboards.
+pub const NAMES: [&str; 8] = [
+    RECORDS_IN,
+    RECORDS_OUT,
+    DEAD_LETTERS,
+    PROCESSING_SECONDS,
+    CONSUMER_LAG,
+    IN_FLIGHT,
+    TRANSACTIONS,
+    RESTARTS,
+];
+
 /// Registers help texts (once, at start-up).
 pub fn describe() {
     metrics::describe_counter!(RECORDS_IN, "Raw records read, by source table.");

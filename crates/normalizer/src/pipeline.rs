@@ -126,6 +126,9 @@ impl Pipeline {
         let mut replay_check = tokio::time::interval(REPLAY_CHECK_INTERVAL);
         replay_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut failure: Option<NormalizerError> = None;
+        // Subscribed: ready, even while there is nothing to read.
+        self.ready.set_ready();
+        self.kafka_is_ready = true;
         loop {
             metrics::in_flight(self.tasks.len());
             if self.tasks.is_empty()

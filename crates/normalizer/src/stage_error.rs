@@ -57,9 +57,14 @@ impl NormalizerError {
     /// Whether starting over with fresh Kafka clients can help: true for failures of the
     /// broker conversation, false for configuration problems and bugs.
     pub(crate) fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Bus(_) | Self::Transaction { .. } | Self::Broker { .. }
-        )
+        match self {
+            // librdkafka refused the client configuration: no retry changes that.
+            Self::Bus(BusError::Client { .. }) => false,
+            Self::Bus(_) | Self::Transaction { .. } | Self::Broker { .. } => true,
+            Self::InvalidConfig { .. }
+            | Self::Policy(_)
+            | Self::TopicPrefix(_)
+            | Self::TaskFailed(_) => false,
+        }
     }
 }

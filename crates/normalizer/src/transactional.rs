@@ -110,6 +110,8 @@ impl TransactionalPipeline {
         // Initialised up front, so a broker without transactions fails at start-up.
         let producer = self.init().await?;
         self.producer = Some(producer);
+        self.ready.set_ready();
+        self.kafka_is_ready = true;
         loop {
             if let Some(batch) = self.collect(shutdown).await? {
                 self.publish(batch).await?;

@@ -79,9 +79,10 @@ async fn poison_records_go_to_the_dlq_with_their_reason_and_good_ones_come_out()
     writer.write(&good(200..250)).await;
 
     let shutdown = CancellationToken::new();
+    let health = Health::new();
     let stage = tokio::spawn(nowstream_normalizer::run(
         setup.config(),
-        Health::new(),
+        health.clone(),
         shutdown.clone(),
     ));
 
@@ -99,6 +100,11 @@ async fn poison_records_go_to_the_dlq_with_their_reason_and_good_ones_come_out()
                     .all(|key| reader.get(Entity::Incident, key).is_some())
         })
         .await;
+    let readiness = health.readiness();
+    assert!(
+        readiness.ready,
+        "poison records do not make the stage unready: {readiness:?}"
+    );
     shutdown.cancel();
     let summary = stage.await??;
     assert!(

@@ -69,3 +69,52 @@ fn every_alias_expansion_is_documented() {
         }
     }
 }
+
+fn stage_doc() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/normalizer.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_stage_guide_lists_every_metric_and_every_stage_dlq_code() {
+    let doc = stage_doc();
+    for metric in nowstream_normalizer::metrics::NAMES {
+        assert!(
+            doc.contains(&format!("| `{metric}` |")),
+            "{metric} undocumented"
+        );
+    }
+    let runbook = section(&doc, "## DLQ runbook");
+    for code in nowstream_normalizer::normalize::STAGE_CODES {
+        assert!(
+            runbook.contains(&format!("| `{code}` |")),
+            "{code} undocumented"
+        );
+    }
+}
+
+#[test]
+fn the_stage_guide_lists_every_key_of_the_example_normalizer_section() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/examples/nowstream.toml");
+    let example =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = example
+        .find("[normalizer]")
+        .expect("the example has a [normalizer] section");
+    let body = &example[start + "[normalizer]".len()..];
+    let body = &body[..body.find("\n[").unwrap_or(body.len())];
+    let keys: Vec<&str> = body
+        .lines()
+        .map(|line| line.trim_start_matches('#').trim())
+        .filter_map(|line| line.split_once(" = ").map(|(key, _)| key.trim()))
+        .collect();
+    assert!(keys.len() >= 10, "keys found: {keys:?}");
+    let doc = stage_doc();
+    let configuration = section(&doc, "## Configuration");
+    for key in keys {
+        assert!(
+            configuration.contains(&format!("| `{key}` |")),
+            "{key} undocumented"
+        );
+    }
+}

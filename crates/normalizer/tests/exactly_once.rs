@@ -1,11 +1,12 @@
 //! `exactly_once = true`: outputs and input offsets in one Kafka transaction. tansu has no
-//! transactions, so this runs on librdkafka's in-process mock cluster.
+//! transactions, so these run on librdkafka's in-process mock cluster.
 //!
 //! What the mock lets a test observe: it has transactions, but no `read_committed` isolation
 //! (aborted records stay visible), no fencing, and it accepts `TxnOffsetCommit` without
-//! storing the offsets. So a failure is staged where it shows: `EndTxn` is refused, the stage
-//! must abort and publish the same batch again in a new transaction (the aborted attempt's
-//! records stay visible as extra copies), and the group must have no offsets committed
+//! storing the offsets. So failures are staged where they show: a refused `EndTxn` (the
+//! commit) or `TxnOffsetCommit` (the input offsets) must abort the transaction and publish the
+//! same batch again in a new one (the aborted attempt's records stay visible as extra copies;
+//! each input is counted as published once), and the group must have no offsets committed
 //! outside a transaction (any such commit *would* be stored and visible).
 
 mod common;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use common::{OutputReader, RawWriter, Setup, key, raw};
 use nowstream_model::{Entity, RecordOp};
+use nowstream_normalizer::Summary;
 use nowstream_runtime::Health;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -24,11 +26,18 @@ use tokio_util::sync::CancellationToken;
 
 const RECORDS: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refused_commit_is_retried_and_input_offsets_are_committed_only_with_the_output()
--> anyhow::Result<()> {
+/// Runs the stage with `exactly_once` over `RECORDS` raw incidents while `api` answers
+/// `errors` first; checks everything was published and no offset committed outside a
+/// transaction; returns the stage's summary and how many entity messages were visible.
+async fn run_with_refusals(
+    api: RDKafkaApiKey,
+    errors: &[RDKafkaRespErr],
+) -> anyhow::Result<(Summary, usize)> {
     let cluster = MockCluster::new(3)?;
     let mut setup = Setup::on(cluster.bootstrap_servers());
+    // The mock's group coordinator never completed the join with the 2 s session the tansu
+    // tests use; librdkafka's own mock tests use 6 s.
+    setup.session_timeout_ms = 6_000;
     setup.normalizer = "exactly_once = true\ntransaction_linger = \"200ms\"".into();
     let topics = setup.topics();
     // The mock does not serve CreateTopics: create what the stage needs up front, which is
@@ -47,18 +56,13 @@ async fn a_refused_commit_is_retried_and_input_offsets_are_committed_only_with_t
         .collect();
     RawWriter::new(&setup).write(&inputs).await;
 
-    // The first commits are refused (and the abort after the first, too).
-    cluster.request_errors(
-        RDKafkaApiKey::EndTxn,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 3],
-    );
+    cluster.request_errors(api, errors);
     let shutdown = CancellationToken::new();
     let stage = tokio::spawn(nowstream_normalizer::run(
         setup.config(),
         Health::new(),
         shutdown.clone(),
     ));
-
     let mut reader = OutputReader::new(&setup);
     let all = |reader: &OutputReader| {
         (0..RECORDS).all(|n| {
@@ -69,7 +73,7 @@ async fn a_refused_commit_is_retried_and_input_offsets_are_committed_only_with_t
     };
     let published = reader.read_until(Duration::from_secs(60), all).await;
     // Let the stage finish whatever transaction is open before counting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     shutdown.cancel();
     let summary = stage.await??;
     assert!(
@@ -78,20 +82,9 @@ async fn a_refused_commit_is_retried_and_input_offsets_are_committed_only_with_t
         reader.latest.len()
     );
     reader.read_until(Duration::from_secs(2), |_| false).await;
-
-    assert!(
-        summary.transactions_aborted >= 1,
-        "the refused commit was aborted: {summary}"
-    );
-    assert!(summary.transactions_committed >= 1, "{summary}");
     assert_eq!(
         summary.records_out, RECORDS as u64,
         "each input committed once: {summary}"
-    );
-    assert!(
-        reader.messages > RECORDS,
-        "the aborted attempt's copies are visible on the mock, proving the batch was produced again: {} messages",
-        reader.messages
     );
 
     // Offsets reached the group only through transactions, which the mock does not store.
@@ -113,6 +106,49 @@ async fn a_refused_commit_is_retried_and_input_offsets_are_committed_only_with_t
             element.offset()
         );
     }
-    drop(cluster);
+    let visible = reader.messages;
+    drop((reader, group, cluster));
+    Ok((summary, visible))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_commit_is_aborted_and_the_same_batch_committed_again() -> anyhow::Result<()> {
+    // The first commits are refused (and the abort after the first, too).
+    let (summary, visible) = run_with_refusals(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 3],
+    )
+    .await?;
+    assert!(
+        summary.transactions_aborted >= 1,
+        "the refused commit was aborted: {summary}"
+    );
+    assert!(summary.transactions_committed >= 1, "{summary}");
+    assert!(
+        visible > RECORDS,
+        "the aborted attempt's copies are visible on the mock, so the batch was produced again: \
+         {visible} messages"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn input_offsets_travel_in_the_transaction_so_a_refused_offset_commit_aborts_the_output()
+-> anyhow::Result<()> {
+    // Refusing the transactional offset commit must sink the whole transaction: the outputs
+    // were produced in it, so they are aborted and produced again with the offsets.
+    let (summary, visible) = run_with_refusals(
+        RDKafkaApiKey::TxnOffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 1],
+    )
+    .await?;
+    assert!(
+        summary.transactions_aborted >= 1,
+        "the transaction whose offsets were refused was aborted: {summary}"
+    );
+    assert!(
+        visible > RECORDS,
+        "{visible} messages: the batch was produced again"
+    );
     Ok(())
 }

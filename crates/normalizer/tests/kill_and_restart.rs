@@ -74,7 +74,11 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let broker = TansuBroker::start()?;
     let mut setup = Setup::new(&broker);
-    setup.normalizer = "max_in_flight = 2000".into();
+    setup.normalizer = "max_in_flight = 5000".into();
+    // Outputs wait a while in the producer before they are sent, so a kill always finds many
+    // of them unacknowledged: a stage that committed inputs before their outputs' ack would
+    // lose records here.
+    setup.kafka_properties = "\"linger.ms\" = \"500\"".into();
     setup.create_raw_topics().await;
     let dir = tempfile::tempdir()?;
     let config = setup.write(dir.path(), "normalizer.toml");
@@ -116,7 +120,7 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
 
     let mut reader = OutputReader::new(&setup);
     let complete = reader
-        .read_until(Duration::from_secs(300), |reader| {
+        .read_until(Duration::from_secs(120), |reader| {
             missing(reader, &expected) == 0
         })
         .await;

@@ -38,6 +38,8 @@ pub struct Setup {
     pub listen: String,
     /// `session.timeout.ms`: short, so the broker forgets a killed replica quickly.
     pub session_timeout_ms: u32,
+    /// Extra lines of `[kafka.properties]`.
+    pub kafka_properties: String,
 }
 
 impl Setup {
@@ -55,6 +57,7 @@ impl Setup {
             normalizer: String::new(),
             listen: "127.0.0.1:0".to_owned(),
             session_timeout_ms: 2_000,
+            kafka_properties: String::new(),
         }
     }
 
@@ -73,6 +76,7 @@ topic_prefix = "{prefix}"
 "session.timeout.ms" = "{session}"
 "heartbeat.interval.ms" = "{heartbeat}"
 "auto.commit.interval.ms" = "500"
+{kafka_properties}
 "topic.metadata.refresh.interval.ms" = "1000"
 
 [http]
@@ -105,6 +109,7 @@ shutdown_grace = "10s"
             normalizer = self.normalizer,
             session = self.session_timeout_ms,
             heartbeat = self.session_timeout_ms / 4,
+            kafka_properties = self.kafka_properties,
         )
     }
 
