@@ -101,3 +101,26 @@ async fn the_demo_delivers_every_record_without_excluded_values_and_reports_the_
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_also_runs_on_a_tansu_broker() -> anyhow::Result<()> {
+    let mut output = Vec::new();
+    let summary = run(
+        DemoOptions {
+            broker: BrokerChoice::Tansu,
+            incidents: 100,
+            change_requests: 20,
+            users: 10,
+            seed: 3,
+            keep_running: false,
+            log_level: "warn".into(),
+        },
+        &mut output,
+    )
+    .await?;
+    let printed = String::from_utf8(output)?;
+    assert!(summary.complete, "{printed}");
+    assert!(printed.contains("tansu broker process"), "{printed}");
+    assert_eq!(summary.counts["incidents"], (100, 100), "{printed}");
+    Ok(())
+}
