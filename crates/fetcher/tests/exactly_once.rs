@@ -211,7 +211,10 @@ group_id = "{group}"
         }
     }
     shutdown.cancel();
-    fetcher.await??;
+    // Bounded: a stage that does not stop must fail the test, not hang the suite.
+    tokio::time::timeout(Duration::from_secs(90), fetcher)
+        .await
+        .context("the fetcher did not stop within 90 s of shutdown")???;
     drop(cluster);
     Ok(())
 }
