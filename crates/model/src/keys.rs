@@ -3,6 +3,7 @@
 //! compaction keep only the newest.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 /// Separates the two parts of a key.
@@ -44,105 +45,94 @@ pub enum KeyError {
     },
 }
 
-/// Key of raw and entity topics: `<integration_id>:<sys_id>`.
+/// What the second part of an [`IntegrationKey`] holds; the name appears in errors.
+pub trait KeyPart {
+    /// Name of the part (`sys_id`, `table`).
+    const NAME: &'static str;
+}
+
+/// Marker: the second part is a record's sys_id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SysIdPart;
+
+impl KeyPart for SysIdPart {
+    const NAME: &'static str = "sys_id";
+}
+
+/// Marker: the second part is a ServiceNow table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TablePart;
+
+impl KeyPart for TablePart {
+    const NAME: &'static str = "table";
+}
+
+/// `<integration_id>:<part>`: every key we write has this shape, and only the meaning of
+/// the second part differs, so one type serves all with a marker naming that part.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecordKey {
+pub struct IntegrationKey<P> {
     integration_id: String,
-    sys_id: String,
+    part: String,
+    kind: PhantomData<P>,
+}
+
+/// Key of raw and entity topics: `<integration_id>:<sys_id>`.
+pub type RecordKey = IntegrationKey<SysIdPart>;
+
+/// Key of the checkpoint topic: `<integration_id>:<table>`.
+pub type CheckpointKey = IntegrationKey<TablePart>;
+
+impl<P: KeyPart> IntegrationKey<P> {
+    /// A key from its parts; neither may be empty or contain `:`.
+    pub fn new(integration_id: &str, part: &str) -> Result<Self, KeyError> {
+        check_part("integration_id", integration_id)?;
+        check_part(P::NAME, part)?;
+        Ok(Self {
+            integration_id: integration_id.to_owned(),
+            part: part.to_owned(),
+            kind: PhantomData,
+        })
+    }
+
+    /// Parses a Kafka key as received.
+    pub fn from_bytes(key: &[u8]) -> Result<Self, KeyError> {
+        std::str::from_utf8(key)
+            .map_err(|source| KeyError::NotUtf8 { source })?
+            .parse()
+    }
+
+    /// The SEI integration.
+    pub fn integration_id(&self) -> &str {
+        &self.integration_id
+    }
 }
 
 impl RecordKey {
-    /// A key from its parts; neither may be empty or contain `:`.
-    pub fn new(integration_id: &str, sys_id: &str) -> Result<Self, KeyError> {
-        check_part("integration_id", integration_id)?;
-        check_part("sys_id", sys_id)?;
-        Ok(Self {
-            integration_id: integration_id.to_owned(),
-            sys_id: sys_id.to_owned(),
-        })
-    }
-
-    /// Parses a Kafka key as received.
-    pub fn from_bytes(key: &[u8]) -> Result<Self, KeyError> {
-        std::str::from_utf8(key)
-            .map_err(|source| KeyError::NotUtf8 { source })?
-            .parse()
-    }
-
-    /// The SEI integration.
-    pub fn integration_id(&self) -> &str {
-        &self.integration_id
-    }
-
     /// The record's sys_id.
     pub fn sys_id(&self) -> &str {
-        &self.sys_id
+        &self.part
     }
-}
-
-impl fmt::Display for RecordKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{KEY_SEPARATOR}{}", self.integration_id, self.sys_id)
-    }
-}
-
-impl FromStr for RecordKey {
-    type Err = KeyError;
-
-    fn from_str(key: &str) -> Result<Self, Self::Err> {
-        let (integration_id, sys_id) = split_key(key, "integration_id", "sys_id")?;
-        Self::new(integration_id, sys_id)
-    }
-}
-
-/// Key of the checkpoint topic: `<integration_id>:<table>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CheckpointKey {
-    integration_id: String,
-    table: String,
 }
 
 impl CheckpointKey {
-    /// A key from its parts; neither may be empty or contain `:`.
-    pub fn new(integration_id: &str, table: &str) -> Result<Self, KeyError> {
-        check_part("integration_id", integration_id)?;
-        check_part("table", table)?;
-        Ok(Self {
-            integration_id: integration_id.to_owned(),
-            table: table.to_owned(),
-        })
-    }
-
-    /// Parses a Kafka key as received.
-    pub fn from_bytes(key: &[u8]) -> Result<Self, KeyError> {
-        std::str::from_utf8(key)
-            .map_err(|source| KeyError::NotUtf8 { source })?
-            .parse()
-    }
-
-    /// The SEI integration.
-    pub fn integration_id(&self) -> &str {
-        &self.integration_id
-    }
-
     /// The ServiceNow table.
     pub fn table(&self) -> &str {
-        &self.table
+        &self.part
     }
 }
 
-impl fmt::Display for CheckpointKey {
+impl<P> fmt::Display for IntegrationKey<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{KEY_SEPARATOR}{}", self.integration_id, self.table)
+        write!(f, "{}{KEY_SEPARATOR}{}", self.integration_id, self.part)
     }
 }
 
-impl FromStr for CheckpointKey {
+impl<P: KeyPart> FromStr for IntegrationKey<P> {
     type Err = KeyError;
 
     fn from_str(key: &str) -> Result<Self, Self::Err> {
-        let (integration_id, table) = split_key(key, "integration_id", "table")?;
-        Self::new(integration_id, table)
+        let (integration_id, part) = split_key(key, "integration_id", P::NAME)?;
+        Self::new(integration_id, part)
     }
 }
 

@@ -24,7 +24,7 @@ pub mod version;
 pub use checkpoint::Checkpoint;
 pub use contract::{ContractSchema, Fingerprint};
 pub use entity::{Entity, UnknownEntity};
-pub use keys::{CheckpointKey, KeyError, RecordKey};
+pub use keys::{CheckpointKey, IntegrationKey, KeyError, KeyPart, RecordKey, SysIdPart, TablePart};
 pub use raw_record::{RawRecord, RecordOp};
 pub use sei::{ChangeRequest, Choice, CustomField, FieldDefinition, Incident, Reference, User};
 pub use single_object::{AvroRecord, HeaderError, ModelError};

@@ -97,7 +97,7 @@ impl SeiLocalConfig {
             ));
         }
         for (index, rule) in self.faults.iter().enumerate() {
-            rule.validate()
+            crate::faults::validate(rule)
                 .map_err(|reason| ConfigError::new(format!("faults[{index}]"), reason))?;
         }
         Ok(())

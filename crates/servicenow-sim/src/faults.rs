@@ -1,9 +1,8 @@
-//! Deterministic fault injection.
+//! Deterministic fault injection: how ServiceNow fails.
 //!
-//! A rule says *what* goes wrong ([`Fault`]), *when* ([`Trigger`]: always, the next N
-//! applicable requests, or every Nth one) and optionally *where* (a path prefix). Counting is
-//! per rule over the requests the fault can apply to, so a test that sends a known sequence of
-//! requests gets the same faults every run.
+//! The scheduling (always, the next N, every Nth applicable request, per path prefix) is
+//! shared with sei-local in `nowstream-faults`; this module says which faults exist and
+//! which requests each can apply to.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,85 +60,16 @@ fn default_cancel_status() -> u16 {
     200
 }
 
-/// When a rule fires, counted over the requests it can apply to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Trigger {
-    /// Every applicable request.
-    #[default]
-    Always,
-    /// The next `count` applicable requests, then never again.
-    Next {
-        /// How many requests.
-        count: u64,
-    },
-    /// The `n`th, `2n`th, … applicable request.
-    EveryNth {
-        /// Period (1 = every request).
-        n: u64,
-    },
-}
+pub use nowstream_faults::Trigger;
 
 /// One configured fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultRule {
-    /// What goes wrong.
-    pub fault: Fault,
-    /// When it goes wrong.
-    #[serde(default)]
-    pub when: Trigger,
-    /// Only requests whose path starts with this (e.g. `/api/now/table/incident`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_prefix: Option<String>,
-}
-
-impl FaultRule {
-    /// A rule firing on every applicable request.
-    pub fn always(fault: Fault) -> Self {
-        Self {
-            fault,
-            when: Trigger::Always,
-            path_prefix: None,
-        }
-    }
-
-    /// A rule firing on the next `count` applicable requests.
-    pub fn next(count: u64, fault: Fault) -> Self {
-        Self {
-            fault,
-            when: Trigger::Next { count },
-            path_prefix: None,
-        }
-    }
-
-    /// A rule firing on every `n`th applicable request.
-    pub fn every_nth(n: u64, fault: Fault) -> Self {
-        Self {
-            fault,
-            when: Trigger::EveryNth { n },
-            path_prefix: None,
-        }
-    }
-
-    /// Restrict the rule to paths starting with `prefix`.
-    pub fn on_path(mut self, prefix: &str) -> Self {
-        self.path_prefix = Some(prefix.to_owned());
-        self
-    }
-}
+pub type FaultRule = nowstream_faults::FaultRule<Fault>;
 
 /// A rule with how often it applied and fired (what `GET /sim/faults` returns).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleReport {
-    /// The rule.
-    #[serde(flatten)]
-    pub rule: FaultRule,
-    /// Applicable requests seen.
-    pub seen: u64,
-    /// Requests it fired on.
-    pub fired: u64,
-}
+pub type RuleReport = nowstream_faults::RuleReport<Fault>;
+
+/// The active rules and their counters.
+pub type FaultEngine = nowstream_faults::FaultEngine<Fault>;
 
 /// What the fault layer knows about a request before handling it.
 #[derive(Debug, Clone, Copy)]
@@ -154,89 +84,28 @@ pub struct RequestFacts<'a> {
     pub bearer: bool,
 }
 
-/// The active rules and their counters.
-#[derive(Debug, Default)]
-pub struct FaultEngine {
-    rules: Vec<RuleReport>,
-}
-
-impl FaultEngine {
-    /// An engine with the given rules.
-    pub fn new(rules: Vec<FaultRule>) -> Self {
-        let mut engine = Self::default();
-        engine.replace(rules);
-        engine
-    }
-
-    /// Replace all rules; counters start from zero.
-    pub fn replace(&mut self, rules: Vec<FaultRule>) {
-        self.rules = rules
-            .into_iter()
-            .map(|rule| RuleReport {
-                rule,
-                seen: 0,
-                fired: 0,
-            })
-            .collect();
-    }
-
-    /// Add one rule.
-    pub fn add(&mut self, rule: FaultRule) {
-        self.rules.push(RuleReport {
-            rule,
-            seen: 0,
-            fired: 0,
-        });
-    }
-
-    /// Rules with their counters.
-    pub fn report(&self) -> Vec<RuleReport> {
-        self.rules.clone()
-    }
-
-    /// The faults to inject into this request, counting it against every applicable rule.
-    pub fn decide(&mut self, facts: &RequestFacts<'_>) -> Vec<Fault> {
-        let mut fired = Vec::new();
-        for state in &mut self.rules {
-            if !applies(&state.rule, facts) {
-                continue;
+impl RequestFacts<'_> {
+    /// Whether `fault` can apply to this request (a short page only to a list, a token
+    /// expiry only to a bearer request, …); only such requests count towards its rule.
+    pub fn admits(&self, fault: &Fault) -> bool {
+        match fault {
+            Fault::ShortPage { .. } => self.is_list,
+            Fault::TransactionCancelled { above_limit, .. } => {
+                self.is_list && self.limit > *above_limit
             }
-            state.seen += 1;
-            let fire = match state.rule.when {
-                Trigger::Always => true,
-                Trigger::Next { count } => state.fired < count,
-                Trigger::EveryNth { n } => n > 0 && state.seen % n == 0,
-            };
-            if fire {
-                state.fired += 1;
-                fired.push(state.rule.fault.clone());
-            }
+            Fault::ExpireToken => self.bearer,
+            _ => true,
         }
-        fired
-    }
-}
-
-fn applies(rule: &FaultRule, facts: &RequestFacts<'_>) -> bool {
-    if rule
-        .path_prefix
-        .as_deref()
-        .is_some_and(|p| !facts.path.starts_with(p))
-    {
-        return false;
-    }
-    match rule.fault {
-        Fault::ShortPage { .. } => facts.is_list,
-        Fault::TransactionCancelled { above_limit, .. } => {
-            facts.is_list && facts.limit > above_limit
-        }
-        Fault::ExpireToken => facts.bearer,
-        _ => true,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decide(engine: &mut FaultEngine, facts: &RequestFacts<'_>) -> Vec<Fault> {
+        engine.decide(facts.path, |fault| facts.admits(fault))
+    }
 
     fn facts(path: &str) -> RequestFacts<'_> {
         RequestFacts {
@@ -245,20 +114,6 @@ mod tests {
             limit: 100,
             bearer: false,
         }
-    }
-
-    #[test]
-    fn next_fires_exactly_count_times() {
-        let mut engine = FaultEngine::new(vec![FaultRule::next(2, Fault::MalformedJson)]);
-        let fired: Vec<usize> = (0..5).map(|_| engine.decide(&facts("/x")).len()).collect();
-        assert_eq!(fired, [1, 1, 0, 0, 0]);
-    }
-
-    #[test]
-    fn every_nth_fires_on_multiples_of_n() {
-        let mut engine = FaultEngine::new(vec![FaultRule::every_nth(3, Fault::MalformedJson)]);
-        let fired: Vec<usize> = (0..7).map(|_| engine.decide(&facts("/x")).len()).collect();
-        assert_eq!(fired, [0, 0, 1, 0, 0, 1, 0]);
     }
 
     #[test]
@@ -272,14 +127,17 @@ mod tests {
             }),
             FaultRule::always(Fault::ExpireToken),
         ]);
-        assert!(engine.decide(&facts("/api/now/table/sys_user")).is_empty());
-        assert_eq!(engine.decide(&facts("/api/now/table/incident")).len(), 1);
+        assert!(decide(&mut engine, &facts("/api/now/table/sys_user")).is_empty());
+        assert_eq!(
+            decide(&mut engine, &facts("/api/now/table/incident")).len(),
+            1
+        );
         let big = RequestFacts {
             limit: 101,
             ..facts("/y")
         };
         assert_eq!(
-            engine.decide(&big),
+            decide(&mut engine, &big),
             vec![Fault::TransactionCancelled {
                 above_limit: 100,
                 http_status: 200

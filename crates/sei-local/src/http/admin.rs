@@ -32,7 +32,7 @@ pub(super) async fn set_faults(
         reason: rejection.body_text(),
     })?;
     for (index, rule) in rules.iter().enumerate() {
-        rule.validate().map_err(|reason| ApiError::BadQuery {
+        crate::faults::validate(rule).map_err(|reason| ApiError::BadQuery {
             field: Some(format!("rules[{index}]")),
             reason,
         })?;

@@ -87,7 +87,7 @@ pub(crate) fn router(state: SharedState) -> Router {
 /// Applies fault rules, then counts the answer by status.
 async fn observe(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    let verdict = state.faults().decide(&path);
+    let verdict = crate::faults::decide(&mut state.faults(), &path);
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }

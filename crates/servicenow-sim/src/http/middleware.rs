@@ -86,7 +86,7 @@ pub async fn inject_faults(
             .as_deref()
             .is_some_and(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ")),
     };
-    let faults = state.faults().decide(&facts);
+    let faults = state.faults().decide(&path, |fault| facts.admits(fault));
     if faults.is_empty() {
         return next.run(request).await;
     }
