@@ -1,6 +1,6 @@
 //! The deployment files — `Dockerfile`, `docker-compose.yml`, the Helm chart in
-//! `deploy/helm/nowstream` — checked as far as a machine without a Docker engine, a `helm`
-//! binary or a cluster allows (docs/deployment.md says exactly what that covers):
+//! `deploy/helm/nowstream` — checked as far as a machine without a Docker engine or a cluster
+//! allows (docs/deployment.md says exactly what that covers):
 //!
 //! - `docker-compose config` (Debian's docker-compose 1.29 validates without an engine) parses
 //!   and resolves the compose file; the resolved services are then checked, and each stage's
@@ -8,6 +8,8 @@
 //! - The chart's templates are checked as text and its values as YAML: every value a template
 //!   reads has a default, every default is read, and the default config loads with the variables
 //!   the chart's Secrets provide.
+//! - The real `helm` (v4.1.4, `scripts/install-helm`) lints the chart strictly and renders it
+//!   with variants; the rendered objects are checked, and each stage's config loaded.
 //! - The Dockerfile is parsed into stages and instructions.
 
 #[path = "deploy/compose.rs"]
@@ -16,6 +18,8 @@ mod compose;
 mod dockerfile;
 #[path = "deploy/helm.rs"]
 mod helm;
+#[path = "deploy/helm_render.rs"]
+mod helm_render;
 #[path = "deploy/repo.rs"]
 mod repo;
 #[path = "deploy/yaml.rs"]

@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nowstream_runtime::{Config, ConfigLoader, Format};
+use serde_json::Value as Json;
 use yaml_rust2::Yaml;
 
 use crate::{repo, yaml};
 
-const CHART: &str = "deploy/helm/nowstream";
+/// The chart, relative to the workspace root.
+pub(crate) const CHART: &str = "deploy/helm/nowstream";
 /// How every per-stage template walks the stages.
 const STAGE_LOOP: &str = r#"range $name := splitList " " (include "nowstream.stages" $)"#;
 
@@ -216,32 +218,180 @@ fn every_value_a_template_reads_has_a_default() {
     }
 }
 
+/// Which value paths the templates read: `.Values.…` and, for every stage, `$stage.…`.
+struct Readers {
+    stages: Vec<String>,
+    global: BTreeSet<String>,
+    per_stage: BTreeSet<String>,
+}
+
+impl Readers {
+    fn of_the_templates() -> Self {
+        Readers {
+            stages: stages(),
+            global: all_references(".Values."),
+            per_stage: all_references("$stage."),
+        }
+    }
+
+    /// A path is read when a template reads it, a parent of it (passed on with toYaml), or a
+    /// child of it.
+    fn read(&self, path: &str) -> bool {
+        let used = |path: &str, references: &BTreeSet<String>| {
+            references.iter().any(|reference| {
+                path == reference
+                    || path.starts_with(&format!("{reference}."))
+                    || reference.starts_with(&format!("{path}."))
+            })
+        };
+        let (first, rest) = path.split_once('.').unwrap_or((path, ""));
+        if self.stages.iter().any(|stage| stage == first) {
+            rest.is_empty() || used(rest, &self.per_stage)
+        } else {
+            used(path, &self.global)
+        }
+    }
+}
+
 #[test]
 fn every_default_in_values_is_read_by_a_template() {
-    let values = values();
-    let stages = stages();
-    let global = all_references(".Values.");
-    let per_stage = all_references("$stage.");
-    // A path is used when a template reads it, a parent of it (passed on with toYaml), or a
-    // child of it.
-    let used = |path: &str, references: &BTreeSet<String>| {
-        references.iter().any(|reference| {
-            path == reference
-                || path.starts_with(&format!("{reference}."))
-                || reference.starts_with(&format!("{path}."))
-        })
-    };
-    for path in yaml::key_paths(&values) {
-        let (first, rest) = path.split_once('.').unwrap_or((&path, ""));
-        let is_used = if stages.iter().any(|stage| stage == first) {
-            rest.is_empty() || used(rest, &per_stage)
-        } else {
-            used(&path, &global)
-        };
+    let readers = Readers::of_the_templates();
+    for path in yaml::key_paths(&values()) {
         assert!(
-            is_used,
+            readers.read(&path),
             "values.yaml sets `{path}`, which no template reads"
         );
+    }
+}
+
+/// The chart's `values.schema.json`.
+fn schema() -> Json {
+    let text = repo::read(format!("{CHART}/values.schema.json"));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("values.schema.json is not JSON: {error}"))
+}
+
+/// `node`, or what its `$ref` names under `definitions` (the only references the schema uses).
+fn resolved<'a>(schema: &'a Json, node: &'a Json) -> &'a Json {
+    match node.get("$ref").and_then(Json::as_str) {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/definitions/")
+                .unwrap_or_else(|| panic!("values.schema.json: unsupported $ref {reference}"));
+            let target = &schema["definitions"][name];
+            assert!(
+                !target.is_null(),
+                "values.schema.json: no definition {name}"
+            );
+            resolved(schema, target)
+        }
+        None => node,
+    }
+}
+
+/// Every object the schema types key by key (it has `properties`), by value path; a list's
+/// items count as the list's path. `$ref`s are followed, so each stage appears under its name.
+fn schema_blocks<'a>(
+    schema: &'a Json,
+    node: &'a Json,
+    path: &str,
+    out: &mut Vec<(String, &'a Json)>,
+) {
+    let node = resolved(schema, node);
+    if let Some(items) = node.get("items") {
+        schema_blocks(schema, items, path, out);
+    }
+    if let Some(properties) = node.get("properties").and_then(Json::as_object) {
+        out.push((path.to_owned(), node));
+        for (key, child) in properties {
+            let child_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            schema_blocks(schema, child, &child_path, out);
+        }
+    }
+}
+
+fn all_schema_blocks(schema: &Json) -> Vec<(String, &Json)> {
+    let mut blocks = Vec::new();
+    schema_blocks(schema, schema, "", &mut blocks);
+    blocks
+}
+
+#[test]
+fn the_schema_is_draft_07_and_closes_every_block_it_types_key_by_key() {
+    let schema = schema();
+    assert_eq!(
+        schema["$schema"], "http://json-schema.org/draft-07/schema#",
+        "helm validates values against a draft-07 schema"
+    );
+    let blocks = all_schema_blocks(&schema);
+    for stage in stages() {
+        assert!(
+            blocks
+                .iter()
+                .any(|(path, _)| *path == format!("{stage}.pdb")),
+            "the schema does not type {stage} key by key"
+        );
+    }
+    for (path, block) in &blocks {
+        assert_eq!(
+            block["additionalProperties"],
+            Json::Bool(false),
+            "values.schema.json: `{path}` lists its keys but lets a misspelt one through"
+        );
+    }
+}
+
+#[test]
+fn every_value_in_values_has_a_type_in_the_schema() {
+    let schema = schema();
+    let values = values();
+    for path in yaml::key_paths(&values) {
+        // Walk down the schema; an open object (no `properties`) types everything below it.
+        let mut node = resolved(&schema, &schema);
+        let mut typed_by_open_parent = false;
+        for key in path.split('.') {
+            let Some(properties) = node.get("properties") else {
+                typed_by_open_parent = true;
+                break;
+            };
+            let child = properties.get(key).unwrap_or_else(|| {
+                panic!("values.yaml sets `{path}`, which values.schema.json does not declare")
+            });
+            node = resolved(&schema, child);
+        }
+        if typed_by_open_parent {
+            continue;
+        }
+        let typed = node.get("type").is_some() || node.get("anyOf").is_some();
+        assert!(typed, "values.schema.json declares `{path}` without a type");
+    }
+}
+
+#[test]
+fn every_key_the_schema_allows_is_read_by_a_template() {
+    let readers = Readers::of_the_templates();
+    let schema = schema();
+    for (path, block) in all_schema_blocks(&schema) {
+        for key in block["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, _)| key)
+        {
+            let key_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            assert!(
+                readers.read(&key_path),
+                "values.schema.json allows `{key_path}`, which no template reads"
+            );
+        }
     }
 }
 

@@ -111,3 +111,58 @@ one the chart renders from sei.apiKey.
 {{- "api-key" }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when a value counts as set: present and not the empty string. 0 is set (maxUnavailable: 0
+is a real budget), which a plain `if` would miss.
+*/}}
+{{- define "nowstream.isSet" -}}
+{{- if and (not (kindIs "invalid" .)) (ne (toString .) "") }}true{{ end }}
+{{- end }}
+
+{{/*
+Refuses values that would install a release whose stages stop at start-up (no credentials) or
+whose objects contradict themselves (two credential sources, min above max, a PDB with both
+bounds), instead of rendering it. values.schema.json already typed every value; these are the
+checks that span values. Every problem is reported at once, each as
+"nowstream: <what is wrong>: set X or Y". Included once, by templates/validate.yaml.
+Only what takes effect is checked: the bounds of an autoscaler that is on, the PDB of a stage
+that renders one.
+*/}}
+{{- define "nowstream.validate" -}}
+{{- $problems := list }}
+{{- if and .Values.sei.apiKey .Values.sei.existingSecret }}
+{{- $problems = append $problems "nowstream: sei.apiKey and sei.existingSecret are both set, and the chart would use only one: set sei.apiKey or sei.existingSecret, not both" }}
+{{- else if not (or .Values.sei.apiKey .Values.sei.existingSecret) }}
+{{- $problems = append $problems "nowstream: no SEI API key, so every stage stops at start-up: set sei.apiKey or sei.existingSecret" }}
+{{- end }}
+{{- if and .Values.servicenow.credentials .Values.servicenow.existingSecret }}
+{{- $problems = append $problems "nowstream: servicenow.credentials and servicenow.existingSecret are both set, and the chart would use only one: set servicenow.credentials or servicenow.existingSecret, not both" }}
+{{- else if not (or .Values.servicenow.credentials .Values.servicenow.existingSecret) }}
+{{- $problems = append $problems "nowstream: no ServiceNow credentials, so every stage stops at start-up: set servicenow.credentials or servicenow.existingSecret" }}
+{{- end }}
+{{- if not .Values.servicenow.existingSecret }}
+{{- range $index, $credential := .Values.servicenow.credentials }}
+{{- if not (or $credential.password $credential.clientSecret) }}
+{{- $problems = append $problems (printf "nowstream: servicenow.credentials[%d] has neither a password nor a clientSecret: set servicenow.credentials[%d].password or servicenow.credentials[%d].clientSecret" $index $index $index) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name := splitList " " (include "nowstream.stages" $) }}
+{{- $stage := index $.Values $name }}
+{{- if $stage.enabled }}
+{{- if and $stage.autoscaling.enabled (not $stage.keda.enabled) (gt (int $stage.autoscaling.minReplicas) (int $stage.autoscaling.maxReplicas)) }}
+{{- $problems = append $problems (printf "nowstream: %s.autoscaling.minReplicas (%d) is above %s.autoscaling.maxReplicas (%d): set %s.autoscaling.minReplicas or %s.autoscaling.maxReplicas so that min <= max" $name (int $stage.autoscaling.minReplicas) $name (int $stage.autoscaling.maxReplicas) $name $name) }}
+{{- end }}
+{{- if and $stage.keda.enabled (gt (int $stage.keda.minReplicaCount) (int $stage.keda.maxReplicaCount)) }}
+{{- $problems = append $problems (printf "nowstream: %s.keda.minReplicaCount (%d) is above %s.keda.maxReplicaCount (%d): set %s.keda.minReplicaCount or %s.keda.maxReplicaCount so that min <= max" $name (int $stage.keda.minReplicaCount) $name (int $stage.keda.maxReplicaCount) $name $name) }}
+{{- end }}
+{{- if and $stage.pdb.enabled (include "nowstream.isSet" $stage.pdb.minAvailable) (include "nowstream.isSet" $stage.pdb.maxUnavailable) }}
+{{- $problems = append $problems (printf "nowstream: %s.pdb.minAvailable and %s.pdb.maxUnavailable are both set, and a PodDisruptionBudget takes only one: set %s.pdb.minAvailable or %s.pdb.maxUnavailable, not both" $name $name $name $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $problems }}
+{{- fail (join "\n" .) }}
+{{- end }}
+{{- end }}
