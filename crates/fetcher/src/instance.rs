@@ -1,17 +1,21 @@
 //! From an `[[integrations]]` entry to a ServiceNow client for that instance.
 
-use std::path::Path;
-
-use secrecy::SecretString;
 use url::Url;
 
 use nowstream_runtime::{AuthConfig, FetcherConfig, IntegrationConfig, OAuthGrant};
 use nowstream_servicenow::client::{self, Auth, Client, ClientConfig};
 
 use crate::FetchError;
+use crate::token_file;
+
+/// Also reachable here, where `preflight` and the tests have always read the token file from.
+pub use crate::token_file::read_refresh_token;
 
 /// Client settings for one integration. The `[fetcher]` section supplies paging, retry and proxy
-/// settings; the integration supplies URL and credentials.
+/// settings; the integration supplies URL and credentials. With a refresh token from
+/// `auth.refresh_token_file`, every refresh token the token endpoint rotates to is written back
+/// to that file (see [`token_file`]), so whatever builds a client from this (the fetcher, `validate`)
+/// leaves the file holding the valid token.
 pub fn client_config(
     integration: &IntegrationConfig,
     fetcher: &FetcherConfig,
@@ -22,6 +26,8 @@ pub fn client_config(
     };
     let instance_url = Url::parse(&integration.url)
         .map_err(|error| invalid(format!("url is not a URL: {error}")))?;
+    // Where the grant's refresh token came from, and so where a rotated one goes.
+    let mut token_file = None;
     let auth = match &integration.auth {
         AuthConfig::Basic(basic) => Auth::Basic {
             username: basic.username.clone(),
@@ -43,8 +49,10 @@ pub fn client_config(
                         let file = oauth.refresh_token_file.as_deref().ok_or_else(|| {
                             invalid("this grant needs auth.refresh_token_file".into())
                         })?;
+                        token_file = Some(file);
                         client::OAuthGrant::RefreshToken {
-                            refresh_token: read_refresh_token(file).map_err(invalid)?,
+                            refresh_token: read_refresh_token(file)
+                                .map_err(|error| invalid(error.to_string()))?,
                         }
                     }
                 };
@@ -69,6 +77,8 @@ pub fn client_config(
     config.request_timeout = fetcher.request_timeout;
     config.max_retries = fetcher.max_retries;
     config.allow_http = integration.allow_http;
+    config.refresh_token_observer =
+        token_file.map(|file| token_file::write_back_observer(&integration.id, file));
     // The client ignores proxy variables on purpose (what the config says happens); the fetcher
     // honours HTTPS_PROXY as the documented fallback, as operators expect of a CLI tool.
     let host = config
@@ -123,18 +133,4 @@ pub fn client(
         integration_id: integration.id.clone(),
         reason: error.to_string(),
     })
-}
-
-/// Reads a refresh token stored by `oauth login` (one line; surrounding white space ignored).
-pub fn read_refresh_token(path: &Path) -> Result<SecretString, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read refresh token file {}: {error}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(format!(
-            "refresh token file {} is empty; run `nowstream-fetcher oauth login`",
-            path.display()
-        ));
-    }
-    Ok(SecretString::from(token.to_owned()))
 }

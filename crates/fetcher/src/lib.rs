@@ -3,7 +3,7 @@
 //!
 //! Work is split into units (integration × table, see [`units`]); replicas share them through a
 //! Kafka consumer group ([`coordination`]); each unit pages with a keyset cursor and checkpoints
-//! after Kafka acknowledged each page ([`unit`], [`writer`], [`checkpoints`]).
+//! after Kafka acknowledged each page ([`mod@unit`], [`writer`], [`checkpoints`]).
 
 pub mod checkpoints;
 pub mod coordination;
@@ -15,6 +15,7 @@ pub mod oauth_login;
 pub mod preflight;
 pub mod raw;
 pub mod supervisor;
+pub mod token_file;
 pub mod unit;
 pub mod units;
 pub mod writer;

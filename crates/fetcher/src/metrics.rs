@@ -8,6 +8,8 @@ pub const INVALID_RECORDS: &str = "nowstream_fetcher_invalid_records_total";
 pub const CHECKPOINT_LAG: &str = "nowstream_fetcher_checkpoint_lag_seconds";
 pub const UNITS_OWNED: &str = "nowstream_fetcher_units_owned";
 pub const UNIT_ERRORS: &str = "nowstream_fetcher_unit_errors_total";
+pub const REFRESH_TOKEN_WRITE_FAILURES: &str =
+    "nowstream_fetcher_refresh_token_write_failures_total";
 
 /// Registers help texts (once, at start-up).
 pub fn describe() {
@@ -31,6 +33,11 @@ pub fn describe() {
     metrics::describe_counter!(
         UNIT_ERRORS,
         "Unit runs that ended in an error, by integration, table and kind."
+    );
+    metrics::describe_counter!(
+        REFRESH_TOKEN_WRITE_FAILURES,
+        "Rotated OAuth refresh tokens that could not be written to refresh_token_file, by \
+         integration (a restart would start from a revoked token)."
     );
     nowstream_servicenow::client::describe_metrics();
 }
@@ -62,5 +69,10 @@ pub fn units_owned(count: usize) {
 
 pub fn unit_error(integration: &str, table: &str, kind: &'static str) {
     metrics::counter!(UNIT_ERRORS, "integration" => integration.to_owned(), "table" => table.to_owned(), "kind" => kind)
+        .increment(1);
+}
+
+pub fn refresh_token_write_failed(integration: &str) {
+    metrics::counter!(REFRESH_TOKEN_WRITE_FAILURES, "integration" => integration.to_owned())
         .increment(1);
 }

@@ -6,16 +6,17 @@
 //! instance's `/oauth_auth.do` URL, listens on the redirect URI for the browser to come back
 //! with `code` and `state`, trades the code for tokens and keeps the refresh token in the
 //! integration's `refresh_token_file`. From then on the fetcher starts from that refresh token
-//! (see [`crate::instance::read_refresh_token`]) and nobody needs to be at a browser again.
+//! (see [`crate::token_file`]), writes back any refresh token the token endpoint rotates to, and
+//! nobody needs to be at a browser again.
 //!
 //! The refresh token is a long-lived credential: it never reaches the terminal, logs or error
 //! messages, and the file is created with mode 0600 and swapped in by rename, so it never
-//! exists with wider permissions or half written.
+//! exists with wider permissions or half written ([`store_refresh_token`]).
 
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use nowstream_runtime::{AuthConfig, Config, IntegrationConfig, OAuthGrant};
 use nowstream_servicenow::client::{AuthorizationCodeFlow, ClientError};
 
 use crate::instance;
+use crate::token_file::store_refresh_token;
 
 /// Where the browser is sent back to unless the caller says otherwise. It must be registered
 /// as the redirect URL of the OAuth entry in ServiceNow's Application Registry.
@@ -224,60 +226,6 @@ pub async fn login<W: Write>(
     )
     .map_err(LoginError::Prompt)?;
     Ok(token_file)
-}
-
-/// Writes `token` to `path` so that it never exists with wider permissions than 0600 and
-/// never half written: a temporary file in the same directory is created 0600, written,
-/// synced and renamed over `path`. A missing parent directory is created (mode 0700).
-///
-/// The fetcher uses the same function when ServiceNow rotates the refresh token.
-pub fn store_refresh_token(path: &Path, token: &SecretString) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-
-    let file_name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path names no file (it ends in `..` or `/`)",
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-    }
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(".{}.tmp", random_alphanumeric(8)));
-    let temp = dir.join(temp_name);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        // The umask can only remove bits from 0600; set it anyway in case the file system
-        // ignores the creation mode.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(token.expose_secret().as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        // Best effort: the temporary file holds the token and must not stay behind.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written?;
-    // Make the rename itself durable.
-    if let Ok(dir) = std::fs::File::open(&dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// The integration's settings with a grant that reads no file, for the steps that need the
@@ -560,8 +508,6 @@ async fn handle_callback(State(state): State<Arc<CallbackState>>, uri: Uri) -> R
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
 
     #[test]
@@ -606,26 +552,6 @@ mod tests {
     fn callback_debug_output_hides_the_code() {
         let callback = Callback::from_query(Some("code=secret-code&state=s"), "s");
         assert!(!format!("{callback:?}").contains("secret-code"));
-    }
-
-    #[test]
-    fn stored_tokens_are_private_and_replace_the_old_file_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested/dir/refresh_token");
-        store_refresh_token(&path, &SecretString::from("first-token")).unwrap();
-        store_refresh_token(&path, &SecretString::from("second-token")).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second-token\n");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            leftovers,
-            ["refresh_token"],
-            "no temporary file stays behind"
-        );
     }
 
     #[test]

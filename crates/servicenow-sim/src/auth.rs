@@ -166,6 +166,8 @@ pub struct AuthState {
     clients: BTreeMap<String, OAuthClient>,
     access_lifetime: Duration,
     refresh_lifetime: Duration,
+    /// See [`SimConfig::rotate_refresh_tokens`].
+    rotate_refresh_tokens: bool,
     book: Mutex<TokenBook>,
 }
 
@@ -210,6 +212,7 @@ impl AuthState {
             clients,
             access_lifetime: Duration::from_secs(config.access_token_lifetime_secs),
             refresh_lifetime: Duration::from_secs(config.refresh_token_lifetime_secs),
+            rotate_refresh_tokens: config.rotate_refresh_tokens,
             book: Mutex::new(TokenBook::default()),
         }
     }
@@ -329,7 +332,7 @@ impl AuthState {
                     OAuthError::InvalidRequest("refresh_token is required".into())
                 })?;
                 let (user, scope) = {
-                    let book = self.book();
+                    let mut book = self.book();
                     let grant = book
                         .refresh
                         .get(token)
@@ -337,8 +340,17 @@ impl AuthState {
                             g.client_id == client.client_id && g.expires_at > Instant::now()
                         })
                         .ok_or(OAuthError::AccessDenied("unknown or expired refresh token"))?;
-                    (grant.user_name.clone(), grant.scope.clone())
+                    let found = (grant.user_name.clone(), grant.scope.clone());
+                    // Revoked under the same lock it was checked under, so two requests
+                    // presenting it at once cannot both succeed.
+                    if self.rotate_refresh_tokens {
+                        book.refresh.remove(token);
+                    }
+                    found
                 };
+                if self.rotate_refresh_tokens {
+                    return Ok(self.issue(&user, &client.client_id, scope, true));
+                }
                 let mut response = self.issue(&user, &client.client_id, scope, false);
                 // ServiceNow keeps the refresh token until it expires.
                 response.refresh_token = Some(token.to_owned());
@@ -565,6 +577,55 @@ mod tests {
             ("client_secret", "x"),
         ]);
         assert_eq!(auth.token(&f, None).unwrap_err(), OAuthError::InvalidClient);
+    }
+
+    fn refresh(auth: &AuthState, token: &str) -> Result<TokenResponse, OAuthError> {
+        auth.token(
+            &client_form(&[("grant_type", "refresh_token"), ("refresh_token", token)]),
+            None,
+        )
+    }
+
+    fn password_login(auth: &AuthState) -> TokenResponse {
+        auth.token(
+            &client_form(&[
+                ("grant_type", "password"),
+                ("username", DEFAULT_INTEGRATION_USER),
+                ("password", DEFAULT_INTEGRATION_PASSWORD),
+            ]),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn by_default_a_refresh_grant_returns_the_same_refresh_token_and_keeps_it_valid() {
+        let auth = AuthState::new(&SimConfig::default());
+        let first = password_login(&auth).refresh_token.unwrap();
+        let renewed = refresh(&auth, &first).unwrap();
+        assert_eq!(renewed.refresh_token.as_deref(), Some(first.as_str()));
+        assert!(refresh(&auth, &first).is_ok(), "the token stays usable");
+    }
+
+    #[test]
+    fn a_rotating_simulator_issues_a_new_refresh_token_and_revokes_the_presented_one() {
+        let auth = AuthState::new(&SimConfig {
+            rotate_refresh_tokens: true,
+            ..SimConfig::default()
+        });
+        let first = password_login(&auth).refresh_token.unwrap();
+        let renewed = refresh(&auth, &first).unwrap();
+        let second = renewed.refresh_token.unwrap();
+        assert_ne!(second, first);
+        let header = format!("Bearer {}", renewed.access_token);
+        assert!(auth.authenticate(Some(&header)).is_ok());
+        assert_eq!(
+            refresh(&auth, &first).unwrap_err(),
+            OAuthError::AccessDenied("unknown or expired refresh token"),
+            "the presented token is revoked"
+        );
+        let third = refresh(&auth, &second).unwrap().refresh_token.unwrap();
+        assert!(third != first && third != second);
     }
 
     #[test]

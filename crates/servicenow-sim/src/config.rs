@@ -47,6 +47,10 @@ pub struct SimConfig {
     pub access_token_lifetime_secs: u64,
     /// Lifetime of OAuth refresh tokens (ServiceNow's default is 100 days).
     pub refresh_token_lifetime_secs: u64,
+    /// Answer each refresh-token grant with a new refresh token and revoke the presented one,
+    /// as OAuth providers following RFC 9700 / OAuth 2.1 do. Off by default: ServiceNow's own
+    /// `/oauth_token.do` returns the same refresh token until its lifespan ends.
+    pub rotate_refresh_tokens: bool,
     /// Accounts that can authenticate; each also gets a `sys_user` row and its role rows.
     pub users: Vec<SimUser>,
     /// Registered OAuth clients (the instance's "Application Registry").
@@ -68,6 +72,7 @@ impl Default for SimConfig {
             data: GeneratorConfig::default(),
             access_token_lifetime_secs: 1800,
             refresh_token_lifetime_secs: 100 * 24 * 3600,
+            rotate_refresh_tokens: false,
             users: vec![SimUser::integration(), SimUser::admin()],
             oauth_clients: vec![OAuthClient::default_client()],
             faults: Vec::new(),

@@ -36,6 +36,10 @@ struct Args {
     /// Lifetime of OAuth access tokens.
     #[arg(long, default_value_t = 1800)]
     token_lifetime_secs: u64,
+    /// Issue a new refresh token on every refresh grant and revoke the old one, like an OAuth
+    /// provider following RFC 9700 (ServiceNow itself keeps the refresh token).
+    #[arg(long)]
+    rotate_refresh_tokens: bool,
     /// Newest generated timestamp (RFC 3339); data spreads back from it.
     #[arg(long)]
     data_end: Option<DateTime<Utc>>,
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             history_days: args.history_days,
         },
         access_token_lifetime_secs: args.token_lifetime_secs,
+        rotate_refresh_tokens: args.rotate_refresh_tokens,
         faults,
         ..SimConfig::default()
     };

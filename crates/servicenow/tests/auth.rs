@@ -4,12 +4,16 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use common::*;
 use nowstream_servicenow::client::{
-    AuthorizationCodeFlow, ClientError, OAuthGrant, ScanRequest, TokenSet,
+    AuthorizationCodeFlow, ClientConfig, ClientError, OAuthGrant, RefreshTokenObserver,
+    ScanRequest, TokenSet,
 };
 use nowstream_servicenow_sim::{
-    DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, Fault, FaultRule, RunningSim,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, Fault, FaultRule,
+    RunningSim,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -100,6 +104,141 @@ async fn the_authorization_code_flow_yields_a_refresh_token_that_configures_a_cl
     assert_eq!(client.count("incident", "").await.unwrap(), 15);
     // One token request for the code exchange, one for the refresh grant.
     assert_eq!(requests_to(&sim, TOKEN_PATH), 2);
+}
+
+/// The refresh tokens a client reported to its observer, in order.
+#[derive(Clone, Default)]
+struct Reported(Arc<Mutex<Vec<String>>>);
+
+impl Reported {
+    fn attach(config: &mut ClientConfig) -> Reported {
+        let reported = Reported::default();
+        let sink = reported.0.clone();
+        config.refresh_token_observer = Some(RefreshTokenObserver::new(move |token| {
+            sink.lock().unwrap().push(token.expose_secret().to_owned());
+        }));
+        reported
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Whether the simulator still accepts `refresh_token` (on a rotating simulator this uses it
+/// up, so only ask about tokens nobody needs afterwards).
+async fn refresh_grant_status(sim: &RunningSim, refresh_token: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}{TOKEN_PATH}", sim.base_url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_reported_and_used_for_the_next_renewal() {
+    let mut sim_config = sim_config(15, 0);
+    sim_config.rotate_refresh_tokens = true;
+    let sim = start(sim_config).await;
+    let original = login(&sim).await.refresh_token.expect("a refresh token");
+    let mut config = oauth_config(
+        &sim,
+        OAuthGrant::RefreshToken {
+            refresh_token: original.clone(),
+        },
+    );
+    let reported = Reported::attach(&mut config);
+    let client = client(config);
+
+    assert_eq!(client.count("incident", "").await.unwrap(), 15);
+    let after_first = reported.all();
+    assert_eq!(after_first.len(), 1, "the first refresh grant rotated");
+    assert_ne!(after_first[0], original.expose_secret());
+
+    // The next renewal must present the rotated token: the original one is revoked, so a
+    // client that went back to it would fail here.
+    sim.expire_all_tokens();
+    assert_eq!(client.count("incident", "").await.unwrap(), 15);
+    let after_second = reported.all();
+    assert_eq!(
+        after_second.len(),
+        2,
+        "the second refresh grant rotated too"
+    );
+    assert_ne!(after_second[1], after_second[0]);
+    assert_eq!(
+        sim.stats().count(TOKEN_PATH, 401),
+        0,
+        "no token was refused"
+    );
+    assert_eq!(
+        refresh_grant_status(&sim, original.expose_secret()).await,
+        401
+    );
+    assert_eq!(refresh_grant_status(&sim, &after_second[0]).await, 401);
+    assert_eq!(refresh_grant_status(&sim, &after_second[1]).await, 200);
+}
+
+#[tokio::test]
+async fn a_refresh_token_the_instance_hands_back_unchanged_is_not_reported() {
+    let sim = start(sim_config(15, 0)).await;
+    let original = login(&sim).await.refresh_token.expect("a refresh token");
+    let mut config = oauth_config(
+        &sim,
+        OAuthGrant::RefreshToken {
+            refresh_token: original,
+        },
+    );
+    let reported = Reported::attach(&mut config);
+    let client = client(config);
+    assert_eq!(client.count("incident", "").await.unwrap(), 15);
+    sim.expire_all_tokens();
+    assert_eq!(client.count("incident", "").await.unwrap(), 15);
+    // The code exchange plus two refresh grants, each answered with the same refresh token.
+    assert_eq!(requests_to(&sim, TOKEN_PATH), 3);
+    assert_eq!(reported.all(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_password_grant_reports_its_first_refresh_token_once() {
+    let sim = start(sim_config(15, 0)).await;
+    let mut config = oauth_config(&sim, password_grant(DEFAULT_INTEGRATION_PASSWORD));
+    let reported = Reported::attach(&mut config);
+    let client = client(config);
+    assert_eq!(client.count("incident", "").await.unwrap(), 15);
+    let first = reported.all();
+    assert_eq!(first.len(), 1, "the password grant's refresh token is new");
+    sim.expire_all_tokens();
+    assert_eq!(client.count("incident", "").await.unwrap(), 15);
+    assert_eq!(requests_to(&sim, TOKEN_PATH), 2, "renewed by refresh token");
+    assert_eq!(
+        reported.all(),
+        first,
+        "the renewal handed back the same one"
+    );
+}
+
+#[test]
+fn client_config_debug_shows_only_whether_a_refresh_token_observer_is_set() {
+    let mut config = ClientConfig::new(
+        url::Url::parse("https://acme.service-now.com").unwrap(),
+        oauth_auth(OAuthGrant::ClientCredentials),
+    );
+    config.refresh_token_observer = Some(RefreshTokenObserver::new(|_| {}));
+    let text = format!("{config:?}");
+    assert!(text.contains("refresh_token_observer: true"), "{text}");
+    assert_eq!(
+        format!("{:?}", config.refresh_token_observer.unwrap()),
+        "RefreshTokenObserver"
+    );
 }
 
 #[tokio::test]

@@ -72,6 +72,10 @@ pub struct ClientConfig {
     pub allow_http: bool,
     /// Called on every retry (metrics are recorded regardless).
     pub retry_observer: Option<RetryObserver>,
+    /// Called when the token endpoint issues a refresh token other than the one in use, so it
+    /// can be persisted: providers that rotate refresh tokens (RFC 9700, OAuth 2.1) revoke the
+    /// old one, which a restarted process would otherwise still start from.
+    pub refresh_token_observer: Option<RefreshTokenObserver>,
 }
 
 impl ClientConfig {
@@ -93,6 +97,7 @@ impl ClientConfig {
             extra_ca_certificates: Vec::new(),
             allow_http: false,
             retry_observer: None,
+            refresh_token_observer: None,
         }
     }
 
@@ -253,6 +258,10 @@ impl fmt::Debug for ClientConfig {
             .field("extra_ca_certificates", &self.extra_ca_certificates)
             .field("allow_http", &self.allow_http)
             .field("retry_observer", &self.retry_observer.is_some())
+            .field(
+                "refresh_token_observer",
+                &self.refresh_token_observer.is_some(),
+            )
             .finish()
     }
 }
@@ -378,6 +387,36 @@ impl RetryObserver {
 impl fmt::Debug for RetryObserver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RetryObserver")
+    }
+}
+
+/// Called with each refresh token the token endpoint issues that differs from the one in use
+/// (the last one issued, else the configured [`OAuthGrant::RefreshToken`]), e.g. to write it
+/// back to the file the client was configured from. ServiceNow returns the same refresh token
+/// on every refresh grant, so against it this fires at most once (a password or
+/// authorization-code grant's first token); a provider that rotates refresh tokens makes it
+/// fire on every renewal.
+///
+/// The callback runs while the client's token state is locked, so calls arrive one at a time
+/// and in the order the tokens were issued (the last call carries the token that is valid).
+/// It should be quick; requests waiting for a token wait for it.
+#[derive(Clone)]
+pub struct RefreshTokenObserver(Arc<dyn Fn(&SecretString) + Send + Sync>);
+
+impl RefreshTokenObserver {
+    /// Wraps a callback.
+    pub fn new(callback: impl Fn(&SecretString) + Send + Sync + 'static) -> Self {
+        RefreshTokenObserver(Arc::new(callback))
+    }
+
+    pub(crate) fn notify(&self, refresh_token: &SecretString) {
+        (self.0)(refresh_token);
+    }
+}
+
+impl fmt::Debug for RefreshTokenObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshTokenObserver")
     }
 }
 

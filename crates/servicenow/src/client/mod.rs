@@ -35,7 +35,7 @@ pub use config::{
     AUTHORIZE_PATH, Auth, ClientConfig, ConfigError, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RATE_LIMIT_WAIT, DEFAULT_MAX_RETRIES,
     DEFAULT_MIN_PAGE_SIZE, DEFAULT_PAGE_SIZE, DEFAULT_REQUEST_TIMEOUT, OAuthApp, OAuthGrant,
-    RetryObserver, TOKEN_PATH,
+    RefreshTokenObserver, RetryObserver, TOKEN_PATH,
 };
 pub use error::{ClientError, RequestContext};
 pub use oauth::{AuthorizationCodeFlow, TokenSet, authorize_url};
@@ -164,6 +164,7 @@ impl Client {
                     scope: scope.clone(),
                 },
                 grant.clone(),
+                config.refresh_token_observer.clone(),
             ))),
         };
         Ok(Client {

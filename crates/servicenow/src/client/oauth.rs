@@ -7,6 +7,11 @@
 //! then invalidates the token it used, fetches a new one and tries once more — a second 401
 //! is reported, never looped on. A refresh token, when the instance issues one, is used for
 //! renewals (it spares the user's password); if it is refused the configured grant is used.
+//!
+//! ServiceNow hands back the same refresh token on every refresh grant, but a separate
+//! provider behind `token_url` may rotate it (issue a new one with every renewal and revoke
+//! the old, as RFC 9700 recommends). The newest one is always what renewals use, and a
+//! [`RefreshTokenObserver`] hears of each new one so that it outlives the process.
 
 use std::time::Duration;
 
@@ -16,7 +21,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use super::config::{AUTHORIZE_PATH, ClientConfig, OAuthApp, OAuthGrant, instance_endpoint};
+use super::config::{
+    AUTHORIZE_PATH, ClientConfig, OAuthApp, OAuthGrant, RefreshTokenObserver, instance_endpoint,
+};
 use super::error::{ClientError, RequestContext};
 use super::response::error_text;
 use super::retry::{Retrier, RetryReason, Transient, rate_limit_hint};
@@ -216,16 +223,31 @@ struct TokenState {
 pub(crate) struct TokenManager {
     endpoint: TokenEndpoint,
     grant: OAuthGrant,
+    /// Told about refresh tokens other than the one in use.
+    observer: Option<RefreshTokenObserver>,
     state: Mutex<TokenState>,
 }
 
 impl TokenManager {
-    pub(crate) fn new(endpoint: TokenEndpoint, grant: OAuthGrant) -> Self {
+    pub(crate) fn new(
+        endpoint: TokenEndpoint,
+        grant: OAuthGrant,
+        observer: Option<RefreshTokenObserver>,
+    ) -> Self {
         TokenManager {
             endpoint,
             grant,
+            observer,
             state: Mutex::new(TokenState::default()),
         }
+    }
+
+    /// The refresh token renewals start from: the last one issued, else the configured one.
+    fn refresh_token_in_use<'a>(&'a self, state: &'a TokenState) -> Option<&'a SecretString> {
+        state.refresh_token.as_ref().or(match &self.grant {
+            OAuthGrant::RefreshToken { refresh_token } => Some(refresh_token),
+            OAuthGrant::Password { .. } | OAuthGrant::ClientCredentials => None,
+        })
     }
 
     /// A token that is not about to expire, fetching one if needed.
@@ -245,8 +267,14 @@ impl TokenManager {
         let renew_at = tokens
             .expires_in
             .map(|lifetime| Instant::now() + lifetime.saturating_sub(renewal_margin(lifetime)));
-        if tokens.refresh_token.is_some() {
-            state.refresh_token = tokens.refresh_token;
+        if let Some(issued) = tokens.refresh_token {
+            let rotated = self
+                .refresh_token_in_use(&state)
+                .is_none_or(|in_use| in_use.expose_secret() != issued.expose_secret());
+            if let Some(observer) = self.observer.as_ref().filter(|_| rotated) {
+                observer.notify(&issued);
+            }
+            state.refresh_token = Some(issued);
         }
         state.current = Some(Cached {
             bearer: bearer.clone(),
