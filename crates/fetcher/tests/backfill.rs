@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{RawReader, config, sim_ids, start_sim};
+use common::{RawReader, config, sim_ids, sim_records, start_sim};
 use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
 use nowstream_testkit::{TansuBroker, unique};
@@ -26,18 +25,11 @@ async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second(
         shutdown.clone(),
     ));
 
-    let expected: Vec<(&str, HashSet<String>)> = ["incident", "change_request", "sys_user"]
-        .into_iter()
-        .map(|table| (table, sim_ids(&sim, table)))
-        .collect();
+    let expected = sim_records(&sim);
     assert_eq!(expected[0].1.len(), 20_000);
     let mut reader = RawReader::new(&broker, &prefix);
     let complete = reader
-        .read_until(Duration::from_secs(600), |seen| {
-            expected
-                .iter()
-                .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
-        })
+        .read_all_of(&expected, Duration::from_secs(600))
         .await;
     for (table, ids) in &expected {
         let missing = ids

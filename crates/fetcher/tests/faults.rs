@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{RawReader, Setup, oauth_auth, sim_config, sim_ids};
+use common::{RawReader, Setup, oauth_auth, sim_config, sim_records};
 use nowstream_fetcher::FetchError;
 use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
@@ -152,13 +152,7 @@ impl Scenario {
     /// topics, checks the fetcher is still running, then stops it and checks it ended well.
     async fn assert_everything_published(&mut self, expected: &[(&str, HashSet<String>)]) {
         let mut reader = RawReader::new(&self.broker, &self.prefix);
-        let complete = reader
-            .read_until(Duration::from_secs(180), |seen| {
-                expected
-                    .iter()
-                    .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
-            })
-            .await;
+        let complete = reader.read_all_of(expected, Duration::from_secs(180)).await;
         for (table, ids) in expected {
             let published = reader.seen.ids(table, RecordOp::Upsert);
             let missing: Vec<&String> = ids.difference(&published).collect();
@@ -183,10 +177,7 @@ impl Scenario {
     }
 
     fn expected(&self) -> Vec<(&'static str, HashSet<String>)> {
-        ["incident", "change_request", "sys_user"]
-            .into_iter()
-            .map(|table| (table, sim_ids(&self.sim, table)))
-            .collect()
+        sim_records(&self.sim)
     }
 
     /// How often each configured rule fired.

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta};
-use common::{FetcherProcess, RawReader, Setup, sim_ids, start_sim, table_api_requests};
+use common::{FetcherProcess, RawReader, Setup, sim_records, start_sim, table_api_requests};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::RunningSim;
 use nowstream_testkit::{TansuBroker, unique};
@@ -19,27 +18,6 @@ const INCIDENT_UNIT: &str = "4711:incident";
 const KILLS: usize = 5;
 /// `overlap` in the test config: each scan starts this far before the checkpoint.
 const OVERLAP: TimeDelta = TimeDelta::seconds(2);
-
-fn expected(sim: &RunningSim) -> Vec<(&'static str, HashSet<String>)> {
-    ["incident", "change_request", "sys_user"]
-        .into_iter()
-        .map(|table| (table, sim_ids(sim, table)))
-        .collect()
-}
-
-async fn read_everything(
-    reader: &mut RawReader,
-    expected: &[(&str, HashSet<String>)],
-    timeout: Duration,
-) -> bool {
-    reader
-        .read_until(timeout, |seen| {
-            expected
-                .iter()
-                .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
-        })
-        .await
-}
 
 /// Polling is slowed to an hour so that, once the backfill is done, the request count stays
 /// still: what is counted is the backfill (and its restarts), not idle polls.
@@ -99,7 +77,7 @@ fn first_incident_query_since(sim: &RunningSim, from: u64) -> Option<String> {
 async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_loses_nothing() {
     let broker = TansuBroker::start().expect("broker starts");
     let sim = start_sim(20_000, 2_000, 500, 3_000).await;
-    let expected = expected(&sim);
+    let expected = sim_records(&sim);
     assert_eq!(expected[0].1.len(), 20_000);
     let dir = tempfile::tempdir().expect("temp dir");
 
@@ -125,7 +103,9 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
     let clean_duration = fetching_since.elapsed();
     let mut reader = RawReader::new(&broker, &clean_prefix);
     assert!(
-        read_everything(&mut reader, &expected, Duration::from_secs(600)).await,
+        reader
+            .read_all_of(&expected, Duration::from_secs(600))
+            .await,
         "the clean backfill completes"
     );
     let clean_requests = table_api_requests(&sim);
@@ -174,7 +154,9 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
         if lifetime == KILLS {
             // The last one runs to the end.
             let mut reader = RawReader::new(&broker, &prefix);
-            let complete = read_everything(&mut reader, &expected, Duration::from_secs(600)).await;
+            let complete = reader
+                .read_all_of(&expected, Duration::from_secs(600))
+                .await;
             for (table, ids) in &expected {
                 let missing = ids
                     .difference(&reader.seen.ids(table, RecordOp::Upsert))

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{FetcherProcess, RawReader, Setup, basic_auth, oauth_auth, sim_config, sim_ids};
+use common::{FetcherProcess, RawReader, Setup, basic_auth, oauth_auth, sim_config, sim_records};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
@@ -95,16 +94,8 @@ fn known_secrets(extra: &[&str]) -> Vec<String> {
 }
 
 async fn wait_for_backfill(reader: &mut RawReader, sim: &RunningSim, fetcher: &FetcherProcess) {
-    let expected: Vec<(&str, HashSet<String>)> = ["incident", "change_request", "sys_user"]
-        .into_iter()
-        .map(|table| (table, sim_ids(sim, table)))
-        .collect();
     let complete = reader
-        .read_until(Duration::from_secs(180), |seen| {
-            expected
-                .iter()
-                .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
-        })
+        .read_all_of(&sim_records(sim), Duration::from_secs(180))
         .await;
     assert!(
         complete,

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_ids};
+use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_records};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
@@ -84,17 +83,9 @@ impl Run {
     /// Every incident, change request and user reaches the raw topics, and no unit had to
     /// start over (an expired token is the client's business, not a unit failure).
     async fn assert_full_backfill(&mut self) {
-        let expected: Vec<(&str, HashSet<String>)> = ["incident", "change_request", "sys_user"]
-            .into_iter()
-            .map(|table| (table, sim_ids(&self.sim, table)))
-            .collect();
         let complete = self
             .reader
-            .read_until(Duration::from_secs(180), |seen| {
-                expected
-                    .iter()
-                    .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
-            })
+            .read_all_of(&sim_records(&self.sim), Duration::from_secs(180))
             .await;
         assert!(
             complete,

@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_ids};
-use nowstream_model::RecordOp;
+use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_records};
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, Simulator,
@@ -112,17 +110,9 @@ impl Run {
 
     /// Every incident, change request and user reaches this run's raw topics.
     async fn assert_full_backfill(&mut self, sim: &RunningSim) {
-        let expected: Vec<(&str, HashSet<String>)> = ["incident", "change_request", "sys_user"]
-            .into_iter()
-            .map(|table| (table, sim_ids(sim, table)))
-            .collect();
         let complete = self
             .reader
-            .read_until(Duration::from_secs(180), |seen| {
-                expected
-                    .iter()
-                    .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
-            })
+            .read_all_of(&sim_records(sim), Duration::from_secs(180))
             .await;
         assert!(
             complete,

@@ -9,10 +9,10 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, RAW_TABLES, RawReader, Setup, sim_ids, start_sim, unit_event};
+use common::{FetcherProcess, RAW_TABLES, RawReader, Setup, sim_records, start_sim, unit_event};
 use nowstream_model::RecordOp;
 use nowstream_runtime::KafkaConfig;
 use nowstream_servicenow_sim::RunningSim;
@@ -123,16 +123,10 @@ async fn split_and_take_over(
     };
 
     // Everything generated is published, whoever fetched it.
-    let expected: Vec<(&str, HashSet<String>)> = ["incident", "change_request", "sys_user"]
-        .into_iter()
-        .map(|table| (table, sim_ids(sim, table)))
-        .collect();
     let mut reader = RawReader::on(kafka, prefix);
     assert!(
         reader
-            .read_until(Duration::from_secs(120), |seen| expected.iter().all(
-                |(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert))
-            ))
+            .read_all_of(&sim_records(sim), Duration::from_secs(120))
             .await,
         "the two replicas backfill everything"
     );

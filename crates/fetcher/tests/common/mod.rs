@@ -200,6 +200,18 @@ pub fn sim_ids(sim: &RunningSim, table: &str) -> HashSet<String> {
         .collect()
 }
 
+/// The tables a backfill copies record by record.
+pub const BACKFILLED_TABLES: [&str; 3] = ["incident", "change_request", "sys_user"];
+
+/// Per backfilled table, the sys_ids the simulator holds right now: what the raw topics must
+/// end up holding.
+pub fn sim_records(sim: &RunningSim) -> Vec<(&'static str, HashSet<String>)> {
+    BACKFILLED_TABLES
+        .into_iter()
+        .map(|table| (table, sim_ids(sim, table)))
+        .collect()
+}
+
 /// What the raw topics hold, as (table, sys_id) → the last record read for it.
 #[derive(Debug, Default)]
 pub struct RawSeen {
@@ -246,6 +258,21 @@ impl RawReader {
             consumer,
             seen: RawSeen::default(),
         }
+    }
+
+    /// Reads until every sys_id of `expected` arrived as an upsert or `timeout` passes;
+    /// returns whether all arrived.
+    pub async fn read_all_of(
+        &mut self,
+        expected: &[(&str, HashSet<String>)],
+        timeout: Duration,
+    ) -> bool {
+        self.read_until(timeout, |seen| {
+            expected
+                .iter()
+                .all(|(table, ids)| ids.is_subset(&seen.ids(table, RecordOp::Upsert)))
+        })
+        .await
     }
 
     /// Reads until `done` holds or `timeout` passes; returns whether `done` held.
