@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use nowstream_fetcher::{oauth_login, preflight};
-use nowstream_runtime::{Config, Service, telemetry};
+use nowstream_runtime::{Service, load_for_command};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config.as_deref()).await.map(|()| ExitCode::SUCCESS),
         Command::Validate => {
-            let config = load(cli.config.as_deref())?;
+            let config = load_for_command(cli.config.as_deref())?;
             let report = preflight::validate(&config).await;
             print!("{}", report.render());
             Ok(if report.passed() {
@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     timeout_secs,
                 },
         } => {
-            let config = load(cli.config.as_deref())?;
+            let config = load_for_command(cli.config.as_deref())?;
             let options = oauth_login::LoginOptions {
                 redirect_uri,
                 timeout: Duration::from_secs(timeout_secs),
@@ -90,17 +90,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Configuration and logging for the one-shot commands (no probe server).
-fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-    let config = match path {
-        Some(path) => Config::load(path),
-        None => Config::from_env(),
-    }
-    .context("invalid configuration")?;
-    telemetry::init(&config.telemetry).context("cannot start logging")?;
-    Ok(config)
 }
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use nowstream_normalizer::{ReplayFrom, replay};
-use nowstream_runtime::{Config, Service, shutdown, telemetry};
+use nowstream_runtime::{Service, load_for_command, shutdown};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Some(since) => ReplayFrom::Since(since),
                 None => ReplayFrom::Beginning,
             };
-            let config = load(cli.config.as_deref())?;
+            let config = load_for_command(cli.config.as_deref())?;
             let report = replay(config, from, shutdown::on_signal())
                 .await
                 .context("the replay failed")?;
@@ -78,18 +78,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             })
         }
     }
-}
-
-/// Configuration and logging for the one-shot replay (no probe server: it may run beside
-/// the stage on the same host and port).
-fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-    let config = match path {
-        Some(path) => Config::load(path),
-        None => Config::from_env(),
-    }
-    .context("invalid configuration")?;
-    telemetry::init(&config.telemetry).context("cannot start logging")?;
-    Ok(config)
 }
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {

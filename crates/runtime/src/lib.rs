@@ -24,4 +24,4 @@ pub use config::{
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};
-pub use service::{Service, ServiceError};
+pub use service::{Service, ServiceError, load_for_command};

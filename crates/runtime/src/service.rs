@@ -19,6 +19,18 @@ pub enum ServiceError {
     Serve(#[from] ServeError),
 }
 
+/// Loads `config_path` (or the environment alone when `None`) and starts logging, without the
+/// probe server: for one-shot commands (`validate`, `oauth login`, `replay`) that may run beside
+/// the stage on the same host and port. [`Service::start`] begins the same way.
+pub fn load_for_command(config_path: Option<&Path>) -> Result<Config, ServiceError> {
+    let config = match config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::from_env()?,
+    };
+    telemetry::init(&config.telemetry)?;
+    Ok(config)
+}
+
 /// A started stage process: its configuration, health, shutdown token and probe server.
 #[derive(Debug)]
 pub struct Service {
@@ -33,11 +45,7 @@ impl Service {
     /// Loads `config_path` (or the environment alone when `None`), initialises telemetry and
     /// serves `/healthz`, `/readyz` and `/metrics` on `http.listen`.
     pub async fn start(config_path: Option<&Path>) -> Result<Self, ServiceError> {
-        let config = match config_path {
-            Some(path) => Config::load(path)?,
-            None => Config::from_env()?,
-        };
-        telemetry::init(&config.telemetry)?;
+        let config = load_for_command(config_path)?;
         let health = Health::new();
         let shutdown = shutdown::on_signal();
         let stop = shutdown.clone();
