@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::{RawReader, Setup, oauth_auth, sim_config, sim_records};
 use nowstream_fetcher::FetchError;
-use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, Fault,
@@ -152,19 +151,9 @@ impl Scenario {
     /// topics, checks the fetcher is still running, then stops it and checks it ended well.
     async fn assert_everything_published(&mut self, expected: &[(&str, HashSet<String>)]) {
         let mut reader = RawReader::new(&self.broker, &self.prefix);
-        let complete = reader.read_all_of(expected, Duration::from_secs(180)).await;
-        for (table, ids) in expected {
-            let published = reader.seen.ids(table, RecordOp::Upsert);
-            let missing: Vec<&String> = ids.difference(&published).collect();
-            assert!(
-                missing.is_empty(),
-                "{} of {} {table} records never reached the raw topic, e.g. {:?}",
-                missing.len(),
-                ids.len(),
-                missing.first()
-            );
-        }
-        assert!(complete);
+        reader
+            .assert_all_of(expected, Duration::from_secs(180))
+            .await;
         assert!(
             !self.fetcher.is_finished(),
             "the fetcher survived the faults"

@@ -275,6 +275,24 @@ impl RawReader {
         .await
     }
 
+    /// Reads like [`Self::read_all_of`], then fails naming, per table, how many of `expected`
+    /// never arrived and one of them.
+    pub async fn assert_all_of(&mut self, expected: &[(&str, HashSet<String>)], timeout: Duration) {
+        let complete = self.read_all_of(expected, timeout).await;
+        for (table, ids) in expected {
+            let published = self.seen.ids(table, RecordOp::Upsert);
+            let missing: Vec<&String> = ids.difference(&published).collect();
+            assert!(
+                missing.is_empty(),
+                "{} of {} {table} records never reached the raw topic, e.g. {:?}",
+                missing.len(),
+                ids.len(),
+                missing.first()
+            );
+        }
+        assert!(complete);
+    }
+
     /// Reads until `done` holds or `timeout` passes; returns whether `done` held.
     pub async fn read_until(&mut self, timeout: Duration, done: impl Fn(&RawSeen) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
