@@ -29,6 +29,10 @@ pub enum Fault {
         /// Seconds the client is told to wait.
         retry_after_secs: u64,
     },
+    /// 400 with an HTML page instead of the contract's JSON error, as a proxy or a web
+    /// application firewall in front of SEI sends when it blocks a request. It names no
+    /// record: a sender must not take it for a bad record.
+    HtmlBadRequest,
     /// A delay before the request is handled (or failed by another rule).
     Latency {
         /// Delay in milliseconds.
@@ -79,7 +83,14 @@ pub enum InjectedFailure {
         /// `Retry-After` seconds.
         retry_after_secs: u64,
     },
+    /// 400 with an HTML body.
+    HtmlBadRequest,
 }
+
+/// The page [`Fault::HtmlBadRequest`] answers with: what a WAF typically shows.
+pub const HTML_BAD_REQUEST_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>400 Bad Request</title></head>\
+<body><h1>Request blocked</h1><p>The request was rejected by the web application firewall. \
+Support ID: 1234567890.</p></body></html>\n";
 
 /// What the faults decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,6 +123,11 @@ pub fn decide(engine: &mut FaultEngine, path: &str) -> Verdict {
                 verdict
                     .failure
                     .get_or_insert(InjectedFailure::RateLimited { retry_after_secs });
+            }
+            Fault::HtmlBadRequest => {
+                verdict
+                    .failure
+                    .get_or_insert(InjectedFailure::HtmlBadRequest);
             }
         }
     }
@@ -171,6 +187,9 @@ mod tests {
         assert_eq!(rules[0].fault, unavailable());
         assert_eq!(rules[0].when, Trigger::EveryNth { n: 2 });
         assert_eq!(rules[1].when, Trigger::Always);
+        let html: FaultRule =
+            serde_json::from_str(r#"{"fault": {"kind": "html_bad_request"}}"#).unwrap();
+        assert_eq!(html.fault, Fault::HtmlBadRequest);
     }
 
     #[test]

@@ -7,17 +7,21 @@
 //!
 //! # Versions and tombstones
 //!
-//! A record is kept per (tenant, integration_id, entity, sys_id). An upsert replaces the held
-//! record only when its version (sys_updated_on, sys_mod_count) is strictly newer; equal or
-//! older ones are *stale*. A delete (a bare sys_id in the contract) turns the record into a
-//! tombstone that keeps the version it superseded and `deleted_at`, the time sei-local
-//! received the delete. An upsert brings a tombstoned record back only when it is newer
-//! than the superseded version **and** its `sys_updated_on` is later than `deleted_at`:
-//! i.e. the record changed in ServiceNow after the deletion was known (it was restored or
-//! re-created). Any version that existed before the deletion, replayed later or fetched in
-//! a race with the deletion, is stale. A delete of a record never seen still leaves a
-//! tombstone, so a late upsert of it does not create it. Deleting a tombstone again keeps
-//! the first `deleted_at`.
+//! A record is kept per (tenant, integration_id, entity, sys_id). An upsert replaces a live
+//! record only when its version is strictly newer ([`Version::supersedes`]: `sys_mod_count`
+//! first, then `sys_updated_on`, so a later write that carries an earlier time still wins);
+//! equal or older ones are *stale*. A delete (a bare sys_id in the contract) turns the
+//! record into a tombstone that keeps the version it superseded and `deleted_at`, the time
+//! sei-local received the delete. Across a deletion the counter says nothing (a record
+//! re-created under the same sys_id counts from 0 again), so an upsert brings a tombstoned
+//! record back by **time** alone: when its `sys_updated_on` is later than both the
+//! superseded version's and `deleted_at`, i.e. the record changed in ServiceNow after the
+//! deletion was known (it was restored or re-created). Any version that existed before the
+//! deletion, replayed later or fetched in a race with the deletion, is stale, whatever its
+//! counter. A delete of a record never seen still leaves a tombstone, so a late upsert of it
+//! does not create it. Deleting a tombstone again keeps the first `deleted_at`.
+//!
+//! Versions are compared in Rust, never in SQL: the order is not the columns' order.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -498,11 +502,16 @@ impl Store {
 fn accepts(held: Option<&Held>, version: Version) -> bool {
     match held {
         None => true,
-        Some(held) => {
-            version.supersedes(held.version.as_ref())
-                && held
-                    .deleted_at
-                    .is_none_or(|deleted_at| version.sys_updated_on > deleted_at)
+        Some(Held {
+            version: held_version,
+            deleted_at: None,
+        }) => version.supersedes(held_version.as_ref()),
+        Some(Held {
+            version: superseded,
+            deleted_at: Some(deleted_at),
+        }) => {
+            version.is_after(*deleted_at)
+                && superseded.is_none_or(|superseded| version.is_after(superseded.sys_updated_on))
         }
     }
 }
@@ -812,6 +821,71 @@ mod tests {
         );
         assert_eq!(restored.upserted, 1);
         assert!(!store.get(&scope(), "a").unwrap().unwrap().is_deleted());
+    }
+
+    #[test]
+    fn a_late_write_with_an_earlier_update_time_but_a_higher_mod_count_wins() {
+        let store = Store::open(&DatabaseLocation::Memory).unwrap();
+        ingest(
+            &store,
+            "k1",
+            vec![user("a", "2024-01-01T10:00:05Z", 7)],
+            &[],
+            "2024-06-01T00:00:00Z",
+        );
+        // Committed later (higher counter) by a node whose clock is behind.
+        let late = ingest(
+            &store,
+            "k2",
+            vec![user("a", "2024-01-01T10:00:01Z", 8)],
+            &[],
+            "2024-06-01T00:00:00Z",
+        );
+        assert_eq!(late.upserted, 1);
+        let held = store.get(&scope(), "a").unwrap().unwrap();
+        assert_eq!(held.version.unwrap().sys_mod_count, Some(8));
+        // The version it replaced, replayed, is now stale though its time is later.
+        let replayed = ingest(
+            &store,
+            "k3",
+            vec![user("a", "2024-01-01T10:00:05Z", 7)],
+            &[],
+            "2024-06-01T00:00:00Z",
+        );
+        assert_eq!(replayed.stale, 1);
+    }
+
+    #[test]
+    fn a_record_re_created_with_its_counter_reset_wins_over_the_tombstone() {
+        let store = Store::open(&DatabaseLocation::Memory).unwrap();
+        ingest(
+            &store,
+            "k1",
+            vec![user("a", "2024-01-01T00:00:00Z", 12)],
+            &["a"],
+            "2024-06-01T00:00:00Z",
+        );
+        // The deleted version and an older one, replayed with higher counters: stale.
+        let replay = ingest(
+            &store,
+            "k2",
+            vec![user("a", "2024-01-01T00:00:00Z", 12)],
+            &[],
+            "2024-06-02T00:00:00Z",
+        );
+        assert_eq!(replay.stale, 1);
+        // Re-created under the same sys_id after the deletion: counter 0, later time.
+        let recreated = ingest(
+            &store,
+            "k3",
+            vec![user("a", "2024-07-01T00:00:00Z", 0)],
+            &[],
+            "2024-07-02T00:00:00Z",
+        );
+        assert_eq!(recreated.upserted, 1);
+        let held = store.get(&scope(), "a").unwrap().unwrap();
+        assert!(!held.is_deleted());
+        assert_eq!(held.version.unwrap().sys_mod_count, Some(0));
     }
 
     #[test]

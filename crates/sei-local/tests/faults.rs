@@ -182,3 +182,29 @@ async fn an_impossible_fault_rule_is_refused_by_the_admin_endpoint() {
     assert_eq!(error["field"], "rules[0]");
     assert!(sei.faults().is_empty());
 }
+
+#[tokio::test]
+async fn an_html_bad_request_fault_answers_400_with_a_page_that_is_not_the_contracts_error() {
+    let sei = start().await;
+    sei.set_faults(vec![
+        FaultRule::always(Fault::HtmlBadRequest).on_path("/v1/ingest/"),
+    ]);
+    let client = Client::new(&sei);
+    let response = client.ingest("users", "k1", &one_user("u1")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let body = response.text().await.unwrap();
+    assert!(body.contains("<html>") && serde_json::from_str::<Value>(&body).is_err());
+    assert!(
+        sei.records(TENANT, INTEGRATION, Entity::User)
+            .unwrap()
+            .is_empty(),
+        "nothing was stored"
+    );
+}

@@ -4,7 +4,9 @@
 //! A closed batch keeps only the last operation per sys_id (in offset order). SEI applies a
 //! batch's upserts before its deletes, whatever order they were sent in, so a batch holding
 //! "delete X, then upsert X" would otherwise end with X deleted. The earlier operations are
-//! not lost: they ride along with the one that superseded them and are acknowledged with it.
+//! not lost: they ride along with the one that superseded them and are acknowledged with it
+//! once it is applied. Each keeps its own operation, so that when SEI rejects the newest
+//! one, the one before it can be sent in its place (see `delivery`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,19 +35,36 @@ pub struct Op<M> {
     pub operation: Operation,
     /// The message that carried it: dead-lettered if SEI rejects the operation.
     pub message: M,
-    /// Earlier messages of the same sys_id in the batch, acknowledged together with this one.
-    pub superseded: Vec<M>,
+    /// Earlier operations of the same sys_id in the batch, oldest first: acknowledged
+    /// together with this one once it is applied, sent in its place if SEI rejects it.
+    pub superseded: Vec<Superseded<M>>,
+}
+
+/// An operation replaced by a later one of the same sys_id within a batch.
+#[derive(Debug)]
+pub struct Superseded<M> {
+    /// What it asked SEI to do.
+    pub operation: Operation,
+    /// The message that carried it.
+    pub message: M,
 }
 
 impl<M> Op<M> {
     /// Every message this operation accounts for, oldest first.
     pub fn messages(&self) -> impl Iterator<Item = &M> {
-        self.superseded.iter().chain(std::iter::once(&self.message))
+        self.superseded
+            .iter()
+            .map(|earlier| &earlier.message)
+            .chain(std::iter::once(&self.message))
     }
 
     /// Takes every message out, oldest first, once the operation is done.
     pub fn into_messages(self) -> Vec<M> {
-        let mut messages = self.superseded;
+        let mut messages: Vec<M> = self
+            .superseded
+            .into_iter()
+            .map(|earlier| earlier.message)
+            .collect();
         messages.push(self.message);
         messages
     }
@@ -71,9 +90,9 @@ impl<M: Input> Batch<M> {
             match index_of.get(&member.sys_id) {
                 Some(&index) => {
                     let op = &mut ops[index];
-                    let previous = std::mem::replace(&mut op.message, member.message);
-                    op.superseded.push(previous);
-                    op.operation = member.operation;
+                    let message = std::mem::replace(&mut op.message, member.message);
+                    let operation = std::mem::replace(&mut op.operation, member.operation);
+                    op.superseded.push(Superseded { operation, message });
                 }
                 None => {
                     index_of.insert(member.sys_id.clone(), ops.len());
@@ -245,6 +264,12 @@ mod tests {
         assert_eq!(first.operation, upsert("{\"v\":3}"));
         let offsets: Vec<i64> = first.messages().map(|m| m.offset).collect();
         assert_eq!(offsets, vec![1, 3, 4]);
+        let earlier: Vec<&Operation> = first.superseded.iter().map(|s| &s.operation).collect();
+        assert_eq!(
+            earlier,
+            vec![&upsert("{\"v\":1}"), &Operation::Delete],
+            "each replaced operation is kept, oldest first"
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::time::{Duration, SystemTime};
 use nowstream_runtime::{SeiConfig, SinkConfig};
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
 use crate::SinkError;
 use crate::backoff::parse_retry_after;
-use crate::delivery::{Answer, Transport};
+use crate::delivery::{Answer, NamedRecord, RefusalReason, Transport};
 use crate::record::Target;
 use crate::request::IngestRequest;
 
@@ -28,6 +28,8 @@ pub struct SeiClient {
     base: Url,
     tenant: String,
     authorization: HeaderValue,
+    /// Only to mask it in error texts that echo it.
+    api_key: SecretString,
 }
 
 impl std::fmt::Debug for SeiClient {
@@ -82,6 +84,7 @@ impl SeiClient {
             base,
             tenant: sei.tenant.clone(),
             authorization,
+            api_key: sei.api_key.clone(),
         })
     }
 
@@ -123,7 +126,7 @@ impl SeiClient {
             builder = builder.header(CONTENT_ENCODING, "gzip");
         }
         match builder.send().await {
-            Ok(response) => classify(response).await,
+            Ok(response) => classify(response, self.api_key.expose_secret()).await,
             Err(error) => {
                 let status = if error.is_timeout() {
                     "timeout"
@@ -159,22 +162,61 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// 400 codes of the contract that blame the request as a whole, not a record: the sink and
-/// SEI disagree on the contract, which neither splitting nor the DLQ can fix.
-const BATCH_LEVEL_400: [&str; 3] = ["bad_batch", "bad_body", "missing_idempotency_key"];
+/// The contract's error code of a 400 that blames one record (named by `record_index`, or by
+/// `field` = `deletes[<n>]` for a delete).
+const BAD_RECORD: &str = "bad_record";
 
-/// The contract's error body.
-#[derive(Debug, Default, Deserialize)]
+/// Characters of a body that is not the contract's error kept for the log and `/readyz`:
+/// enough to recognise a proxy's or WAF's page, not enough to flood the log.
+const MAX_FOREIGN_BODY_CHARS: usize = 200;
+
+/// The contract's `Error` schema: `error` and `message` are required.
+#[derive(Debug, Deserialize)]
 struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
+    error: String,
+    message: String,
     #[serde(default)]
     record_index: Option<usize>,
+    #[serde(default)]
+    field: Option<String>,
 }
 
-async fn classify(response: Response) -> Answer {
+impl ErrorBody {
+    /// The body as the contract's error, when it is one: JSON content and the required
+    /// fields. Anything else (an HTML page from a proxy, a gateway's own JSON) is not SEI
+    /// talking about the batch.
+    fn parse(content_type: Option<&str>, text: &str) -> Option<Self> {
+        let is_json = content_type.is_some_and(|value| {
+            let essence = value.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.to_ascii_lowercase().ends_with("+json")
+        });
+        if !is_json {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+
+    /// The record this error blames, if it names one the contract's way.
+    fn named_record(&self) -> Option<NamedRecord> {
+        if self.error != BAD_RECORD {
+            return None;
+        }
+        if let Some(index) = self.record_index {
+            return Some(NamedRecord::Upsert(index));
+        }
+        let index = self
+            .field
+            .as_deref()?
+            .strip_prefix("deletes[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()?;
+        Some(NamedRecord::Delete(index))
+    }
+}
+
+async fn classify(response: Response, api_key: &str) -> Answer {
     let status = response.status();
     if status.is_success() {
         return Answer::Accepted;
@@ -184,30 +226,48 @@ async fn classify(response: Response) -> Answer {
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, SystemTime::now()));
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     // A body that cannot be read is no reason to lose the status.
     let text = response.text().await.unwrap_or_default();
-    answer(status, retry_after, &text)
+    redacted(
+        answer(status, content_type.as_deref(), retry_after, &text),
+        api_key,
+    )
 }
 
 /// What a non-2xx answer means for the batch.
-fn answer(status: StatusCode, retry_after: Option<Duration>, text: &str) -> Answer {
-    let body: ErrorBody = serde_json::from_str(text).unwrap_or_default();
-    let detail = describe(status, &body, text);
+///
+/// Only a 400 in the contract's error shape that names a record is a bad record. Any other
+/// 400 (not JSON, a proxy's or WAF's page, an unknown code, a contract error naming no
+/// record) is not about one record: splitting would dead-letter good records one by one, so
+/// it refuses the batch instead, like 401 and 403.
+fn answer(
+    status: StatusCode,
+    content_type: Option<&str>,
+    retry_after: Option<Duration>,
+    text: &str,
+) -> Answer {
+    let body = ErrorBody::parse(content_type, text);
+    let detail = describe(status, content_type, body.as_ref(), text);
     match status {
-        StatusCode::BAD_REQUEST
-            if body
-                .error
-                .as_deref()
-                .is_some_and(|code| BATCH_LEVEL_400.contains(&code)) =>
-        {
-            Answer::Refused {
+        StatusCode::BAD_REQUEST => match body.as_ref() {
+            Some(body) => match body.named_record() {
+                Some(record) => Answer::Rejected { detail, record },
+                None => Answer::Refused {
+                    status: status.as_u16(),
+                    detail,
+                    reason: RefusalReason::ContractBadRequest,
+                },
+            },
+            None => Answer::Refused {
                 status: status.as_u16(),
                 detail,
-            }
-        }
-        StatusCode::BAD_REQUEST => Answer::Rejected {
-            detail,
-            record_index: body.record_index,
+                reason: RefusalReason::ForeignBadRequest,
+            },
         },
         StatusCode::PAYLOAD_TOO_LARGE => Answer::TooLarge { detail },
         StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Answer::Retry {
@@ -220,26 +280,87 @@ fn answer(status: StatusCode, retry_after: Option<Duration>, text: &str) -> Answ
             retry_after,
             detail,
         },
+        StatusCode::UNAUTHORIZED => Answer::Refused {
+            status: status.as_u16(),
+            detail,
+            reason: RefusalReason::Unauthorized,
+        },
+        StatusCode::FORBIDDEN => Answer::Refused {
+            status: status.as_u16(),
+            detail,
+            reason: RefusalReason::Forbidden,
+        },
         status => Answer::Refused {
             status: status.as_u16(),
             detail,
+            reason: RefusalReason::UnexpectedStatus,
         },
     }
 }
 
-/// `403 forbidden: <message>`, or the start of a non-contract body.
-fn describe(status: StatusCode, body: &ErrorBody, text: &str) -> String {
-    let message = match (&body.error, &body.message) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (None, Some(message)) => message.clone(),
-        (Some(code), None) => code.clone(),
-        (None, None) => text.trim().to_owned(),
+/// `403 forbidden: <message>`; for a body that is not the contract's error, its content type
+/// and first characters (escaped), so an operator can tell a proxy's page from SEI.
+fn describe(
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: Option<&ErrorBody>,
+    text: &str,
+) -> String {
+    let message = match body {
+        Some(body) => format!("{}: {}", body.error, body.message),
+        None => {
+            let start: String = text.trim().chars().take(MAX_FOREIGN_BODY_CHARS).collect();
+            let more = if text.trim().chars().count() > MAX_FOREIGN_BODY_CHARS {
+                "…"
+            } else {
+                ""
+            };
+            let content_type = content_type.unwrap_or("no content type");
+            if start.is_empty() {
+                format!("(not the contract's error: {content_type}, empty body)")
+            } else {
+                format!("(not the contract's error: {content_type}, body starts {start:?}{more})")
+            }
+        }
     };
     let message: String = message.chars().take(MAX_DETAIL_CHARS).collect();
-    if message.is_empty() {
-        format!("{status}")
-    } else {
-        format!("{} {message}", status.as_u16())
+    format!("{} {message}", status.as_u16())
+}
+
+/// The answer with every copy of the API key in its text masked: a gateway's error page
+/// may echo request headers, and details go to logs, `/readyz` and DLQ headers.
+fn redacted(answer: Answer, api_key: &str) -> Answer {
+    if api_key.is_empty() {
+        return answer;
+    }
+    let mask = |detail: String| detail.replace(api_key, "[redacted]");
+    match answer {
+        Answer::Accepted => Answer::Accepted,
+        Answer::Retry {
+            status,
+            retry_after,
+            detail,
+        } => Answer::Retry {
+            status,
+            retry_after,
+            detail: mask(detail),
+        },
+        Answer::TooLarge { detail } => Answer::TooLarge {
+            detail: mask(detail),
+        },
+        Answer::Rejected { detail, record } => Answer::Rejected {
+            detail: mask(detail),
+            record,
+        },
+        Answer::Refused {
+            status,
+            detail,
+            reason,
+        } => Answer::Refused {
+            status,
+            detail: mask(detail),
+            reason,
+        },
     }
 }
 
@@ -319,68 +440,172 @@ mod tests {
         assert!(matches!(error, SinkError::SeiUrl { .. }), "{error}");
     }
 
+    const JSON: Option<&str> = Some("application/json");
+
     #[test]
     fn each_status_leads_to_what_the_contract_says() {
-        let retry = |status: u16| answer(StatusCode::from_u16(status).unwrap(), None, "");
+        let retry = |status: u16| answer(StatusCode::from_u16(status).unwrap(), None, None, "");
         assert!(matches!(retry(503), Answer::Retry { status, .. } if status == "503"));
         assert!(matches!(retry(500), Answer::Retry { .. }));
         assert!(matches!(retry(408), Answer::Retry { .. }));
         assert!(matches!(retry(413), Answer::TooLarge { .. }));
-        assert!(matches!(retry(401), Answer::Refused { status: 401, .. }));
-        assert!(matches!(retry(403), Answer::Refused { status: 403, .. }));
-        assert!(matches!(retry(404), Answer::Refused { status: 404, .. }));
+        assert!(matches!(
+            retry(401),
+            Answer::Refused {
+                status: 401,
+                reason: RefusalReason::Unauthorized,
+                ..
+            }
+        ));
+        assert!(matches!(
+            retry(403),
+            Answer::Refused {
+                status: 403,
+                reason: RefusalReason::Forbidden,
+                ..
+            }
+        ));
+        assert!(matches!(
+            retry(404),
+            Answer::Refused {
+                status: 404,
+                reason: RefusalReason::UnexpectedStatus,
+                ..
+            }
+        ));
         assert_eq!(
             answer(
                 StatusCode::TOO_MANY_REQUESTS,
+                None,
                 Some(Duration::from_secs(7)),
                 ""
             ),
             Answer::Retry {
                 status: "429".into(),
                 retry_after: Some(Duration::from_secs(7)),
-                detail: "429 Too Many Requests".into(),
+                detail: "429 (not the contract's error: no content type, empty body)".into(),
             }
         );
     }
 
     #[test]
-    fn a_bad_record_is_rejected_with_its_index_but_a_bad_envelope_is_refused() {
+    fn only_a_contract_error_that_names_a_record_rejects_a_record() {
         let bad_record = r#"{"error":"bad_record","message":"upserts[3]: bad","record_index":3}"#;
         assert_eq!(
-            answer(StatusCode::BAD_REQUEST, None, bad_record),
+            answer(StatusCode::BAD_REQUEST, JSON, None, bad_record),
             Answer::Rejected {
                 detail: "400 bad_record: upserts[3]: bad".into(),
-                record_index: Some(3),
+                record: NamedRecord::Upsert(3),
             }
         );
-        let bad_batch = r#"{"error":"bad_batch","message":"not a batch"}"#;
+        let bad_delete =
+            r#"{"error":"bad_record","message":"deletes[2]: empty","field":"deletes[2]"}"#;
         assert!(matches!(
-            answer(StatusCode::BAD_REQUEST, None, bad_batch),
-            Answer::Refused { status: 400, .. }
-        ));
-        assert!(matches!(
-            answer(StatusCode::BAD_REQUEST, None, "<html>proxy says no</html>"),
+            answer(StatusCode::BAD_REQUEST, JSON, None, bad_delete),
             Answer::Rejected {
-                record_index: None,
+                record: NamedRecord::Delete(2),
                 ..
             }
         ));
     }
 
     #[test]
+    fn every_other_400_refuses_the_batch_instead_of_splitting_it() {
+        let contract = |text: &str| answer(StatusCode::BAD_REQUEST, JSON, None, text);
+        for text in [
+            r#"{"error":"bad_batch","message":"not a batch"}"#,
+            r#"{"error":"missing_idempotency_key","message":"missing"}"#,
+            r#"{"error":"something_new","message":"?","record_index":1}"#,
+            r#"{"error":"bad_record","message":"no index"}"#,
+        ] {
+            assert!(
+                matches!(
+                    contract(text),
+                    Answer::Refused {
+                        status: 400,
+                        reason: RefusalReason::ContractBadRequest,
+                        ..
+                    }
+                ),
+                "{text}"
+            );
+        }
+        let foreign = |content_type: Option<&str>, text: &str| {
+            answer(StatusCode::BAD_REQUEST, content_type, None, text)
+        };
+        for (content_type, text) in [
+            (
+                Some("text/html"),
+                "<html><body>Request blocked</body></html>",
+            ),
+            (None, ""),
+            (JSON, "{\"message\":\"gateway says no\"}"),
+            (JSON, "not json"),
+            (
+                Some("text/plain"),
+                r#"{"error":"bad_record","message":"x","record_index":0}"#,
+            ),
+        ] {
+            assert!(
+                matches!(
+                    foreign(content_type, text),
+                    Answer::Refused {
+                        status: 400,
+                        reason: RefusalReason::ForeignBadRequest,
+                        ..
+                    }
+                ),
+                "{content_type:?} {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_foreign_body_is_described_by_its_content_type_and_first_characters() {
+        let page = format!("<html>\n<title>Blocked</title>{}</html>", "x".repeat(500));
+        let Answer::Refused { detail, .. } = answer(
+            StatusCode::BAD_REQUEST,
+            Some("text/html; charset=utf-8"),
+            None,
+            &page,
+        ) else {
+            panic!("refused");
+        };
+        assert!(
+            detail.starts_with(
+                "400 (not the contract's error: text/html; charset=utf-8, body starts \"<html>\\n<title>Blocked"
+            ),
+            "{detail}"
+        );
+        assert!(detail.ends_with("…)"), "{detail}");
+        assert!(detail.len() < 400, "{detail}");
+    }
+
+    #[test]
+    fn the_api_key_is_masked_in_any_error_text() {
+        let echo = "<pre>Authorization: Apikey hunter2</pre>";
+        let answer = redacted(
+            answer(StatusCode::BAD_REQUEST, Some("text/html"), None, echo),
+            "hunter2",
+        );
+        let Answer::Refused { detail, .. } = answer else {
+            panic!("refused");
+        };
+        assert!(!detail.contains("hunter2"), "{detail}");
+        assert!(detail.contains("[redacted]"), "{detail}");
+    }
+
+    #[test]
     fn details_prefer_the_contracts_error_fields() {
         let body = ErrorBody {
-            error: Some("bad_record".into()),
-            message: Some("upserts[2], field `x`: bad".into()),
+            error: "bad_record".into(),
+            message: "upserts[2], field `x`: bad".into(),
             record_index: Some(2),
+            field: None,
         };
         assert_eq!(
-            describe(StatusCode::BAD_REQUEST, &body, "ignored"),
+            describe(StatusCode::BAD_REQUEST, JSON, Some(&body), "ignored"),
             "400 bad_record: upserts[2], field `x`: bad"
-        );
-        assert_eq!(
-            describe(StatusCode::BAD_GATEWAY, &ErrorBody::default(), " <html> "),
-            "502 <html>"
         );
     }
 }

@@ -6,11 +6,14 @@
 //! | 2xx | acknowledges every record of the request |
 //! | 429, 408, 5xx, timeout, connection error | waits (backoff, `Retry-After` as a floor) and sends the same request again, without limit |
 //! | 413 | splits the request in halves; a single record that is still too large is dead-lettered |
-//! | 400 | isolates the record SEI named (`record_index`), else bisects, until the bad records are alone; those are dead-lettered, the rest delivered |
-//! | 401, 403, anything else | stops: the batch is neither acknowledged nor dead-lettered ([`Refusal`]) |
+//! | 400 in the contract's error shape naming a record | isolates the named record until it is alone; it is dead-lettered, the rest delivered |
+//! | 401, 403, any other 400, anything else | stops: the rest of the batch is neither acknowledged nor dead-lettered but handed back ([`Refusal`], [`Outcome::unsent`]) |
 //!
 //! A record is acknowledged only after SEI's 2xx for it, or after the DLQ write for it was
-//! acknowledged by Kafka.
+//! acknowledged by Kafka, or when a record of the same sys_id that replaced it in the batch
+//! was applied. When SEI rejects the newest operation of a sys_id, the one it replaced is
+//! sent in its place (see [`Deliverer::reject_newest`]): older operations are never
+//! acknowledged past a rejected newer one without being applied themselves.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -24,7 +27,7 @@ use crate::batch::{Batch, Op};
 use crate::metrics;
 use crate::readiness::{FAILING_AFTER, SeiReadiness};
 use crate::record::{Input, Target, position, reasons};
-use crate::request::{IngestRequest, upsert_positions};
+use crate::request::{IngestRequest, delete_positions, upsert_positions};
 
 /// What SEI said about one request, reduced to what the sink does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,20 +48,63 @@ pub enum Answer {
         /// SEI's message.
         detail: String,
     },
-    /// 400: something in the batch is bad.
+    /// 400 in the contract's error shape, naming a bad record.
     Rejected {
         /// SEI's message.
         detail: String,
-        /// Index (among the upserts) of the first bad record, when SEI said.
-        record_index: Option<usize>,
+        /// The record SEI blamed.
+        record: NamedRecord,
     },
-    /// 401, 403 or an unexpected status: a configuration problem no retry will fix.
+    /// 401, 403, a 400 that names no record or is not the contract's error, or an
+    /// unexpected status: nothing a split or the DLQ can fix.
     Refused {
         /// The status code.
         status: u16,
-        /// SEI's message (never contains the key).
+        /// SEI's message, or the start of a foreign body (never contains the key).
         detail: String,
+        /// What kind of refusal (a metric label).
+        reason: RefusalReason,
     },
+}
+
+/// The record a contract 400 blames, by its index in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedRecord {
+    /// `upserts[i]` (the contract's `record_index`).
+    Upsert(usize),
+    /// `deletes[i]` (the contract's `field`).
+    Delete(usize),
+}
+
+/// Why SEI's answer stops the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// 401: the API key is wrong (or SEI lost it).
+    Unauthorized,
+    /// 403: the key is not allowed for the tenant.
+    Forbidden,
+    /// 400 in the contract's shape that names no record the request holds (`bad_batch`,
+    /// `bad_body`, `missing_idempotency_key`, an unknown code): the sink and SEI disagree
+    /// on the contract.
+    ContractBadRequest,
+    /// 400 that is not the contract's error at all: not JSON, an HTML page from a proxy or
+    /// WAF in front of SEI.
+    ForeignBadRequest,
+    /// Any other status no retry is meant to fix (404 for a wrong `sei.url`, …).
+    UnexpectedStatus,
+}
+
+impl RefusalReason {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::ContractBadRequest => "contract_400",
+            Self::ForeignBadRequest => "foreign_400",
+            Self::UnexpectedStatus => "unexpected_status",
+        }
+    }
 }
 
 /// Sends ingestion requests to one SEI.
@@ -91,13 +137,15 @@ impl DeadLetters<ConsumedMessage> for DlqWriter {
     }
 }
 
-/// SEI refused the batch in a way that needs an operator.
+/// SEI refused the batch in a way no split or DLQ can fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The status code.
     pub status: u16,
-    /// SEI's message.
+    /// SEI's message, or the start of a foreign body.
     pub detail: String,
+    /// What kind of refusal.
+    pub reason: RefusalReason,
 }
 
 /// How a batch ended.
@@ -106,9 +154,11 @@ pub struct Outcome<M> {
     /// Messages that may be acknowledged: delivered, superseded by a delivered record, or
     /// dead-lettered.
     pub done: Vec<M>,
-    /// Set when delivery stopped at a refusal; the rest of the batch is in neither `done`
-    /// nor the DLQ.
+    /// Set when delivery stopped at a refusal.
     pub refused: Option<Refusal>,
+    /// After a refusal, the operations not delivered (in neither `done` nor the DLQ), for
+    /// the caller to send again later.
+    pub unsent: Vec<Op<M>>,
 }
 
 /// Delivers batches through a transport, dead-lettering rejected records.
@@ -208,36 +258,59 @@ impl<T: Transport, D> Deliverer<T, D> {
                         } else {
                             let detail =
                                 format!("SEI answered 413 for this record alone: {detail}");
-                            self.dead_letter_all(ops, &detail, &mut done).await;
+                            for op in ops {
+                                if let Some(previous) =
+                                    self.reject_newest(op, &detail, &mut done).await
+                                {
+                                    work.push_front(vec![previous]);
+                                }
+                            }
                         }
                         break;
                     }
-                    Answer::Rejected {
-                        detail,
-                        record_index,
-                    } => {
+                    Answer::Rejected { detail, record } => {
+                        let Some(at) = position_of(&ops, record) else {
+                            // SEI named a record the request does not hold: it is not
+                            // talking about this body, so no record can be blamed.
+                            let detail = format!(
+                                "{detail} (names {record:?}, which the request of {} records does not hold)",
+                                ops.len()
+                            );
+                            let refusal = Refusal {
+                                status: 400,
+                                detail,
+                                reason: RefusalReason::ContractBadRequest,
+                            };
+                            return self.refused(entity, refusal, done, ops, work);
+                        };
                         if ops.len() > 1 {
                             metrics::split(entity, 400);
-                            let named = record_index
-                                .and_then(|index| upsert_positions(&ops).get(index).copied());
-                            let parts = match named {
-                                Some(at) => isolate(ops, at),
-                                None => halves(ops),
-                            };
-                            for part in parts.into_iter().rev() {
+                            for part in isolate(ops, at).into_iter().rev() {
                                 work.push_front(part);
                             }
                         } else {
                             let detail = format!("SEI answered 400: {detail}");
-                            self.dead_letter_all(ops, &detail, &mut done).await;
+                            for op in ops {
+                                if let Some(previous) =
+                                    self.reject_newest(op, &detail, &mut done).await
+                                {
+                                    work.push_front(vec![previous]);
+                                }
+                            }
                         }
                         break;
                     }
-                    Answer::Refused { status, detail } => {
-                        return Outcome {
-                            done,
-                            refused: Some(Refusal { status, detail }),
+                    Answer::Refused {
+                        status,
+                        detail,
+                        reason,
+                    } => {
+                        let refusal = Refusal {
+                            status,
+                            detail,
+                            reason,
                         };
+                        return self.refused(entity, refusal, done, ops, work);
                     }
                 }
             }
@@ -245,20 +318,65 @@ impl<T: Transport, D> Deliverer<T, D> {
         Outcome {
             done,
             refused: None,
+            unsent: Vec::new(),
         }
     }
 
-    /// Dead-letters each op's message; its superseded messages are acknowledged with it.
-    async fn dead_letter_all<M: Input>(&self, ops: Vec<Op<M>>, detail: &str, done: &mut Vec<M>)
+    /// Ends a delivery at a refusal: what is done stays done, the rest is handed back.
+    fn refused<M>(
+        &self,
+        entity: nowstream_model::Entity,
+        refusal: Refusal,
+        done: Vec<M>,
+        ops: Vec<Op<M>>,
+        work: VecDeque<Vec<Op<M>>>,
+    ) -> Outcome<M> {
+        metrics::refused(entity, refusal.status, refusal.reason.label());
+        let mut unsent = ops;
+        unsent.extend(work.into_iter().flatten());
+        Outcome {
+            done,
+            refused: Some(refusal),
+            unsent,
+        }
+    }
+
+    /// SEI rejected `op`, the newest operation of its sys_id in the batch: dead-letters it,
+    /// and returns the operation it replaced (carrying the still older ones), to be sent in
+    /// its place. Acknowledging the older messages with the rejected one would lose them
+    /// (a delete, then a rejected upsert: the delete would never reach SEI); sending the
+    /// previous one instead ends SEI at the newest operation it accepts, and the rejected
+    /// one waits in the DLQ.
+    async fn reject_newest<M: Input>(
+        &self,
+        op: Op<M>,
+        detail: &str,
+        done: &mut Vec<M>,
+    ) -> Option<Op<M>>
     where
         D: DeadLetters<M>,
     {
-        for op in ops {
-            let reason = DlqReason::new(reasons::REJECTED_BY_SEI, detail);
-            let backoff = Backoff::new(self.initial_backoff, self.max_backoff);
-            dead_letter_durably(&self.dead_letters, &op.message, &reason, backoff).await;
-            done.extend(op.into_messages());
-        }
+        let reason = DlqReason::new(reasons::REJECTED_BY_SEI, detail);
+        let backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        dead_letter_durably(&self.dead_letters, &op.message, &reason, backoff).await;
+        let Op {
+            sys_id,
+            message,
+            mut superseded,
+            ..
+        } = op;
+        done.push(message);
+        let previous = superseded.pop()?;
+        tracing::info!(
+            sys_id = %sys_id, source = %position(&previous.message),
+            "the newest operation of the record was rejected; sending the one it replaced"
+        );
+        Some(Op {
+            sys_id,
+            operation: previous.operation,
+            message: previous.message,
+            superseded,
+        })
     }
 }
 
@@ -284,6 +402,14 @@ pub async fn dead_letter_durably<M: Input, D: DeadLetters<M>>(
         source = %position(message), reason = %reason.code, detail = %reason.detail,
         "record dead-lettered"
     );
+}
+
+/// Where in `ops` the record SEI named is, if the request holds it.
+fn position_of<M>(ops: &[Op<M>], record: NamedRecord) -> Option<usize> {
+    match record {
+        NamedRecord::Upsert(index) => upsert_positions(ops).get(index).copied(),
+        NamedRecord::Delete(index) => delete_positions(ops).get(index).copied(),
+    }
 }
 
 /// Two halves (the first one shorter by at most one).
@@ -322,6 +448,7 @@ mod tests {
         /// Largest request (in records) SEI takes; larger ones get 413.
         max_records: Option<usize>,
         stored: Mutex<Vec<String>>,
+        deleted: Mutex<Vec<String>>,
         requests: Mutex<Vec<usize>>,
     }
 
@@ -346,10 +473,15 @@ mod tests {
             if let Some(index) = upserts.iter().position(|id| self.bad.contains(id)) {
                 return Answer::Rejected {
                     detail: format!("upserts[{index}]: bad"),
-                    record_index: Some(index),
+                    record: NamedRecord::Upsert(index),
                 };
             }
             self.stored.lock().unwrap().extend(upserts);
+            let deletes = body["deletes"].as_array().unwrap().iter();
+            self.deleted
+                .lock()
+                .unwrap()
+                .extend(deletes.map(|id| id.as_str().unwrap().to_owned()));
             Answer::Accepted
         }
     }
@@ -469,22 +601,89 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn without_a_record_index_the_batch_is_bisected() {
+    async fn a_400_that_names_no_record_refuses_the_batch_and_hands_every_record_back() {
         let sei = FakeSei::default();
-        // The first answer names no record; later answers come from the body.
-        sei.scripted.lock().unwrap().push_back(Answer::Rejected {
-            detail: "bad batch".into(),
-            record_index: None,
+        sei.scripted.lock().unwrap().push_back(Answer::Refused {
+            status: 400,
+            detail: "400 (not the contract's error: text/html, body starts \"<html>\")".into(),
+            reason: RefusalReason::ForeignBadRequest,
         });
         let deliverer = deliverer(sei, FakeDlq::default());
         let outcome = deliverer.deliver(batch(8)).await;
-        assert_eq!(offsets(&outcome.done).len(), 8);
+        assert!(outcome.done.is_empty(), "nothing is acknowledged");
+        assert_eq!(outcome.unsent.len(), 8, "every record is handed back");
+        assert_eq!(
+            outcome.refused.map(|refusal| refusal.reason),
+            Some(RefusalReason::ForeignBadRequest)
+        );
         assert_eq!(
             *deliverer.transport.requests.lock().unwrap(),
-            vec![8, 4, 4],
-            "one refused request, then the two halves"
+            vec![8],
+            "no split"
         );
         assert!(deliverer.dead_letters.parked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_400_naming_a_record_the_request_does_not_hold_is_a_refusal() {
+        let sei = FakeSei::default();
+        sei.scripted.lock().unwrap().push_back(Answer::Rejected {
+            detail: "upserts[9]: bad".into(),
+            record: NamedRecord::Upsert(9),
+        });
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let outcome = deliverer.deliver(batch(3)).await;
+        assert_eq!(
+            outcome.refused.map(|refusal| refusal.reason),
+            Some(RefusalReason::ContractBadRequest)
+        );
+        assert_eq!(outcome.unsent.len(), 3);
+        assert!(deliverer.dead_letters.parked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_the_newest_operation_is_rejected_the_one_it_replaced_is_sent_instead() {
+        // Offsets: 0 upsert a (v1), 1 delete a, 2 upsert a (bad) — collapsed into one op.
+        let sei = FakeSei {
+            bad: HashSet::from(["a".to_owned()]),
+            ..FakeSei::default()
+        };
+        let deliverer = deliverer(sei, FakeDlq::default());
+        let op = Op {
+            sys_id: "a".into(),
+            operation: Operation::Upsert {
+                json: "{\"sys_id\":\"a\"}".into(),
+            },
+            message: message("sei.servicenow.user", 2, None, None),
+            superseded: vec![
+                crate::batch::Superseded {
+                    operation: Operation::Upsert {
+                        json: "{\"sys_id\":\"a\"}".into(),
+                    },
+                    message: message("sei.servicenow.user", 0, None, None),
+                },
+                crate::batch::Superseded {
+                    operation: Operation::Delete,
+                    message: message("sei.servicenow.user", 1, None, None),
+                },
+            ],
+        };
+        let mut batch = batch(2);
+        batch.ops.insert(1, op);
+        let outcome = deliverer.deliver(batch).await;
+        assert_eq!(outcome.refused, None);
+        assert_eq!(offsets(&outcome.done), vec![0, 0, 1, 1, 2]);
+        let parked = deliverer.dead_letters.parked.lock().unwrap().clone();
+        assert_eq!(
+            parked.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+            vec![2],
+            "only the rejected upsert is dead-lettered"
+        );
+        assert_eq!(
+            *deliverer.transport.deleted.lock().unwrap(),
+            vec!["a".to_owned()],
+            "the delete it had replaced reached SEI"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -518,15 +717,18 @@ mod tests {
         sei.scripted.lock().unwrap().push_back(Answer::Refused {
             status: 401,
             detail: "unauthorized".into(),
+            reason: RefusalReason::Unauthorized,
         });
         let deliverer = deliverer(sei, FakeDlq::default());
         let outcome = deliverer.deliver(batch(5)).await;
         assert!(outcome.done.is_empty());
+        assert_eq!(outcome.unsent.len(), 5);
         assert_eq!(
             outcome.refused,
             Some(Refusal {
                 status: 401,
-                detail: "unauthorized".into()
+                detail: "unauthorized".into(),
+                reason: RefusalReason::Unauthorized,
             })
         );
         assert!(deliverer.dead_letters.parked.lock().unwrap().is_empty());

@@ -46,6 +46,17 @@ impl<M> Dispatcher<M> {
         self.queued += 1;
     }
 
+    /// Puts a batch back at the head of its target's queue: one that was taken by
+    /// [`next_ready`](Self::next_ready) (and [`finished`](Self::finished)) but must be sent
+    /// again. Batches closed after it stay behind it, so per-record order is kept.
+    pub fn requeue(&mut self, batch: Batch<M>) {
+        self.waiting
+            .entry(batch.target.clone())
+            .or_default()
+            .push_front(batch);
+        self.queued += 1;
+    }
+
     /// The next batch that may be sent now, marked in flight; `None` when every slot is taken
     /// or every waiting batch must wait for an earlier one.
     pub fn next_ready(&mut self) -> Option<Batch<M>> {
@@ -175,6 +186,22 @@ mod tests {
         let second = dispatcher.next_ready().unwrap();
         assert_eq!(second.keys(), vec!["b", "c"]);
         assert_eq!(dispatcher.next_ready().unwrap().keys(), vec!["d"]);
+    }
+
+    #[test]
+    fn a_requeued_batch_goes_before_the_ones_closed_after_it() {
+        let mut dispatcher = Dispatcher::new(10);
+        dispatcher.push(batch(Entity::User, &["a"]));
+        dispatcher.push(batch(Entity::User, &["a", "b"]));
+        let first = dispatcher.next_ready().unwrap();
+        dispatcher.finished(&first.target, &first.keys());
+        dispatcher.requeue(first);
+        assert_eq!(dispatcher.queued(), 2);
+        assert_eq!(dispatcher.next_ready().unwrap().keys(), vec!["a"]);
+        assert!(
+            dispatcher.next_ready().is_none(),
+            "the later batch still waits for the requeued one"
+        );
     }
 
     #[test]

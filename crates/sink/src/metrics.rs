@@ -16,6 +16,11 @@ pub const SUPERSEDED: &str = "nowstream_sink_records_superseded_total";
 pub const RETRIES: &str = "nowstream_sink_retries_total";
 /// Batches split because SEI refused them whole, by entity and status (`400`, `413`).
 pub const SPLITS: &str = "nowstream_sink_batch_splits_total";
+/// Answers that stopped delivery (401, 403, a 400 that names no record, …), by entity,
+/// status and reason.
+pub const REFUSALS: &str = "nowstream_sink_refusals_total";
+/// 1 while the sink is parked after a refusal (reading and sending stopped), else 0.
+pub const PARKED: &str = "nowstream_sink_parked";
 /// Records written to the DLQ, by reason.
 pub const DEAD_LETTERS: &str = "nowstream_sink_dlq_records_total";
 /// Duration of ingestion requests, by entity.
@@ -42,6 +47,15 @@ pub fn describe() {
     metrics::describe_counter!(
         SPLITS,
         "Batches split because SEI refused them whole (400: find the bad record; 413: too large)."
+    );
+    metrics::describe_counter!(
+        REFUSALS,
+        "SEI answers that parked the sink (401, 403, a 400 naming no record, ...), by entity, \
+         status and reason."
+    );
+    metrics::describe_gauge!(
+        PARKED,
+        "1 while the sink is parked after SEI refused a batch, else 0."
     );
     metrics::describe_counter!(DEAD_LETTERS, "Records written to the DLQ, by reason.");
     metrics::describe_histogram!(
@@ -84,6 +98,22 @@ pub fn retry(entity: Entity, status: &str) {
 pub fn split(entity: Entity, status: u16) {
     metrics::counter!(SPLITS, "entity" => entity.name(), "status" => status.to_string())
         .increment(1);
+}
+
+/// SEI refused a request; `reason` is one of a fixed set of labels.
+pub fn refused(entity: Entity, status: u16, reason: &'static str) {
+    metrics::counter!(
+        REFUSALS,
+        "entity" => entity.name(),
+        "status" => status.to_string(),
+        "reason" => reason
+    )
+    .increment(1);
+}
+
+/// Whether the sink is parked.
+pub fn parked(parked: bool) {
+    metrics::gauge!(PARKED).set(if parked { 1.0 } else { 0.0 });
 }
 
 /// A record was dead-lettered.

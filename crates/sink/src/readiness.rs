@@ -2,8 +2,9 @@
 //!
 //! Ready means the sink can deliver. It turns not-ready while batches keep failing (SEI down,
 //! unreachable or throttling hard) and ready again with the next 2xx, so an operator sees an
-//! outage without reading logs. A refusal (401/403) is different: it needs an operator, so it
-//! sticks until the process is restarted, whatever other batches report afterwards.
+//! outage without reading logs. A refusal (401/403, a 400 that is not about a record) is
+//! different: it sticks, whatever other batches report afterwards, until the sink's own probe
+//! of the refused batch is taken by SEI ([`SeiReadiness::resume`]) or the process restarts.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -67,6 +68,15 @@ impl SeiReadiness {
         true
     }
 
+    /// SEI took the batch it had refused: ready again.
+    pub fn resume(&self) {
+        let mut refused = self.lock();
+        *refused = false;
+        if let Some(handle) = &self.handle {
+            handle.set_ready();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
         self.refused.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -101,5 +111,8 @@ mod tests {
         let readiness = health.readiness();
         assert!(!readiness.ready);
         assert_eq!(readiness.not_ready[0].reason, "401");
+        sei.resume();
+        assert!(health.readiness().ready, "the refused batch was taken");
+        assert!(sei.refuse("401 once more"), "a later refusal counts again");
     }
 }

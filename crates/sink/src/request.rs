@@ -49,6 +49,15 @@ impl IngestRequest {
     }
 }
 
+/// Indexes into `ops` of the deletes, in body order: what a contract 400's `deletes[i]` counts.
+pub fn delete_positions<M>(ops: &[Op<M>]) -> Vec<usize> {
+    ops.iter()
+        .enumerate()
+        .filter(|(_, op)| matches!(op.operation, Operation::Delete))
+        .map(|(index, _)| index)
+        .collect()
+}
+
 /// Indexes into `ops` of the upserts, in body order: SEI's `record_index` counts upserts.
 pub fn upsert_positions<M>(ops: &[Op<M>]) -> Vec<usize> {
     ops.iter()
@@ -174,6 +183,7 @@ mod tests {
         );
         assert_eq!((request.upserts, request.deletes), (2, 1));
         assert_eq!(upsert_positions(&ops()), vec![0, 2]);
+        assert_eq!(delete_positions(&ops()), vec![1]);
     }
 
     #[test]
@@ -204,7 +214,10 @@ mod tests {
         let mut with_superseded = ops();
         with_superseded[0]
             .superseded
-            .push(message("sei.servicenow.user", 0, None, None));
+            .push(crate::batch::Superseded {
+                operation: Operation::Delete,
+                message: message("sei.servicenow.user", 0, None, None),
+            });
         assert_ne!(
             key,
             IngestRequest::build(&with_superseded, true).idempotency_key,

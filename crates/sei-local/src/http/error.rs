@@ -4,7 +4,7 @@
 //! reported the same way wherever it comes from.
 
 use axum::Json;
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nowstream_model::{Entity, UnknownEntity};
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::batch::BatchError;
-use crate::faults::InjectedFailure;
+use crate::faults::{HTML_BAD_REQUEST_PAGE, InjectedFailure};
 use crate::store::StoreError;
 
 /// Why a request was refused.
@@ -105,6 +105,7 @@ fn describe_injected(failure: &InjectedFailure) -> String {
         InjectedFailure::RateLimited { retry_after_secs } => {
             format!("rate limited; retry after {retry_after_secs} s")
         }
+        InjectedFailure::HtmlBadRequest => "400 with an HTML page".to_owned(),
     }
 }
 
@@ -147,6 +148,9 @@ impl ApiError {
             ),
             Self::Injected(InjectedFailure::RateLimited { .. }) => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
+            Self::Injected(InjectedFailure::HtmlBadRequest) => {
+                (StatusCode::BAD_REQUEST, "html_bad_request")
             }
         }
     }
@@ -191,6 +195,15 @@ impl IntoResponse for ApiError {
             _ => {
                 tracing::info!(status = status.as_u16(), code, error = %message, "request refused")
             }
+        }
+        if let Self::Injected(InjectedFailure::HtmlBadRequest) = &self {
+            // Not the contract's shape on purpose: what a proxy or WAF in front of SEI sends.
+            return (
+                status,
+                [(CONTENT_TYPE, "text/html; charset=utf-8")],
+                HTML_BAD_REQUEST_PAGE,
+            )
+                .into_response();
         }
         let (record_index, field) = self.record_index_and_field();
         let retry_after = self.retry_after_secs();
