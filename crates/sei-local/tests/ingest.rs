@@ -68,37 +68,39 @@ async fn a_record_of_the_wrong_entity_shape_is_refused() {
 
 #[tokio::test]
 async fn the_newest_version_wins_whatever_the_arrival_order() {
+    // The update counter decides first: a later write may carry an earlier time (a late
+    // commit, a node whose clock is behind), and a lower count with a later time is older.
     let sei = start().await;
     let client = Client::new(&sei);
     let v1 = user("u1", "2024-01-01T00:00:00Z", 1, "first");
     let v2 = user("u1", "2024-01-01T00:00:00Z", 2, "second"); // same second, higher count
-    let v3 = user("u1", "2024-01-02T00:00:00Z", 0, "third"); // later second, lower count
+    let v0 = user("u1", "2024-01-02T00:00:00Z", 0, "zeroth"); // later second, lower count
     let result = client
-        .ingest_ok("users", "k1", &batch(vec![v3.clone()], &[]))
+        .ingest_ok("users", "k1", &batch(vec![v0], &[]))
         .await;
     assert_eq!(result, counts(1, 0, 0));
     let result = client
-        .ingest_ok("users", "k2", &batch(vec![v1, v2.clone()], &[]))
+        .ingest_ok("users", "k2", &batch(vec![v1, v2], &[]))
         .await;
-    assert_eq!(result, counts(0, 0, 2));
+    assert_eq!(result, counts(2, 0, 0), "earlier times, higher counts");
     let (_, stored) = client
         .get_json(&format!("/v1/servicenow/{INTEGRATION}/users/u1"))
         .await;
-    assert_eq!(stored["name"], "third");
+    assert_eq!(stored["name"], "second");
 
     // The other order ends the same.
-    let w3 = user("u2", "2024-01-02T00:00:00Z", 0, "third");
+    let w0 = user("u2", "2024-01-02T00:00:00Z", 0, "zeroth");
     let w1 = user("u2", "2024-01-01T00:00:00Z", 1, "first");
     let w2 = user("u2", "2024-01-01T00:00:00Z", 2, "second");
     let result = client
-        .ingest_ok("users", "k3", &batch(vec![w1, w2, w3], &[]))
+        .ingest_ok("users", "k3", &batch(vec![w1, w2, w0], &[]))
         .await;
-    assert_eq!(result, counts(3, 0, 0));
+    assert_eq!(result, counts(2, 0, 1));
     let (_, stored) = client
         .get_json(&format!("/v1/servicenow/{INTEGRATION}/users/u2"))
         .await;
-    assert_eq!(stored["name"], "third");
-    assert_eq!(stored["sys_mod_count"], 0);
+    assert_eq!(stored["name"], "second");
+    assert_eq!(stored["sys_mod_count"], 2);
 }
 
 #[tokio::test]
@@ -116,13 +118,14 @@ async fn equal_and_older_versions_count_as_stale_and_change_nothing() {
         vec![
             user("u1", "2024-01-01T10:00:00Z", 5, "equal version, other name"),
             user("u1", "2024-01-01T10:00:00Z", 4, "older count"),
-            user("u1", "2024-01-01T09:59:59Z", 9, "older time"),
+            user("u1", "2024-01-01T09:59:59Z", 5, "same count, older time"),
+            user("u1", "2024-01-01T10:00:01Z", 4, "older count, later time"),
         ],
         &[],
     );
     assert_eq!(
         client.ingest_ok("users", "k2", &replay).await,
-        counts(0, 0, 3)
+        counts(0, 0, 4)
     );
     let stored = sei.records(TENANT, INTEGRATION, Entity::User).unwrap();
     assert_eq!(stored.len(), 1);
