@@ -75,9 +75,7 @@ async fn the_newest_version_wins_whatever_the_arrival_order() {
     let v1 = user("u1", "2024-01-01T00:00:00Z", 1, "first");
     let v2 = user("u1", "2024-01-01T00:00:00Z", 2, "second"); // same second, higher count
     let v0 = user("u1", "2024-01-02T00:00:00Z", 0, "zeroth"); // later second, lower count
-    let result = client
-        .ingest_ok("users", "k1", &batch(vec![v0], &[]))
-        .await;
+    let result = client.ingest_ok("users", "k1", &batch(vec![v0], &[])).await;
     assert_eq!(result, counts(1, 0, 0));
     let result = client
         .ingest_ok("users", "k2", &batch(vec![v1, v2], &[]))

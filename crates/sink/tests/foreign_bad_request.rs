@@ -53,7 +53,9 @@ async fn an_html_400_parks_the_sink_without_dead_letters_or_commits_and_everythi
         let parked = body["not_ready"].as_array().is_some_and(|components| {
             components.iter().any(|component| {
                 component["component"] == "sink.sei"
-                    && component["reason"].as_str().is_some_and(|r| r.contains("400"))
+                    && component["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("400"))
             })
         });
         if status == 503 && parked {
