@@ -14,7 +14,7 @@
 //! | [`batch`] | open batches per target; last operation per sys_id wins within a batch |
 //! | [`dispatch`] | which batch goes next: bounded in flight, per-record order kept |
 //! | [`request`] | body (gzip), `Idempotency-Key` |
-//! | [`delivery`] | retries, splitting on 413, bisecting on 400, dead-lettering |
+//! | [`delivery`] | retries, splitting on 413, isolating the record a contract 400 names, dead-lettering, refusals |
 //! | [`client`] | the HTTP client and what each status means |
 //! | [`readiness`] | what `/readyz` says about SEI |
 //! | [`backoff`] | pauses between attempts, `Retry-After` |
@@ -55,8 +55,10 @@ const PRODUCER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// `sink.shutdown_grace`), commits what was acknowledged and returns.
 ///
 /// Readiness components `sink.kafka` and `sink.sei` are registered on `health`; `sink.sei`
-/// turns not-ready, for good, when SEI refuses the credentials. That is not an error
-/// return: the process stays up and visible as not ready until it is stopped.
+/// turns not-ready when SEI refuses a batch in a way no split can fix (401, 403, a 400 that
+/// names no record): the sink parks and stays not ready until SEI takes the refused batch,
+/// which it sends again with back-off. That is not an error return: the process stays up
+/// and visible as not ready until SEI takes it or the process is stopped.
 pub async fn run(
     config: Config,
     health: Health,
