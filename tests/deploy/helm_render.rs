@@ -291,9 +291,12 @@ fn environment(container: &Yaml, secrets: &Secrets) -> BTreeMap<String, String> 
     variables
 }
 
+/// `(key, file name)` of the keys a Secret volume mounts by item.
+type Items = Vec<(String, String)>;
+
 /// The Secrets a volume holds: `(name, keys)` of a `secret` volume or of each `secret` source of
 /// a `projected` one, with `items` (key, file name) when only some keys are mounted.
-fn volume_secrets(volume: &Yaml) -> Vec<(String, Option<Vec<(String, String)>>)> {
+fn volume_secrets(volume: &Yaml) -> Vec<(String, Option<Items>)> {
     let one = |secret: &Yaml, name: &str| {
         let items = secret["items"].as_vec().map(|items| {
             items
