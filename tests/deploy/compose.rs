@@ -114,6 +114,10 @@ pub fn service_names(rendered: &Yaml) -> Vec<String> {
     yaml::keys(&rendered["services"])
 }
 
+fn items(node: &Yaml) -> &[Yaml] {
+    node.as_vec().map_or(&[], Vec::as_slice)
+}
+
 /// The command as a list of arguments.
 pub fn command(service: &Yaml) -> Vec<String> {
     match &service["command"] {
@@ -522,11 +526,26 @@ fn the_real_fetcher_takes_the_instance_from_the_environment() {
 
 #[test]
 fn published_ports_listen_on_loopback_unless_nowstream_bind_widens_them() {
+    // Each published port as `host_ip:published:target`; docker-compose renders a port
+    // without a host address in the long syntax, which then shows an empty `host_ip`.
     let published = |rendered: &Yaml| -> BTreeMap<String, Vec<String>> {
         service_names(rendered)
             .into_iter()
             .filter_map(|name| {
-                let ports = yaml::strings(&service(rendered, &name)["ports"]);
+                let ports: Vec<String> = items(&service(rendered, &name)["ports"])
+                    .iter()
+                    .map(|port| {
+                        yaml::scalar(port).unwrap_or_else(|| {
+                            let field = |key: &str| yaml::scalar(&port[key]).unwrap_or_default();
+                            format!(
+                                "{}:{}:{}",
+                                field("host_ip"),
+                                field("published"),
+                                field("target")
+                            )
+                        })
+                    })
+                    .collect();
                 (!ports.is_empty()).then_some((name, ports))
             })
             .collect()
