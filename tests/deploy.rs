@@ -11,6 +11,8 @@
 //! - The real `helm` (v4.1.4, `scripts/install-helm`) lints the chart strictly and renders it
 //!   with variants; the rendered objects are checked, and each stage's config loaded.
 //! - The Dockerfile is parsed into stages and instructions.
+//! - `.gitignore` and `.dockerignore` keep local secrets (`.env`, `secrets/`) out of commits
+//!   and images.
 
 #[path = "deploy/compose.rs"]
 mod compose;
@@ -20,6 +22,8 @@ mod dockerfile;
 mod helm;
 #[path = "deploy/helm_render.rs"]
 mod helm_render;
+#[path = "deploy/ignored_files.rs"]
+mod ignored_files;
 #[path = "deploy/repo.rs"]
 mod repo;
 #[path = "deploy/yaml.rs"]

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use nowstream_model::Entity;
 use nowstream_model::topics::TopicNames;
-use nowstream_runtime::{AuthConfig, Config, ConfigError, ConfigLoader, Format};
+use nowstream_runtime::{AuthConfig, Config, ConfigError, ConfigLoader, Format, SecretScope};
 use secrecy::ExposeSecret;
 use yaml_rust2::Yaml;
 
@@ -22,12 +22,14 @@ const PROFILES: [&str; 2] = ["simulator", "real-servicenow"];
 pub const STAGE_SERVICES: [&str; 4] = ["fetcher", "fetcher-real", "normalizer", "sink"];
 /// Services that are always started, whatever the profile.
 const CORE_SERVICES: [&str; 5] = ["kafka", "kafka-topics", "normalizer", "sink", "sei-local"];
-/// What a user exports before `docker compose --profile real-servicenow up`.
-const REAL_INSTANCE: [(&str, &str); 3] = [
+/// What a user exports before `docker compose --profile real-servicenow up` (the password is a
+/// file: [`real_password_file`]).
+const REAL_INSTANCE: [(&str, &str); 2] = [
     ("SERVICENOW_URL", "https://acme.service-now.com"),
     ("SERVICENOW_USERNAME", "sei.reader"),
-    ("SERVICENOW_PASSWORD", "not-a-real-password"),
 ];
+/// Where compose mounts a service's secret `<name>` (compose's fixed place).
+const SECRETS_MOUNT: &str = "/run/secrets/";
 /// The raw tables the fetcher publishes (its `RECORD_TABLES`, docs/architecture.md).
 const RAW_TABLES: [&str; 4] = ["incident", "change_request", "sys_user", "sys_dictionary"];
 /// The fetcher's coordination topic (never carries a message; docs/fetcher.md).
@@ -41,10 +43,26 @@ pub fn with_defaults() -> &'static Yaml {
     RENDERED.get_or_init(|| render(&[]))
 }
 
-/// The compose file resolved with a real instance's URL and credentials exported.
+/// A password file for the real instance, as a user would write it (kept for the whole run).
+fn real_password_file() -> &'static Path {
+    static FILE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("servicenow-password");
+        std::fs::write(&path, "not-a-real-password\n").unwrap();
+        path
+    })
+}
+
+/// The compose file resolved with a real instance's URL, user and password file exported.
 fn with_real_instance() -> &'static Yaml {
     static RENDERED: OnceLock<Yaml> = OnceLock::new();
-    RENDERED.get_or_init(|| render(&REAL_INSTANCE))
+    RENDERED.get_or_init(|| {
+        let password = real_password_file().display().to_string();
+        let mut variables = REAL_INSTANCE.to_vec();
+        variables.push(("SERVICENOW_PASSWORD_FILE", password.as_str()));
+        render(&variables)
+    })
 }
 
 /// Runs `docker-compose config` in a clean environment (so the machine's variables cannot
@@ -94,6 +112,10 @@ pub fn service<'a>(rendered: &'a Yaml, name: &str) -> &'a Yaml {
 
 pub fn service_names(rendered: &Yaml) -> Vec<String> {
     yaml::keys(&rendered["services"])
+}
+
+fn items(node: &Yaml) -> &[Yaml] {
+    node.as_vec().map_or(&[], Vec::as_slice)
 }
 
 /// The command as a list of arguments.
@@ -191,14 +213,52 @@ fn mounted_config_file(service_name: &str, service: &Yaml) -> String {
     source
 }
 
+/// The service's compose secrets: mount path (`/run/secrets/<name>`) to the host file.
+fn secret_files(rendered: &Yaml, service: &Yaml) -> BTreeMap<String, String> {
+    let Yaml::Array(entries) = &service["secrets"] else {
+        return BTreeMap::new();
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let source = yaml::scalar(entry)
+                .or_else(|| yaml::scalar(&entry["source"]))
+                .expect("a secret names its source");
+            let target = yaml::scalar(&entry["target"]).unwrap_or_else(|| source.clone());
+            let file = yaml::scalar(&rendered["secrets"][source.as_str()]["file"])
+                .unwrap_or_else(|| panic!("secret {source} names no file"));
+            (format!("{SECRETS_MOUNT}{target}"), file)
+        })
+        .collect()
+}
+
+/// The secrets a stage service's process reads (`SecretScope`), by the binary it runs.
+fn scope_of(service: &Yaml) -> SecretScope {
+    match command(service).first().map(String::as_str) {
+        Some("nowstream-fetcher") => SecretScope::FETCHER,
+        Some("nowstream-normalizer") => SecretScope::NORMALIZER,
+        Some("nowstream-sink") => SecretScope::SINK,
+        other => panic!("not a stage: {other:?}"),
+    }
+}
+
 /// Loads a stage's configuration exactly as the process would: the mounted file, then the
-/// service's environment.
+/// service's environment, whose secret file paths point where compose mounts the service's
+/// secrets (here: their host files), reading only the stage's own secrets.
 fn stage_config(rendered: &Yaml, service_name: &str) -> Result<Config, ConfigError> {
     let service = service(rendered, service_name);
     let text = repo::read(mounted_config_file(service_name, service));
+    let files = secret_files(rendered, service);
+    let mut environment = environment(service);
+    for value in environment.values_mut() {
+        if let Some(file) = files.get(value.as_str()) {
+            *value = file.clone();
+        }
+    }
     ConfigLoader::new()
         .text(text, Format::Toml)
-        .env_vars(environment(service))
+        .env_vars(environment)
+        .secret_scope(scope_of(service))
         .load()
 }
 
@@ -408,7 +468,12 @@ fn the_mounted_config_file_parses_with_the_real_loader() {
             Path::new(&source).ends_with("deploy/compose/nowstream.toml"),
             "unexpected config file {source}"
         );
-        let config = Config::parse(&repo::read(&source), Format::Toml)
+        // The file holds no secret (compose hands each stage its own as files), so it loads
+        // on its own for a stage that reads none.
+        let config = ConfigLoader::new()
+            .text(repo::read(&source), Format::Toml)
+            .secret_scope(SecretScope::NORMALIZER)
+            .load()
             .unwrap_or_else(|error| panic!("{source} does not load: {error}"));
         assert!(config.fetcher.raw_topic_partitions > 0);
         assert!(
@@ -460,13 +525,95 @@ fn the_real_fetcher_takes_the_instance_from_the_environment() {
 }
 
 #[test]
+fn published_ports_listen_on_loopback_unless_nowstream_bind_widens_them() {
+    // Each published port as `host_ip:published:target`; docker-compose renders a port
+    // without a host address in the long syntax, which then shows an empty `host_ip`.
+    let published = |rendered: &Yaml| -> BTreeMap<String, Vec<String>> {
+        service_names(rendered)
+            .into_iter()
+            .filter_map(|name| {
+                let ports: Vec<String> = items(&service(rendered, &name)["ports"])
+                    .iter()
+                    .map(|port| {
+                        yaml::scalar(port).unwrap_or_else(|| {
+                            let field = |key: &str| yaml::scalar(&port[key]).unwrap_or_default();
+                            format!(
+                                "{}:{}:{}",
+                                field("host_ip"),
+                                field("published"),
+                                field("target")
+                            )
+                        })
+                    })
+                    .collect();
+                (!ports.is_empty()).then_some((name, ports))
+            })
+            .collect()
+    };
+    let defaults = published(with_defaults());
+    assert_eq!(
+        defaults.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["kafka", "sei-local", "servicenow-sim"],
+        "{defaults:?}"
+    );
+    for (name, ports) in &defaults {
+        for port in ports {
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name} publishes {port} beyond the loopback interface"
+            );
+        }
+    }
+    let widened = published(&render(&[("NOWSTREAM_BIND", "0.0.0.0")]));
+    for (name, ports) in &widened {
+        for port in ports {
+            assert!(port.starts_with("0.0.0.0:"), "{name}: {port}");
+        }
+    }
+}
+
+#[test]
+fn each_stage_gets_only_its_own_secrets_and_as_files_not_variables() {
+    let rendered = with_real_instance();
+    for (name, expected) in [
+        ("fetcher", vec!["/run/secrets/servicenow-sim-password"]),
+        ("fetcher-real", vec!["/run/secrets/servicenow-password"]),
+        ("normalizer", vec![]),
+        ("sink", vec!["/run/secrets/sei-api-key"]),
+    ] {
+        let service = service(rendered, name);
+        let files = secret_files(rendered, service);
+        assert_eq!(
+            files.keys().map(String::as_str).collect::<Vec<_>>(),
+            expected,
+            "{name}"
+        );
+        for (variable, value) in environment(service) {
+            let secret = ["PASSWORD", "API_KEY", "CLIENT_SECRET", "SECRET"]
+                .iter()
+                .any(|suffix| variable.ends_with(suffix));
+            assert!(!secret, "{name}: {variable} passes a secret as a variable");
+            if variable.ends_with("_FILE") {
+                assert!(files.contains_key(&value), "{name}: {variable}={value}");
+            }
+        }
+    }
+    // The real instance's password reaches the fetcher from the user's file.
+    assert_eq!(
+        secret_files(rendered, service(rendered, "fetcher-real"))["/run/secrets/servicenow-password"],
+        real_password_file().display().to_string()
+    );
+}
+
+#[test]
 fn the_real_fetcher_stops_at_start_up_when_the_instance_is_not_given() {
     let error = stage_config(with_defaults(), "fetcher-real")
         .expect_err("an unset SERVICENOW_URL must not fall back to the simulator");
     let message = error.to_string();
     assert!(message.contains("integrations[0].url"), "{message}");
+    // Its password file (secrets/servicenow-password) is not there either.
     assert!(
-        message.contains("integrations[0].auth.password"),
+        message.contains("integrations[0].auth.password_file"),
         "{message}"
     );
 }

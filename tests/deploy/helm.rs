@@ -98,7 +98,8 @@ fn assert_contains(haystack: &str, needle: &str, what: &str) {
     );
 }
 
-/// The `NOWSTREAM__…` variables the chart sets, with `{{ $index }}` taken as integration 0.
+/// The `NOWSTREAM__…` names the chart sets (variables, and the keys of its Secrets, which become
+/// secret files of the same names), with `{{ $index }}` taken as integration 0.
 fn chart_variables() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for text in templates().values() {
@@ -122,20 +123,23 @@ fn default_config_text() -> String {
     yaml::scalar_at(&values(), "config.toml")
 }
 
-/// Loads `text` with the variables the chart would set for it.
-fn load_with(text: &str, variables: &[&str]) -> Config {
+/// Loads `text` as the chart would have a stage load it: `NOWSTREAM__HTTP__LISTEN` is a
+/// variable, every other name the key of a Secret mounted as a file in the secrets directory.
+fn load_with(text: &str, names: &[&str]) -> Config {
     let port = yaml::scalar_at(&values(), "http.port");
-    let env = variables.iter().map(|name| {
-        let value = if *name == "NOWSTREAM__HTTP__LISTEN" {
-            format!("0.0.0.0:{port}")
+    let secrets = tempfile::tempdir().unwrap();
+    let mut env = Vec::new();
+    for name in names {
+        if *name == "NOWSTREAM__HTTP__LISTEN" {
+            env.push(((*name).to_owned(), format!("0.0.0.0:{port}")));
         } else {
-            format!("value-of-{name}")
-        };
-        ((*name).to_owned(), value)
-    });
+            std::fs::write(secrets.path().join(name), format!("value-of-{name}\n")).unwrap();
+        }
+    }
     ConfigLoader::new()
         .text(text, Format::Toml)
         .env_vars(env)
+        .secrets_dir(secrets.path())
         .load()
         .unwrap_or_else(|error| panic!("the chart's config does not load: {error}"))
 }
@@ -537,25 +541,19 @@ fn the_chart_and_an_existing_secret_are_alternatives() {
             &helpers[start..start + helpers[start..].find("{{- end }}\n{{- end }}").unwrap()];
         assert_contains(body, existing, helper);
     }
-    let deployment = template("deployment.yaml");
-    let env_from = block(&deployment, "envFrom");
-    assert_contains(
-        &env_from,
-        r#"name: {{ include "nowstream.servicenowSecretName" $ }}"#,
-        "envFrom",
-    );
-    let env = block(&deployment, "env");
-    assert_contains(&env, "- name: NOWSTREAM__SEI__API_KEY", "env");
-    assert_contains(
-        &env,
-        r#"name: {{ include "nowstream.seiSecretName" $ }}"#,
-        "env",
-    );
-    assert_contains(
-        &env,
-        r#"key: {{ include "nowstream.seiSecretKey" $ }}"#,
-        "env",
-    );
+    // Both kinds of Secret reach the stage that reads them the same way: as mounted files.
+    let start = helpers
+        .find(r#"define "nowstream.secretSources""#)
+        .expect("_helpers.tpl defines nowstream.secretSources");
+    let sources = &helpers[start..start + helpers[start..].find("{{- end }}\n\n").unwrap()];
+    for needle in [
+        r#"name: {{ include "nowstream.servicenowSecretName" $root }}"#,
+        r#"name: {{ include "nowstream.seiSecretName" $root }}"#,
+        r#"- key: {{ include "nowstream.seiSecretKey" $root }}"#,
+        "path: NOWSTREAM__SEI__API_KEY",
+    ] {
+        assert_contains(sources, needle, "nowstream.secretSources");
+    }
 }
 
 #[test]

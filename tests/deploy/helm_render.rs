@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use nowstream_runtime::{AuthConfig, Config, ConfigLoader, Format};
+use nowstream_runtime::{AuthConfig, Config, ConfigLoader, Format, SecretScope};
 use secrecy::ExposeSecret;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -32,6 +32,8 @@ const OAUTH_CREDENTIALS: &[&str] = &[
     "servicenow.credentials[0].clientSecret=servicenow-client-secret",
     "sei.apiKey=sei-api-key",
 ];
+/// Kafka credentials from a Secret the cluster holds (keys: NOWSTREAM__KAFKA__PROPERTIES__…).
+const KAFKA_SECRET: &[&str] = &["kafka.existingSecret=kafka-creds"];
 const EXISTING_SECRETS: &[&str] = &[
     "servicenow.existingSecret=servicenow-creds",
     "sei.existingSecret=sei-creds",
@@ -82,6 +84,7 @@ const VARIANTS: &[(&str, &[&[&str]])] = &[
     ("credentials", &[CREDENTIALS]),
     ("OAuth credentials", &[OAUTH_CREDENTIALS]),
     ("existing secrets", &[EXISTING_SECRETS]),
+    ("Kafka credentials", &[CREDENTIALS, KAFKA_SECRET]),
     ("KEDA on every stage", &[CREDENTIALS, KEDA]),
     (
         "autoscaling off and fixed replicas",
@@ -288,8 +291,91 @@ fn environment(container: &Yaml, secrets: &Secrets) -> BTreeMap<String, String> 
     variables
 }
 
+/// `(key, file name)` of the keys a Secret volume mounts by item.
+type Items = Vec<(String, String)>;
+
+/// The Secrets a volume holds: `(name, keys)` of a `secret` volume or of each `secret` source of
+/// a `projected` one, with `items` (key, file name) when only some keys are mounted.
+fn volume_secrets(volume: &Yaml) -> Vec<(String, Option<Items>)> {
+    let one = |secret: &Yaml, name: &str| {
+        let items = secret["items"].as_vec().map(|items| {
+            items
+                .iter()
+                .map(|item| (string(&item["key"]), string(&item["path"])))
+                .collect()
+        });
+        (string(&secret[name]), items)
+    };
+    let mut found = Vec::new();
+    if !volume["secret"].is_badvalue() {
+        found.push(one(&volume["secret"], "secretName"));
+    }
+    for source in items(&volume["projected"]["sources"]) {
+        if !source["secret"].is_badvalue() {
+            found.push(one(&source["secret"], "name"));
+        }
+    }
+    found
+}
+
+/// Every Secret volume the stage's container mounts: (mount, volume).
+fn secret_mounts(deployment: &Yaml) -> Vec<(&Yaml, &Yaml)> {
+    items(&container(deployment)["volumeMounts"])
+        .iter()
+        .filter_map(|mount| {
+            let volume = items(&pod_spec(deployment)["volumes"])
+                .iter()
+                .find(|volume| volume["name"] == mount["name"])?;
+            (!volume_secrets(volume).is_empty()).then_some((mount, volume))
+        })
+        .collect()
+}
+
+/// Writes the files the stage's Secret volumes would show into `into`, one directory per mount,
+/// and returns (mount path, local directory) pairs.
+fn materialize_secret_mounts(
+    deployment: &Yaml,
+    secrets: &Secrets,
+    into: &Path,
+) -> Vec<(String, PathBuf)> {
+    let mut mounted = Vec::new();
+    for (index, (mount, volume)) in secret_mounts(deployment).into_iter().enumerate() {
+        let local = into.join(format!("mount-{index}"));
+        std::fs::create_dir_all(&local).unwrap();
+        for (name, items) in volume_secrets(volume) {
+            let data = secrets
+                .get(&name)
+                .unwrap_or_else(|| panic!("a volume mounts Secret {name}, which does not exist"));
+            let files: Vec<(String, String)> = match items {
+                Some(items) => items,
+                None => data.keys().map(|key| (key.clone(), key.clone())).collect(),
+            };
+            for (key, file) in files {
+                let value = data
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("Secret {name} has no key {key}"));
+                std::fs::write(local.join(file), value).unwrap();
+            }
+        }
+        mounted.push((string(&mount["mountPath"]), local));
+    }
+    mounted
+}
+
+/// The secrets a stage's process reads (`SecretScope`), by the binary it runs.
+fn scope_of(stage: &str) -> SecretScope {
+    match stage {
+        "fetcher" => SecretScope::FETCHER,
+        "normalizer" => SecretScope::NORMALIZER,
+        "sink" => SecretScope::SINK,
+        other => panic!("no secret scope known for stage {other}"),
+    }
+}
+
 /// The stage's config as its process would load it: the ConfigMap file its `--config` argument
-/// names through the volume mounted there, with the environment its container gets.
+/// names through the volume mounted there, with the environment its container gets and the
+/// secret files its Secret volumes hold (written to a temporary directory that stands in for
+/// the mount path), reading only its own stage's secrets.
 fn stage_config(render: &Render, stage: &str, secrets: &Secrets) -> Config {
     let deployment = render.deployment(stage);
     let container = container(deployment);
@@ -314,9 +400,33 @@ fn stage_config(render: &Render, stage: &str, secrets: &Secrets) -> Config {
         .named("ConfigMap", &config_map_name)
         .unwrap_or_else(|| panic!("{stage} mounts ConfigMap {config_map_name}, not rendered"));
     let toml = string(&config_map["data"][file.to_string_lossy().as_ref()]);
-    ConfigLoader::new()
-        .text(toml, Format::Toml)
-        .env_vars(environment(container, secrets))
+
+    let files = tempfile::tempdir().unwrap();
+    let mounted = materialize_secret_mounts(deployment, secrets, files.path());
+    let local = |value: &str| {
+        mounted.iter().find_map(|(mount_path, local)| {
+            let rest = value.strip_prefix(mount_path.as_str())?;
+            Some(format!("{}{rest}", local.display()))
+        })
+    };
+    let mut environment = environment(container, secrets);
+    for value in environment.values_mut() {
+        if let Some(moved) = local(value) {
+            *value = moved;
+        }
+    }
+    let mut loader = ConfigLoader::new().text(toml, Format::Toml);
+    if let Some(dir) = environment.remove(nowstream_runtime::SECRETS_DIR_VARIABLE) {
+        assert!(
+            Path::new(&dir).starts_with(files.path()),
+            "{stage}: {} names {dir}, where no Secret is mounted",
+            nowstream_runtime::SECRETS_DIR_VARIABLE
+        );
+        loader = loader.secrets_dir(dir);
+    }
+    loader
+        .env_vars(environment)
+        .secret_scope(scope_of(stage))
         .load()
         .unwrap_or_else(|error| panic!("{stage}'s rendered config does not load: {error}"))
 }
@@ -351,9 +461,21 @@ fn references(deployment: &Yaml) -> BTreeSet<(&'static str, String, Option<Strin
             &Yaml::BadValue,
         );
     }
-    for volume in items(&pod_spec(deployment)["volumes"]) {
-        add("Secret", &volume["secret"]["secretName"], &Yaml::BadValue);
+    let volumes = items(&pod_spec(deployment)["volumes"]);
+    for volume in volumes {
         add("ConfigMap", &volume["configMap"]["name"], &Yaml::BadValue);
+    }
+    for (name, keys) in volumes.iter().flat_map(volume_secrets) {
+        match keys {
+            None => {
+                found.insert(("Secret", name, None));
+            }
+            Some(keys) => {
+                for (key, _) in keys {
+                    found.insert(("Secret", name.clone(), Some(key)));
+                }
+            }
+        }
     }
     found
 }
@@ -482,8 +604,10 @@ fn each_stage_renders_one_deployment_with_its_hpa_and_pdb_by_default() {
 }
 
 #[test]
-fn each_stage_loads_its_rendered_config_map_with_the_environment_its_deployment_sets() {
-    // What `servicenow.existingSecret` and `sei.existingSecret` would name in the cluster.
+fn each_stage_loads_its_rendered_config_map_with_the_environment_and_secret_files_its_deployment_gives()
+ {
+    // What `servicenow.existingSecret`, `sei.existingSecret` and `kafka.existingSecret` would
+    // name in the cluster.
     let existing = Secrets::from([
         existing_secret(
             "servicenow-creds",
@@ -492,29 +616,167 @@ fn each_stage_loads_its_rendered_config_map_with_the_environment_its_deployment_
         ),
         existing_secret("sei-creds", "token", "sei-api-key"),
     ]);
+    let kafka = Secrets::from([existing_secret(
+        "kafka-creds",
+        "NOWSTREAM__KAFKA__PROPERTIES__SASL_PASSWORD",
+        "kafka-password",
+    )]);
     for (sets, cluster_secrets) in [
         (CREDENTIALS, Secrets::new()),
-        (EXISTING_SECRETS, existing),
+        (EXISTING_SECRETS, existing.clone()),
         (
             [CREDENTIALS, &["http.port=8080"]].concat().as_slice(),
             Secrets::new(),
+        ),
+        (
+            [CREDENTIALS, KAFKA_SECRET].concat().as_slice(),
+            kafka.clone(),
+        ),
+        (
+            [EXISTING_SECRETS, KAFKA_SECRET].concat().as_slice(),
+            existing.into_iter().chain(kafka.clone()).collect(),
         ),
     ] {
         let render = helm_template(sets);
         let mut secrets = render.secrets();
         secrets.extend(cluster_secrets);
+        let with_kafka = sets.contains(&KAFKA_SECRET[0]);
         for stage in helm::stages() {
             let config = stage_config(&render, &stage, &secrets);
             let port = http_port(container(render.deployment(&stage)));
             assert_eq!(i64::from(config.http.listen.port()), port, "{stage}");
+            // Each stage holds its own secrets, and only those.
             let sei = config.sei.as_ref().expect("the default config has [sei]");
-            assert_eq!(sei.api_key.expose_secret(), "sei-api-key", "{stage}");
+            let sei_key = if stage == "sink" { "sei-api-key" } else { "" };
+            assert_eq!(sei.api_key.expose_secret(), sei_key, "{stage} {sets:?}");
+            let password = if stage == "fetcher" {
+                "servicenow-password"
+            } else {
+                ""
+            };
             match &config.integrations[0].auth {
                 AuthConfig::Basic(basic) => {
-                    assert_eq!(basic.password.expose_secret(), "servicenow-password");
+                    assert_eq!(basic.password.expose_secret(), password, "{stage} {sets:?}");
                 }
                 AuthConfig::Oauth(_) => panic!("the default config uses basic auth"),
             }
+            let sasl = config
+                .kafka
+                .properties
+                .get("sasl.password")
+                .map(|value| value.expose_secret().to_owned());
+            assert_eq!(
+                sasl,
+                with_kafka.then(|| "kafka-password".to_owned()),
+                "{stage} {sets:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_deployment_takes_a_secret_through_its_environment() {
+    for (name, sets) in VARIANTS {
+        let render = helm_template(&sets.concat());
+        let values: Vec<String> = render
+            .secrets()
+            .into_values()
+            .flat_map(BTreeMap::into_values)
+            .collect();
+        for deployment in render.of_kind("Deployment") {
+            let container = container(deployment);
+            for variable in items(&container["env"]) {
+                assert!(
+                    variable["valueFrom"]["secretKeyRef"].is_badvalue(),
+                    "{name}: a Secret as a variable: {variable:?}"
+                );
+                let value = string(&variable["value"]);
+                assert!(
+                    !values.contains(&value),
+                    "{name}: a Secret's value as a variable: {}",
+                    string(&variable["name"])
+                );
+            }
+            for source in items(&container["envFrom"]) {
+                assert!(
+                    source["secretRef"].is_badvalue(),
+                    "{name}: a Secret as variables: {source:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn each_stage_mounts_exactly_its_own_secrets_read_only() {
+    let servicenow = format!("{RELEASE}-nowstream-servicenow");
+    let sei = format!("{RELEASE}-nowstream-sei");
+    for (sets, fetcher, sink, kafka) in [
+        (
+            CREDENTIALS.to_vec(),
+            servicenow.as_str(),
+            sei.as_str(),
+            None,
+        ),
+        (
+            OAUTH_CREDENTIALS.to_vec(),
+            servicenow.as_str(),
+            sei.as_str(),
+            None,
+        ),
+        (
+            EXISTING_SECRETS.to_vec(),
+            "servicenow-creds",
+            "sei-creds",
+            None,
+        ),
+        (
+            [CREDENTIALS, KAFKA_SECRET].concat(),
+            servicenow.as_str(),
+            sei.as_str(),
+            Some("kafka-creds"),
+        ),
+    ] {
+        let render = helm_template(&sets);
+        for stage in helm::stages() {
+            let deployment = render.deployment(&stage);
+            let mut expected: BTreeSet<&str> = kafka.into_iter().collect();
+            match stage.as_str() {
+                "fetcher" => expected.insert(fetcher),
+                "sink" => expected.insert(sink),
+                _ => false,
+            };
+            let mut mounted = BTreeSet::new();
+            for (mount, volume) in secret_mounts(deployment) {
+                assert_eq!(
+                    mount["readOnly"].as_bool(),
+                    Some(true),
+                    "{stage}: {mount:?}"
+                );
+                let mode = volume["projected"]["defaultMode"]
+                    .as_i64()
+                    .or_else(|| volume["secret"]["defaultMode"].as_i64());
+                assert!(
+                    matches!(mode, Some(0o400 | 0o440)),
+                    "{stage}: secret files must be 0400 or 0440, not {mode:?}"
+                );
+                for (name, items) in volume_secrets(volume) {
+                    if name == sink {
+                        // Only the API key, under the name of the key it sets.
+                        let items = items.expect("the SEI Secret is mounted by item");
+                        assert_eq!(items.len(), 1, "{items:?}");
+                        assert_eq!(items[0].1, "NOWSTREAM__SEI__API_KEY");
+                    }
+                    mounted.insert(name);
+                }
+            }
+            let mounted: BTreeSet<&str> = mounted.iter().map(String::as_str).collect();
+            assert_eq!(mounted, expected, "{stage} with {sets:?}");
+            // The secrets directory is named exactly where there is one.
+            let named = items(&container(deployment)["env"]).iter().any(|variable| {
+                string(&variable["name"]) == nowstream_runtime::SECRETS_DIR_VARIABLE
+            });
+            assert_eq!(named, !expected.is_empty(), "{stage} with {sets:?}");
         }
     }
 }
@@ -648,11 +910,13 @@ fn with_existing_secrets_deployments_read_them_and_the_chart_renders_no_secret()
     assert!(render.of_kind("Secret").is_empty());
     let config_map = format!("{RELEASE}-nowstream-config");
     for stage in helm::stages() {
-        let expected = BTreeSet::from([
-            ("ConfigMap", config_map.clone(), None),
-            ("Secret", "sei-creds".to_owned(), Some("token".to_owned())),
-            ("Secret", "servicenow-creds".to_owned(), None),
-        ]);
+        let mut expected = BTreeSet::from([("ConfigMap", config_map.clone(), None)]);
+        // Each existing Secret reaches only the stage that uses it.
+        match stage.as_str() {
+            "fetcher" => expected.insert(("Secret", "servicenow-creds".to_owned(), None)),
+            "sink" => expected.insert(("Secret", "sei-creds".to_owned(), Some("token".to_owned()))),
+            _ => false,
+        };
         assert_eq!(references(render.deployment(&stage)), expected, "{stage}");
         assert!(render.named("ConfigMap", &config_map).is_some());
     }
@@ -1040,6 +1304,11 @@ fn helm_refuses_a_misspelt_key_in_every_block_the_templates_read_key_by_key() {
             "'token'",
         ),
         ("sei.apikey=x", "at '/sei'", "'apikey'"),
+        (
+            "kafka.existingSecrets=x",
+            "at '/kafka'",
+            "'existingSecrets'",
+        ),
         ("http.prot=8080", "at '/http'", "'prot'"),
         ("metrics.scrape=false", "at '/metrics'", "'scrape'"),
         (

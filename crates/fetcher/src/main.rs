@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use nowstream_fetcher::{oauth_login, preflight};
-use nowstream_runtime::{Service, load_for_command};
+use nowstream_runtime::{SecretScope, Service, load_for_command};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config.as_deref()).await.map(|()| ExitCode::SUCCESS),
         Command::Validate => {
-            let config = load_for_command(cli.config.as_deref())?;
+            let config = load_for_command(cli.config.as_deref(), SecretScope::FETCHER)?;
             let report = preflight::validate(&config).await;
             print!("{}", report.render());
             Ok(if report.passed() {
@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     timeout_secs,
                 },
         } => {
-            let config = load_for_command(cli.config.as_deref())?;
+            let config = load_for_command(cli.config.as_deref(), SecretScope::FETCHER)?;
             let options = oauth_login::LoginOptions {
                 redirect_uri,
                 timeout: Duration::from_secs(timeout_secs),
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    let service = Service::start(config)
+    let service = Service::start(config, SecretScope::FETCHER)
         .await
         .context("cannot start the fetcher")?;
     let result = nowstream_fetcher::run(

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use nowstream_normalizer::{ReplayFrom, replay};
-use nowstream_runtime::{Service, load_for_command, shutdown};
+use nowstream_runtime::{SecretScope, Service, load_for_command, shutdown};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Some(since) => ReplayFrom::Since(since),
                 None => ReplayFrom::Beginning,
             };
-            let config = load_for_command(cli.config.as_deref())?;
+            let config = load_for_command(cli.config.as_deref(), SecretScope::NORMALIZER)?;
             let report = replay(config, from, shutdown::on_signal())
                 .await
                 .context("the replay failed")?;
@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    let service = Service::start(config)
+    let service = Service::start(config, SecretScope::NORMALIZER)
         .await
         .context("cannot start the normalizer")?;
     let result = nowstream_normalizer::run(

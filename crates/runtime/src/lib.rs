@@ -20,7 +20,8 @@ pub mod telemetry;
 pub use config::{
     AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, FetcherConfig, Format, HttpConfig,
     IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig, OAuthGrant, Problem,
-    Satellite, SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
+    SECRETS_DIR_VARIABLE, Satellite, SecretScope, SeiConfig, SinkConfig, TelemetryConfig,
+    ValidationErrors,
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{ConfigLoader, SecretScope};
 use crate::{Config, ConfigError, Health, ServeError, ServeHandle, serve, shutdown, telemetry};
 
 /// Why a stage could not start.
@@ -19,14 +20,19 @@ pub enum ServiceError {
     Serve(#[from] ServeError),
 }
 
-/// Loads `config_path` (or the environment alone when `None`) and starts logging, without the
-/// probe server: for one-shot commands (`validate`, `oauth login`, `replay`) that may run beside
-/// the stage on the same host and port. [`Service::start`] begins the same way.
-pub fn load_for_command(config_path: Option<&Path>) -> Result<Config, ServiceError> {
-    let config = match config_path {
-        Some(path) => Config::load(path)?,
-        None => Config::from_env()?,
-    };
+/// Loads `config_path` (or the environment alone when `None`), reading only the secrets of
+/// `scope` (the stage's own), and starts logging, without the probe server: for one-shot
+/// commands (`validate`, `oauth login`, `replay`) that may run beside the stage on the same host
+/// and port. [`Service::start`] begins the same way.
+pub fn load_for_command(
+    config_path: Option<&Path>,
+    scope: SecretScope,
+) -> Result<Config, ServiceError> {
+    let mut loader = ConfigLoader::new();
+    if let Some(path) = config_path {
+        loader = loader.file(path);
+    }
+    let config = loader.process_env().secret_scope(scope).load()?;
     telemetry::init(&config.telemetry)?;
     Ok(config)
 }
@@ -42,10 +48,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// Loads `config_path` (or the environment alone when `None`), initialises telemetry and
-    /// serves `/healthz`, `/readyz` and `/metrics` on `http.listen`.
-    pub async fn start(config_path: Option<&Path>) -> Result<Self, ServiceError> {
-        let config = load_for_command(config_path)?;
+    /// Loads `config_path` (or the environment alone when `None`) with the secrets of `scope`,
+    /// initialises telemetry and serves `/healthz`, `/readyz` and `/metrics` on `http.listen`.
+    pub async fn start(
+        config_path: Option<&Path>,
+        scope: SecretScope,
+    ) -> Result<Self, ServiceError> {
+        let config = load_for_command(config_path, scope)?;
         let health = Health::new();
         let shutdown = shutdown::on_signal();
         let stop = shutdown.clone();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use nowstream_runtime::Service;
+use nowstream_runtime::{SecretScope, Service};
 
 /// Loads SEI entities from the sei.servicenow.* topics into SEI's ingestion API.
 #[derive(Debug, Parser)]
@@ -20,7 +20,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let service = match Service::start(args.config.as_deref()).await {
+    let service = match Service::start(args.config.as_deref(), SecretScope::SINK).await {
         Ok(service) => service,
         Err(error) => {
             // Logging may not be set up yet: stderr is the one place sure to be seen.

@@ -19,6 +19,9 @@ const SEPARATOR: &str = "__";
 pub(crate) struct EnvOverride {
     /// The variable's name, reported when the value is rejected.
     pub(crate) variable: String,
+    /// Where the override came from, for error messages: the variable, or the secret file a
+    /// secrets directory turned into one.
+    pub(crate) origin: String,
     /// The key path in the same form error messages use, e.g. `integrations[0].url`.
     pub(crate) path: String,
     /// Path of the value (or, for a Kafka property, of the property table) in the
@@ -57,7 +60,10 @@ impl EnvOverride {
         }
 
         let (structural, property) = match segments.as_slice() {
-            [kafka, properties, name @ ..] if kafka == "kafka" && properties == "properties" => {
+            [kafka, properties, name @ ..]
+                if kafka == "kafka"
+                    && (properties == "properties" || properties == "property_files") =>
+            {
                 if name.is_empty() {
                     return Err(invalid(
                         "name the librdkafka property, e.g. NOWSTREAM__KAFKA__PROPERTIES__SASL_PASSWORD",
@@ -94,6 +100,7 @@ impl EnvOverride {
 
         Ok(Some(Self {
             variable: variable.to_owned(),
+            origin: format!("environment variable {variable}"),
             path,
             expression,
             property,
@@ -175,6 +182,14 @@ mod tests {
         assert_eq!(o.path, "kafka.properties.sasl.password");
         assert_eq!(o.expression, "kafka.properties");
         assert_eq!(o.property.as_deref(), Some("sasl.password"));
+    }
+
+    #[test]
+    fn kafka_property_file_underscores_become_dots_too() {
+        let o = parsed("NOWSTREAM__KAFKA__PROPERTY_FILES__SSL_KEY_PASSWORD");
+        assert_eq!(o.path, "kafka.property_files.ssl.key.password");
+        assert_eq!(o.expression, "kafka.property_files");
+        assert_eq!(o.property.as_deref(), Some("ssl.key.password"));
     }
 
     #[test]

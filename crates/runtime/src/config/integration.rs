@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::secret::{GivenTwice, value_or_file};
+
 /// One ServiceNow instance, known to SEI by its integration id.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,44 +45,130 @@ pub enum AuthConfig {
 }
 
 /// Username and password sent as HTTP basic authentication.
+///
+/// Read from [`BasicAuthKeys`]: the password may be given inline or as `password_file`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "BasicAuthKeys")]
 pub struct BasicAuth {
     /// ServiceNow user name (`user_name`, not the display name).
     pub username: String,
-    /// That user's password.
+    /// That user's password (from `password` or `password_file`; empty in a process whose
+    /// stage does not read ServiceNow secrets, see [`SecretScope`](crate::config::SecretScope)).
     pub password: SecretString,
 }
 
-/// OAuth 2.0 client settings for an Application Registry entry in ServiceNow.
-#[derive(Debug, Clone, Deserialize)]
+/// The keys of `[integrations.auth]` with `type = "basic"`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BasicAuthKeys {
+    /// ServiceNow user name (`user_name`, not the display name).
+    username: String,
+    /// That user's password.
+    #[serde(default)]
+    password: Option<SecretString>,
+    /// A file holding the password instead (a mounted Secret); read only by the fetcher.
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+}
+
+impl TryFrom<BasicAuthKeys> for BasicAuth {
+    type Error = GivenTwice;
+
+    fn try_from(keys: BasicAuthKeys) -> Result<Self, Self::Error> {
+        let password = value_or_file("password", keys.password, keys.password_file.as_ref())?;
+        Ok(Self {
+            username: keys.username,
+            password: password.unwrap_or_default(),
+        })
+    }
+}
+
+/// OAuth 2.0 client settings for an Application Registry entry in ServiceNow.
+///
+/// Read from [`OAuthKeys`]: `client_secret` and `password` may be given inline or as
+/// `client_secret_file` and `password_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "OAuthKeys")]
 pub struct OAuthConfig {
     /// Client id of the OAuth application registry entry.
     pub client_id: String,
-    /// Client secret of that entry.
+    /// Client secret of that entry (from `client_secret` or `client_secret_file`; empty in a
+    /// process whose stage does not read ServiceNow secrets).
     pub client_secret: SecretString,
     /// Which grant obtains the first access token.
     pub grant: OAuthGrant,
     /// Resource-owner user name; required by the `password` grant.
-    #[serde(default)]
     pub username: Option<String>,
-    /// Resource-owner password; required by the `password` grant.
-    #[serde(default)]
+    /// Resource-owner password (from `password` or `password_file`); required by the
+    /// `password` grant.
     pub password: Option<SecretString>,
     /// File holding the refresh token. Required by the `refresh_token` grant (the token
     /// is read from it) and the `authorization_code` grant (the token obtained once by
     /// the interactive flow is kept there); rotated tokens are written back so a
     /// restart does not need a new login.
-    #[serde(default)]
     pub refresh_token_file: Option<PathBuf>,
     /// Token endpoint; defaults to `<url>/oauth_token.do`, the instance's own.
-    #[serde(default)]
     pub token_url: Option<String>,
     /// OAuth scope requested with every token, e.g. `table_read` when the Application
     /// Registry entry limits the client to it. Absent: the instance's default scope.
-    #[serde(default)]
     pub scope: Option<String>,
+}
+
+/// The keys of `[integrations.auth]` with `type = "oauth"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OAuthKeys {
+    /// Client id of the OAuth application registry entry.
+    client_id: String,
+    /// Client secret of that entry.
+    #[serde(default)]
+    client_secret: Option<SecretString>,
+    /// A file holding the client secret instead; read only by the fetcher.
+    #[serde(default)]
+    client_secret_file: Option<PathBuf>,
+    /// Which grant obtains the first access token.
+    grant: OAuthGrant,
+    /// Resource-owner user name; required by the `password` grant.
+    #[serde(default)]
+    username: Option<String>,
+    /// Resource-owner password; required by the `password` grant.
+    #[serde(default)]
+    password: Option<SecretString>,
+    /// A file holding the resource-owner password instead; read only by the fetcher.
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    /// File holding the refresh token (read, and rewritten on rotation, by the fetcher).
+    #[serde(default)]
+    refresh_token_file: Option<PathBuf>,
+    /// Token endpoint; defaults to `<url>/oauth_token.do`.
+    #[serde(default)]
+    token_url: Option<String>,
+    /// OAuth scope requested with every token.
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+impl TryFrom<OAuthKeys> for OAuthConfig {
+    type Error = GivenTwice;
+
+    fn try_from(keys: OAuthKeys) -> Result<Self, Self::Error> {
+        let client_secret = value_or_file(
+            "client_secret",
+            keys.client_secret,
+            keys.client_secret_file.as_ref(),
+        )?;
+        let password = value_or_file("password", keys.password, keys.password_file.as_ref())?;
+        Ok(Self {
+            client_id: keys.client_id,
+            client_secret: client_secret.unwrap_or_default(),
+            grant: keys.grant,
+            username: keys.username,
+            password,
+            refresh_token_file: keys.refresh_token_file,
+            token_url: keys.token_url,
+            scope: keys.scope,
+        })
+    }
 }
 
 /// The OAuth 2.0 grant types ServiceNow's `/oauth_token.do` accepts.

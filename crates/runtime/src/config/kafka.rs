@@ -1,9 +1,12 @@
 //! The `[kafka]` section: how every stage reaches the broker.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use super::secret::GivenTwice;
 
 /// Kafka connection settings shared by every stage.
 ///
@@ -15,7 +18,7 @@ use serde::Deserialize;
 /// reported by [`Config::validate`](crate::Config::validate) together with every
 /// other problem, instead of stopping deserialisation at the first one.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "KafkaKeys")]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list handed to librdkafka as `bootstrap.servers`.
     #[serde(default)]
@@ -28,6 +31,51 @@ pub struct KafkaConfig {
     /// From the environment, `NOWSTREAM__KAFKA__PROPERTIES__SASL_PASSWORD` sets
     /// `sasl.password`: underscores in the property part become dots, because
     /// librdkafka's settable property names never contain underscores.
-    #[serde(default)]
+    ///
+    /// Properties named in `property_files` are added here with their files' content.
     pub properties: BTreeMap<String, SecretString>,
+}
+
+/// The keys of `[kafka]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaKeys {
+    /// Comma-separated `host:port` list.
+    #[serde(default)]
+    bootstrap_servers: String,
+    /// Prepended to every topic name.
+    #[serde(default)]
+    topic_prefix: String,
+    /// Extra librdkafka properties.
+    #[serde(default)]
+    properties: BTreeMap<String, SecretString>,
+    /// librdkafka properties whose value is the content of a file, e.g.
+    /// `"sasl.password" = "/run/secrets/nowstream/kafka/sasl.password"`: the way to give
+    /// `sasl.password` or `ssl.key.password` without writing them into the config. Every
+    /// stage reads them (each talks to Kafka). From the environment:
+    /// `NOWSTREAM__KAFKA__PROPERTY_FILES__SASL_PASSWORD`.
+    #[serde(default)]
+    property_files: BTreeMap<String, PathBuf>,
+}
+
+impl TryFrom<KafkaKeys> for KafkaConfig {
+    type Error = GivenTwice;
+
+    fn try_from(keys: KafkaKeys) -> Result<Self, Self::Error> {
+        if let Some(name) = keys
+            .property_files
+            .keys()
+            .find(|name| keys.properties.contains_key(*name))
+        {
+            return Err(GivenTwice::new(
+                format!("properties.{name}"),
+                format!("property_files.{name}"),
+            ));
+        }
+        Ok(Self {
+            bootstrap_servers: keys.bootstrap_servers,
+            topic_prefix: keys.topic_prefix,
+            properties: keys.properties,
+        })
+    }
 }

@@ -10,8 +10,13 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Config;
 use super::deserialize::deserialize;
 use super::env::{ENV_PREFIX, EnvOverride, EnvSource};
-use super::error::ConfigError;
+use super::error::{ConfigError, Problem, ValidationErrors};
 use super::satellite::Satellite;
+use super::secret::{SecretFiles, SecretScope};
+
+/// Names a directory of secret files, each named like the `NOWSTREAM__…` variable it stands
+/// for (see [`ConfigLoader::secrets_dir`]).
+pub const SECRETS_DIR_VARIABLE: &str = "NOWSTREAM_SECRETS_DIR";
 
 /// Syntax of a config file or text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,8 @@ pub struct ConfigLoader {
     base: Option<BaseSource>,
     overrides: Vec<EnvOverride>,
     env_error: Option<ConfigError>,
+    secrets_dir: Option<PathBuf>,
+    scope: SecretScope,
 }
 
 enum BaseSource {
@@ -90,10 +97,74 @@ impl ConfigLoader {
         self
     }
 
-    /// Applies the process's `NOWSTREAM__…` variables.
-    pub fn process_env(self) -> Self {
+    /// Applies the process's `NOWSTREAM__…` variables, and the secrets directory that
+    /// `NOWSTREAM_SECRETS_DIR` names, if it is set.
+    pub fn process_env(mut self) -> Self {
+        if let Some(dir) = std::env::var_os(SECRETS_DIR_VARIABLE).filter(|dir| !dir.is_empty()) {
+            self.secrets_dir = Some(PathBuf::from(dir));
+        }
         let vars = std::env::vars_os();
         self.env_os(vars)
+    }
+
+    /// Reads secrets from the files in `dir`, each named like the `NOWSTREAM__…` variable
+    /// that would set the secret: the file `NOWSTREAM__SEI__API_KEY` sets `sei.api_key_file`
+    /// to itself, `NOWSTREAM__KAFKA__PROPERTIES__SASL_PASSWORD` sets
+    /// `kafka.property_files.sasl.password`. A Kubernetes Secret whose keys are such names,
+    /// mounted as a volume, thus configures every secret in it; entries not named
+    /// `NOWSTREAM__…` (Kubernetes' own `..data`) are ignored.
+    pub fn secrets_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.secrets_dir = Some(dir.into());
+        self
+    }
+
+    /// Reads and checks only the secrets of `scope` (by default all): a stage's process
+    /// passes its own, so a deployment need not give it the other stages' secrets.
+    pub fn secret_scope(mut self, scope: SecretScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The overrides the files of the secrets directory stand for.
+    fn secret_file_overrides(dir: &Path) -> Result<Vec<EnvOverride>, ConfigError> {
+        let unreadable = |source| ConfigError::Read {
+            what: "secrets directory",
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut overrides = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let entry = entry.map_err(unreadable)?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !name.starts_with(ENV_PREFIX) {
+                continue;
+            }
+            let property = format!("{ENV_PREFIX}KAFKA__PROPERTIES__");
+            let variable = match name.strip_prefix(&property) {
+                Some(property) => format!("{ENV_PREFIX}KAFKA__PROPERTY_FILES__{property}"),
+                None => format!("{name}_FILE"),
+            };
+            let path = entry.path();
+            let origin = format!("secret file {}", path.display());
+            let value = path.to_string_lossy().into_owned();
+            match EnvOverride::parse(&variable, value) {
+                Ok(Some(mut entry)) => {
+                    entry.origin = origin;
+                    overrides.push(entry);
+                }
+                Ok(None) => {}
+                Err(ConfigError::Environment { reason, .. }) => {
+                    return Err(ConfigError::Environment {
+                        variable: origin,
+                        reason,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(overrides)
     }
 
     /// Applies these variables as if they were the environment; names without the
@@ -145,16 +216,47 @@ impl ConfigLoader {
 
     /// Merges the sources, reads the satellite file if one is named, and validates.
     pub fn load(self) -> Result<Config, ConfigError> {
-        let config = self.load_unvalidated()?;
-        config.validate()?;
-        Ok(config)
+        let scope = self.scope;
+        let (config, mut problems) = self.assemble()?;
+        if let Err(errors) = config.validate_for(scope) {
+            // A secret whose file cannot be read is reported once, at its `_file` key, not
+            // again as an empty secret.
+            let unread: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+            problems.extend(
+                errors
+                    .problems()
+                    .iter()
+                    .filter(|p| !unread.contains(&format!("{}_file", p.path)))
+                    .cloned(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ValidationErrors::new(problems).into())
+        }
     }
 
     /// Like [`load`](Self::load) without [`Config::validate`], for tools that inspect
     /// a configuration they know to be incomplete.
-    pub fn load_unvalidated(mut self) -> Result<Config, ConfigError> {
+    /// Secret files that cannot be read are errors here too.
+    pub fn load_unvalidated(self) -> Result<Config, ConfigError> {
+        let (config, problems) = self.assemble()?;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ValidationErrors::new(problems).into())
+        }
+    }
+
+    /// The configuration, and the problems of the secret files it names.
+    fn assemble(mut self) -> Result<(Config, Vec<Problem>), ConfigError> {
         if let Some(error) = self.env_error.take() {
             return Err(error);
+        }
+        if let Some(dir) = &self.secrets_dir {
+            let overrides = Self::secret_file_overrides(dir)?;
+            self.overrides.extend(overrides);
         }
         // Sorted so that two spellings of the same key resolve the same way on
         // every start, whatever order the environment lists them in.
@@ -184,14 +286,18 @@ impl ConfigLoader {
             origin: self.base_origin(),
             message: syntax_message(&error),
         })?;
-        let mut config: Config = deserialize(merged.cache, |key| self.origin_of(key))?;
+        let mut config: Config = deserialize(merged.cache.clone(), |key| self.origin_of(key))?;
+        // The typed pass accepted every `*_file` key; this one finds them again so that only
+        // the scope's are read.
+        let files: SecretFiles = deserialize(merged.cache, |key| self.origin_of(key))?;
+        let problems = files.read_into(&mut config, self.scope, |path| self.resolve(path));
 
         if let Some(satellite_file) = &config.satellite_file {
             let path = self.resolve(satellite_file);
             let satellite = Satellite::read(&path)?;
             config.merge_satellite(satellite);
         }
-        Ok(config)
+        Ok((config, problems))
     }
 
     /// Names the source a failing key came from: the environment variable that set
@@ -205,7 +311,7 @@ impl ConfigLoader {
                     .is_some_and(|rest| rest.starts_with(['.', '[']))
         });
         match touched {
-            Some(entry) => format!("environment variable {}", entry.variable),
+            Some(entry) => entry.origin.clone(),
             None => self.base_origin(),
         }
     }

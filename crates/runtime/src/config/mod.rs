@@ -11,6 +11,9 @@
 //! and under `kafka.properties` underscores become dots
 //! (`NOWSTREAM__KAFKA__PROPERTIES__SASL_PASSWORD` sets `sasl.password`). Unknown keys
 //! are errors wherever they come from.
+//!
+//! Secrets: every secret key `X` has an `X_file` sibling naming a file that holds it, and a
+//! process reads only its own stage's secrets ([`SecretScope`], module `secret`).
 
 mod deserialize;
 mod env;
@@ -22,6 +25,7 @@ mod kafka;
 mod load;
 mod normalizer;
 mod satellite;
+mod secret;
 mod sei;
 mod sink;
 mod telemetry;
@@ -37,9 +41,10 @@ pub use fetcher::FetcherConfig;
 pub use http::HttpConfig;
 pub use integration::{AuthConfig, BasicAuth, IntegrationConfig, OAuthConfig, OAuthGrant};
 pub use kafka::KafkaConfig;
-pub use load::{ConfigLoader, Format};
+pub use load::{ConfigLoader, Format, SECRETS_DIR_VARIABLE};
 pub use normalizer::NormalizerConfig;
 pub use satellite::Satellite;
+pub use secret::SecretScope;
 pub use sei::SeiConfig;
 pub use sink::SinkConfig;
 pub use telemetry::{LogFormat, TelemetryConfig};

@@ -12,6 +12,7 @@ use url::Url;
 use super::Config;
 use super::error::{Problem, ValidationErrors};
 use super::integration::{AuthConfig, IntegrationConfig, OAuthConfig, OAuthGrant};
+use super::secret::SecretScope;
 
 impl Config {
     /// Checks every cross-field rule and reports all broken ones together.
@@ -19,10 +20,16 @@ impl Config {
     /// Call it after [`merge_satellite`](Self::merge_satellite): the loaders do, because
     /// the satellite file may supply the integrations and the SEI target.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
+        self.validate_for(SecretScope::ALL)
+    }
+
+    /// Like [`validate`](Self::validate), but requires only the secrets of `scope`: the
+    /// others are not read in this process (see [`SecretScope`]), so their absence is fine.
+    pub fn validate_for(&self, scope: SecretScope) -> Result<(), ValidationErrors> {
         let mut problems = Vec::new();
         self.check_kafka(&mut problems);
-        self.check_sei(&mut problems);
-        self.check_integrations(&mut problems);
+        self.check_sei(scope, &mut problems);
+        self.check_integrations(scope, &mut problems);
         self.check_telemetry(&mut problems);
         // Stage sections check themselves, so a bad value stops every process at start-up,
         // not only the stage that reads it.
@@ -56,7 +63,7 @@ impl Config {
         }
     }
 
-    fn check_sei(&self, problems: &mut Vec<Problem>) {
+    fn check_sei(&self, scope: SecretScope, problems: &mut Vec<Problem>) {
         let Some(sei) = &self.sei else {
             return;
         };
@@ -70,12 +77,15 @@ impl Config {
         if sei.tenant.trim().is_empty() {
             problems.push(Problem::new("sei.tenant", "must not be empty"));
         }
-        if sei.api_key.expose_secret().is_empty() {
-            problems.push(Problem::new("sei.api_key", "must not be empty"));
+        if scope.sei && sei.api_key.expose_secret().is_empty() {
+            problems.push(Problem::new(
+                "sei.api_key",
+                "must not be empty (set api_key or api_key_file)",
+            ));
         }
     }
 
-    fn check_integrations(&self, problems: &mut Vec<Problem>) {
+    fn check_integrations(&self, scope: SecretScope, problems: &mut Vec<Problem>) {
         if self.integrations.is_empty() {
             problems.push(Problem::new(
                 "integrations",
@@ -111,11 +121,16 @@ impl Config {
                     if basic.username.trim().is_empty() {
                         problems.push(Problem::new(at("auth.username"), "must not be empty"));
                     }
-                    if basic.password.expose_secret().is_empty() {
-                        problems.push(Problem::new(at("auth.password"), "must not be empty"));
+                    if scope.servicenow && basic.password.expose_secret().is_empty() {
+                        problems.push(Problem::new(
+                            at("auth.password"),
+                            "must not be empty (set password or password_file)",
+                        ));
                     }
                 }
-                AuthConfig::Oauth(oauth) => check_oauth(&at("auth"), oauth, integration, problems),
+                AuthConfig::Oauth(oauth) => {
+                    check_oauth(&at("auth"), oauth, integration, scope, problems);
+                }
             }
             for (field_index, field) in integration.exclude_fields.iter().enumerate() {
                 if field.trim().is_empty() {
@@ -177,14 +192,18 @@ fn check_oauth(
     auth: &str,
     oauth: &OAuthConfig,
     integration: &IntegrationConfig,
+    scope: SecretScope,
     problems: &mut Vec<Problem>,
 ) {
     let at = |field: &str| format!("{auth}.{field}");
     if oauth.client_id.trim().is_empty() {
         problems.push(Problem::new(at("client_id"), "must not be empty"));
     }
-    if oauth.client_secret.expose_secret().is_empty() {
-        problems.push(Problem::new(at("client_secret"), "must not be empty"));
+    if scope.servicenow && oauth.client_secret.expose_secret().is_empty() {
+        problems.push(Problem::new(
+            at("client_secret"),
+            "must not be empty (set client_secret or client_secret_file)",
+        ));
     }
     match oauth.grant {
         OAuthGrant::Password => {
@@ -198,14 +217,15 @@ fn check_oauth(
                     "required by grant = \"password\"",
                 ));
             }
-            if oauth
-                .password
-                .as_ref()
-                .is_none_or(|p| p.expose_secret().is_empty())
+            if scope.servicenow
+                && oauth
+                    .password
+                    .as_ref()
+                    .is_none_or(|p| p.expose_secret().is_empty())
             {
                 problems.push(Problem::new(
                     at("password"),
-                    "required by grant = \"password\"",
+                    "required by grant = \"password\" (set password or password_file)",
                 ));
             }
         }

@@ -82,7 +82,7 @@ app.kubernetes.io/component: {{ .stage }}
 
 {{/*
 The Secret whose keys are NOWSTREAM__… variable names: servicenow.existingSecret, or the one
-the chart renders from servicenow.credentials.
+the chart renders from servicenow.credentials. Mounted in the fetcher only.
 */}}
 {{- define "nowstream.servicenowSecretName" -}}
 {{- if .Values.servicenow.existingSecret }}
@@ -109,6 +109,54 @@ one the chart renders from sei.apiKey.
 {{- .Values.sei.existingSecretKey }}
 {{- else }}
 {{- "api-key" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where a stage's secret files are mounted; NOWSTREAM_SECRETS_DIR names it, and the stage reads
+each file there as the `*_file` key its name stands for (docs/deployment.md, "Secrets").
+*/}}
+{{- define "nowstream.secretsDir" -}}
+/run/secrets/nowstream
+{{- end }}
+
+{{/*
+The Secrets a stage may read, as sources of one projected volume; empty when it reads none.
+Each file's name is the NOWSTREAM__… variable whose `_FILE` key it sets. Called with
+(dict "root" $ "stage" "<stage>"). Only the fetcher reads ServiceNow credentials and only the
+sink the SEI API key; Kafka credentials go to every stage, since each talks to Kafka.
+*/}}
+{{- define "nowstream.secretSources" -}}
+{{- $root := .root }}
+{{- if eq .stage "fetcher" }}
+- secret:
+    name: {{ include "nowstream.servicenowSecretName" $root }}
+{{- end }}
+{{- if eq .stage "sink" }}
+- secret:
+    name: {{ include "nowstream.seiSecretName" $root }}
+    items:
+      - key: {{ include "nowstream.seiSecretKey" $root }}
+        path: NOWSTREAM__SEI__API_KEY
+{{- end }}
+{{- with $root.Values.kafka.existingSecret }}
+- secret:
+    name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rendered Secrets a stage reads, for its checksum annotation: a rotated SEI key restarts the
+sink only.
+*/}}
+{{- define "nowstream.stageSecretsChecksum" -}}
+{{- $root := .root }}
+{{- if eq .stage "fetcher" }}
+{{- include (print $root.Template.BasePath "/secret-servicenow.yaml") $root | sha256sum }}
+{{- else if eq .stage "sink" }}
+{{- include (print $root.Template.BasePath "/secret-sei.yaml") $root | sha256sum }}
+{{- else }}
+{{- "" | sha256sum }}
 {{- end }}
 {{- end }}
 
