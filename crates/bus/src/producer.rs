@@ -11,6 +11,19 @@ use nowstream_runtime::KafkaConfig;
 use crate::BusError;
 use crate::client::client_config;
 
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest record (key, value and headers, plus a little framing) a producer built from
+/// `kafka` accepts: its `message.max.bytes`. A larger one is refused at enqueue time, and
+/// would be refused again however often it is retried.
+pub fn max_message_bytes(kafka: &KafkaConfig) -> usize {
+    client_config(kafka)
+        .get("message.max.bytes")
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+}
+
 /// One record to write. Borrowed so producing a page of records copies nothing twice.
 #[derive(Debug, Clone, Copy)]
 pub struct OutRecord<'a> {

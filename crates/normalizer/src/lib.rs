@@ -47,12 +47,14 @@
 //! | module | concern |
 //! |---|---|
 //! | [`normalize`] | one raw message → an [`normalize::Output`] or a DLQ reason |
+//! | [`dead_letter`] | what a DLQ record carries: the record scrubbed, or a reference |
 //! | `stage` | start-up checks, topics, sessions and restarts ([`run`]) |
 //! | `pipeline` | the at-least-once loop: pipelined produce, store-after-ack, backpressure |
 //! | `transactional` | the `exactly_once` loop: batches in Kafka transactions |
 //! | [`replay`] | replays up to the end offsets captured at start |
 //! | [`metrics`] | Prometheus metrics |
 
+pub mod dead_letter;
 pub mod error;
 pub mod fields;
 mod lag;
@@ -68,9 +70,10 @@ mod stage_error;
 mod summary;
 mod transactional;
 
+pub use dead_letter::{Content, DeadLetter};
 pub use error::MapError;
 pub use mapping::{excluded_fields, field_sources, map_record};
-pub use normalize::Normalizer;
+pub use normalize::{Decision, Normalizer};
 pub use policy::{ExclusionPolicy, PolicyError};
 pub use record::{EntityRecord, Mapped};
 pub use replay::{ReplayFrom, ReplayReport, replay};
