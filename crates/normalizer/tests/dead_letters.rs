@@ -56,7 +56,8 @@ async fn poison_records_go_to_the_dlq_with_their_reason_and_good_ones_come_out()
                 .remove("short_description");
             json.to_string()
         });
-        Some(record)
+        // Through Avro, as the DLQ holds it (times in milliseconds).
+        Some(RawRecord::decode(&record.encode().expect("encodes")).expect("decodes"))
     };
     let poison: Vec<(String, Vec<u8>, &str, Option<RawRecord>)> = vec![
         (
