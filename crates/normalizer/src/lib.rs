@@ -39,9 +39,11 @@
 //!
 //! Around the core, the stage ([`run`], binary `nowstream-normalizer`) consumes the four raw
 //! topics as the consumer group `normalizer.group_id`, publishes each record's entity (or
-//! tombstone) to `sei.servicenow.<entity>` and each record it cannot map to
-//! `sei.servicenow.dlq`, and stores an input offset only once Kafka acknowledged its output
-//! (`docs/architecture.md`). [`replay()`] re-normalizes history from the raw topics.
+//! tombstone) to `sei.servicenow.<entity>` and each record it cannot map (or whose entity is
+//! too large to publish) to `sei.servicenow.dlq`, scrubbed of its integration's excluded fields
+//! or as a reference only ([`dead_letter`]), and stores an input offset only once Kafka
+//! acknowledged its output (`docs/architecture.md`). [`replay()`] re-normalizes history from
+//! the raw topics.
 //! `docs/normalizer.md` is the operator's guide.
 //!
 //! | module | concern |
