@@ -34,6 +34,8 @@ pub const TOO_LARGE: &str = "too_large";
 
 /// Bytes kept free, under `message.max.bytes`, for a record's framing and the fixed DLQ
 /// headers (stage, reason, source topic/partition/offset, time, content, size, table, sys_id).
+/// An entity is published only with this much to spare too, so that the sink's dead letter of
+/// it (the same bytes plus the sink's headers) still fits.
 pub const FRAMING_ALLOWANCE: usize = 2_048;
 
 /// Longest `nowstream.cut_fields` header; further names are left out (an ellipsis says so).

@@ -149,8 +149,9 @@ impl Normalizer {
         match self.normalize(value) {
             Ok(output) => {
                 let size = output.key.len() + output.value.as_ref().map_or(0, Vec::len);
-                // The producer counts a little framing too; keep a margin.
-                if size + FRAMING_ALLOWANCE / 8 <= self.max_message_bytes {
+                // Room to spare for framing, and for the headers of the sink's dead letter
+                // of this entity (the same bytes plus headers), which must fit as well.
+                if size + FRAMING_ALLOWANCE <= self.max_message_bytes {
                     return Decision::Publish(output);
                 }
                 Decision::DeadLetter(self.too_large(key_len, value, &output))

@@ -724,8 +724,9 @@ mod through_the_stage {
     use std::collections::BTreeSet;
     use std::time::Duration;
 
+    use nowstream_bus::dlq::headers;
     use nowstream_bus::{OutRecord, Producer};
-    use nowstream_model::Entity;
+    use nowstream_model::{AvroRecord, Entity, RecordOp};
     use nowstream_runtime::Health;
     use nowstream_testkit::TansuBroker;
     use proptest::strategy::{Strategy, ValueTree};
@@ -778,8 +779,9 @@ mod through_the_stage {
         }
     }
 
-    /// Writes the sample to the raw topics (which exist), runs the stage with `POLICY` until
-    /// every input has its output or dead letter, and searches everything it wrote.
+    /// Writes the sample and one oversized incident to the raw topics (which exist), runs the
+    /// stage with `POLICY` until every input has its output or dead letter, and searches
+    /// everything it wrote.
     async fn run_sample(mut setup: Setup) {
         let policy: Vec<String> = POLICY.iter().map(|name| (*name).to_owned()).collect();
         setup.exclude_fields = policy.clone();
@@ -798,6 +800,29 @@ mod through_the_stage {
                 .await
                 .expect("raw record written");
         }
+        // And one incident whose entity is over the producer's limit (a 1.5 MB custom field),
+        // with an excluded description: dead-lettered `too_large`, scrubbed and cut.
+        let mut oversized = super::common::raw(Entity::Incident, "oversized", 1, RecordOp::Upsert);
+        let mut payload: Value =
+            serde_json::from_str(oversized.payload.as_deref().expect("payload")).expect("JSON");
+        payload["u_big"] = Value::String("b".repeat(1_500_000));
+        payload["description"] = serde_json::json!({"value": "C999MK00000Q", "display_value": ""});
+        forbidden.insert("C999MK00000Q".to_owned());
+        oversized.payload = Some(payload.to_string());
+        let mut kafka = setup.kafka();
+        kafka.properties.insert(
+            "message.max.bytes".into(),
+            secrecy::SecretString::from("16000000"),
+        );
+        Producer::new(&kafka)
+            .expect("producer")
+            .send(OutRecord::new(
+                &topics.raw("incident").expect("raw topic"),
+                b"4711:oversized",
+                Some(&oversized.encode().expect("encodes")),
+            ))
+            .await
+            .expect("oversized record written");
         assert!(
             sample
                 .iter()
@@ -821,7 +846,7 @@ mod through_the_stage {
         let mut reader = OutputReader::new(&setup);
         let complete = reader
             .read_until(Duration::from_secs(120), |reader| {
-                reader.messages + reader.dead_letters.len() >= SAMPLE
+                reader.messages + reader.dead_letters.len() > SAMPLE
             })
             .await;
         shutdown.cancel();
@@ -833,6 +858,19 @@ mod through_the_stage {
             reader.dead_letters.len()
         );
         assert!(summary.dead_lettered >= (SAMPLE / 2) as u64, "{summary}");
+        let too_large = reader
+            .dead_letters
+            .iter()
+            .find(|letter| letter.key == "4711:oversized")
+            .expect("the oversized incident is dead-lettered");
+        assert_eq!(
+            too_large.header(headers::REASON).as_deref(),
+            Some("too_large")
+        );
+        assert_eq!(
+            too_large.header(headers::CUT_FIELDS).as_deref(),
+            Some("u_big")
+        );
 
         let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
         for ((topic, key), value) in &reader.latest {
