@@ -221,3 +221,33 @@ impl Producer {
         &self.inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    #[test]
+    fn the_size_limit_is_librdkafkas_default_unless_configured() {
+        let mut kafka = KafkaConfig::default();
+        assert_eq!(max_message_bytes(&kafka), DEFAULT_MESSAGE_MAX_BYTES);
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), SecretString::from("4000000"));
+        assert_eq!(max_message_bytes(&kafka), 4_000_000);
+    }
+
+    #[test]
+    fn only_a_size_refusal_counts_as_too_large() {
+        let refused = |code| BusError::Delivery {
+            topic: "t".into(),
+            key: "k".into(),
+            source: Box::new(KafkaError::MessageProduction(code)),
+        };
+        assert!(refused(RDKafkaErrorCode::MessageSizeTooLarge).is_message_too_large());
+        assert!(!refused(RDKafkaErrorCode::QueueFull).is_message_too_large());
+    }
+}
