@@ -18,7 +18,8 @@ pub mod headers {
     pub const CONTENT: &str = "nowstream.content";
     /// Size in bytes (key and value) of the output that did not fit (reason `too_large`).
     pub const SIZE: &str = "nowstream.size";
-    /// The producer's `message.max.bytes` that the output did not fit under.
+    /// The producer's `message.max.bytes` that the output did not fit under (with room to
+    /// spare for headers).
     pub const LIMIT: &str = "nowstream.limit";
     /// Top-level payload fields left out so the dead letter itself fits: names only,
     /// comma-separated.

@@ -167,8 +167,8 @@ impl Normalizer {
         let reason = DlqReason::new(
             TOO_LARGE,
             format!(
-                "the {} record {} is {size} bytes encoded, over the producer's \
-                 message.max.bytes ({})",
+                "the {} record {} is {size} bytes encoded, more than the producer's \
+                 message.max.bytes ({}) allows with {FRAMING_ALLOWANCE} bytes kept for headers",
                 output.entity, output.key, self.max_message_bytes
             ),
         );
