@@ -1,4 +1,5 @@
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 /// Everything that can go wrong talking to Kafka, with the facts needed to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +34,19 @@ pub enum BusError {
         #[source]
         source: Box<KafkaError>,
     },
+}
+
+impl BusError {
+    /// Whether a record was refused for its size (over the producer's `message.max.bytes`, or
+    /// the topic's `max.message.bytes`): sending it again can never succeed.
+    pub fn is_message_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::Delivery { source, .. }
+                if matches!(
+                    source.as_ref(),
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+                )
+        )
+    }
 }

@@ -22,4 +22,4 @@ pub use client::client_config;
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DlqReason, DlqWriter};
 pub use error::BusError;
-pub use producer::{Delivered, OutRecord, PendingDelivery, Producer};
+pub use producer::{Delivered, OutRecord, PendingDelivery, Producer, max_message_bytes};

@@ -11,6 +11,19 @@ use nowstream_runtime::KafkaConfig;
 use crate::BusError;
 use crate::client::client_config;
 
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest record (key, value and headers, plus a little framing) a producer built from
+/// `kafka` accepts: its `message.max.bytes`. A larger one is refused at enqueue time, and
+/// would be refused again however often it is retried.
+pub fn max_message_bytes(kafka: &KafkaConfig) -> usize {
+    client_config(kafka)
+        .get("message.max.bytes")
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+}
+
 /// One record to write. Borrowed so producing a page of records copies nothing twice.
 #[derive(Debug, Clone, Copy)]
 pub struct OutRecord<'a> {
@@ -206,5 +219,35 @@ impl Producer {
     /// The underlying rdkafka producer, for transactions.
     pub fn rdkafka(&self) -> &FutureProducer {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    #[test]
+    fn the_size_limit_is_librdkafkas_default_unless_configured() {
+        let mut kafka = KafkaConfig::default();
+        assert_eq!(max_message_bytes(&kafka), DEFAULT_MESSAGE_MAX_BYTES);
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), SecretString::from("4000000"));
+        assert_eq!(max_message_bytes(&kafka), 4_000_000);
+    }
+
+    #[test]
+    fn only_a_size_refusal_counts_as_too_large() {
+        let refused = |code| BusError::Delivery {
+            topic: "t".into(),
+            key: "k".into(),
+            source: Box::new(KafkaError::MessageProduction(code)),
+        };
+        assert!(refused(RDKafkaErrorCode::MessageSizeTooLarge).is_message_too_large());
+        assert!(!refused(RDKafkaErrorCode::QueueFull).is_message_too_large());
     }
 }

@@ -39,20 +39,24 @@
 //!
 //! Around the core, the stage ([`run`], binary `nowstream-normalizer`) consumes the four raw
 //! topics as the consumer group `normalizer.group_id`, publishes each record's entity (or
-//! tombstone) to `sei.servicenow.<entity>` and each record it cannot map to
-//! `sei.servicenow.dlq`, and stores an input offset only once Kafka acknowledged its output
-//! (`docs/architecture.md`). [`replay()`] re-normalizes history from the raw topics.
+//! tombstone) to `sei.servicenow.<entity>` and each record it cannot map (or whose entity is
+//! too large to publish) to `sei.servicenow.dlq`, scrubbed of its integration's excluded fields
+//! or as a reference only ([`dead_letter`]), and stores an input offset only once Kafka
+//! acknowledged its output (`docs/architecture.md`). [`replay()`] re-normalizes history from
+//! the raw topics.
 //! `docs/normalizer.md` is the operator's guide.
 //!
 //! | module | concern |
 //! |---|---|
 //! | [`normalize`] | one raw message → an [`normalize::Output`] or a DLQ reason |
+//! | [`dead_letter`] | what a DLQ record carries: the record scrubbed, or a reference |
 //! | `stage` | start-up checks, topics, sessions and restarts ([`run`]) |
 //! | `pipeline` | the at-least-once loop: pipelined produce, store-after-ack, backpressure |
 //! | `transactional` | the `exactly_once` loop: batches in Kafka transactions |
 //! | [`replay`] | replays up to the end offsets captured at start |
 //! | [`metrics`] | Prometheus metrics |
 
+pub mod dead_letter;
 pub mod error;
 pub mod fields;
 mod lag;
@@ -68,9 +72,10 @@ mod stage_error;
 mod summary;
 mod transactional;
 
+pub use dead_letter::{Content, DeadLetter};
 pub use error::MapError;
 pub use mapping::{excluded_fields, field_sources, map_record};
-pub use normalize::Normalizer;
+pub use normalize::{Decision, Normalizer};
 pub use policy::{ExclusionPolicy, PolicyError};
 pub use record::{EntityRecord, Mapped};
 pub use replay::{ReplayFrom, ReplayReport, replay};

@@ -10,21 +10,29 @@
 //! | `null_value` | the message has no value (a tombstone on a raw topic; the fetcher never writes one) |
 //! | `unknown_integration` | the record's `integration_id` is not in `integrations` |
 //! | `entity_encoding_failed` | the entity could not be Avro-encoded (a bug: the Rust type and its schema disagree) |
+//! | `too_large` | the encoded entity is larger than the producer's `message.max.bytes` |
+//!
+//! [`Normalizer::decide`] turns either into a [`Decision`]: publish the output, or park a
+//! [`DeadLetter`] that carries no excluded value (see [`crate::dead_letter`]).
 
 use std::collections::HashMap;
 
 use nowstream_bus::DlqReason;
-use nowstream_model::{AvroRecord, Entity, RawRecord, TopicNames};
+use nowstream_bus::producer::DEFAULT_MESSAGE_MAX_BYTES;
+use nowstream_model::{AvroRecord, Entity, ModelError, RawRecord, TopicNames};
 use nowstream_runtime::IntegrationConfig;
 
+pub use crate::dead_letter::TOO_LARGE;
+use crate::dead_letter::{DeadLetter, FRAMING_ALLOWANCE, dead_letter};
 use crate::{ExclusionPolicy, MapError, Mapped, PolicyError, map_record};
 
 /// The DLQ codes the stage adds to the mapping's [`MapError::CODES`].
-pub const STAGE_CODES: [&str; 4] = [
+pub const STAGE_CODES: [&str; 5] = [
     UNDECODABLE_AVRO,
     NULL_VALUE,
     UNKNOWN_INTEGRATION,
     ENTITY_ENCODING_FAILED,
+    TOO_LARGE,
 ];
 
 /// The value is not a `RawRecord` in Avro single-object encoding.
@@ -61,6 +69,15 @@ impl Output {
     }
 }
 
+/// What the stage does with one raw message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Publish this entity or tombstone.
+    Publish(Output),
+    /// Park this letter in the DLQ instead.
+    DeadLetter(DeadLetter),
+}
+
 /// A configured `exclude_fields` list that cannot be honoured; the stage refuses to start,
 /// since running without it would leak the fields it names.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +98,9 @@ pub struct InvalidPolicy {
 pub struct Normalizer {
     topics: TopicNames,
     policies: HashMap<String, ExclusionPolicy>,
+    /// The producer's `message.max.bytes`: an output larger than this is dead-lettered
+    /// (`too_large`) instead of being refused by the producer at every try.
+    max_message_bytes: usize,
 }
 
 impl Normalizer {
@@ -101,7 +121,74 @@ impl Normalizer {
             })?;
             policies.insert(integration.id.clone(), policy);
         }
-        Ok(Self { topics, policies })
+        Ok(Self {
+            topics,
+            policies,
+            max_message_bytes: DEFAULT_MESSAGE_MAX_BYTES,
+        })
+    }
+
+    /// The same normalizer for a producer whose `message.max.bytes` is `limit`
+    /// ([`nowstream_bus::max_message_bytes`]).
+    pub fn with_max_message_bytes(mut self, limit: usize) -> Self {
+        self.max_message_bytes = limit;
+        self
+    }
+
+    /// The producer limit outputs and dead letters are sized against.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// Decides what becomes of one raw message (`key` and `value` as consumed): its output, or
+    /// a dead letter that holds none of the integration's excluded values. An output that
+    /// would not fit under [`max_message_bytes`](Self::max_message_bytes) is dead-lettered
+    /// as [`TOO_LARGE`], so the stream goes on.
+    pub fn decide(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> Decision {
+        let key_len = key.map_or(0, <[u8]>::len);
+        match self.normalize(value) {
+            Ok(output) => {
+                let size = output.key.len() + output.value.as_ref().map_or(0, Vec::len);
+                // Room to spare for framing, and for the headers of the sink's dead letter
+                // of this entity (the same bytes plus headers), which must fit as well.
+                if size + FRAMING_ALLOWANCE <= self.max_message_bytes {
+                    return Decision::Publish(output);
+                }
+                Decision::DeadLetter(self.too_large(key_len, value, &output))
+            }
+            Err(reason) => Decision::DeadLetter(self.dead_letter(key_len, value, reason)),
+        }
+    }
+
+    /// The dead letter of an output the producer refused for its size; used by
+    /// [`decide`](Self::decide), and by the stage when the producer refuses one anyway.
+    pub fn too_large(&self, key_len: usize, value: Option<&[u8]>, output: &Output) -> DeadLetter {
+        let size = output.key.len() + output.value.as_ref().map_or(0, Vec::len);
+        let reason = DlqReason::new(
+            TOO_LARGE,
+            format!(
+                "the {} record {} is {size} bytes encoded, more than the producer's \
+                 message.max.bytes ({}) allows with {FRAMING_ALLOWANCE} bytes kept for headers",
+                output.entity, output.key, self.max_message_bytes
+            ),
+        );
+        let mut letter = self.dead_letter(key_len, value, reason);
+        letter.too_large = Some((size, self.max_message_bytes));
+        letter
+    }
+
+    /// The dead letter of a raw message that cannot be published for `reason`: scrubbed
+    /// with its integration's policy and sized to fit, or only a reference.
+    pub fn dead_letter(
+        &self,
+        key_len: usize,
+        value: Option<&[u8]>,
+        reason: DlqReason,
+    ) -> DeadLetter {
+        let budget = self
+            .max_message_bytes
+            .saturating_sub(key_len + reason.code.len() + reason.detail.len() + FRAMING_ALLOWANCE);
+        dead_letter(value, &self.policies, reason, budget)
     }
 
     /// The topic names in use.
@@ -120,7 +207,10 @@ impl Normalizer {
         let raw = RawRecord::decode(bytes).map_err(|error| {
             DlqReason::new(
                 UNDECODABLE_AVRO,
-                format!("the value is not a RawRecord in Avro single-object encoding: {error}"),
+                format!(
+                    "the value is not a RawRecord in Avro single-object encoding: {}",
+                    undecodable_detail(&error)
+                ),
             )
         })?;
         let policy = self.policies.get(&raw.integration_id).ok_or_else(|| {
@@ -157,6 +247,18 @@ impl Normalizer {
             value,
             entity,
         })
+    }
+}
+
+/// Why a value did not decode, without quoting it: the Avro decoder's own complaint about a
+/// body can quote the value it choked on, which may come from an excluded field.
+fn undecodable_detail(error: &ModelError) -> String {
+    match error {
+        ModelError::Body { fingerprint, .. } => {
+            format!("the body does not match the RawRecord schema version {fingerprint}")
+        }
+        ModelError::Value { .. } => "the body does not fit the RawRecord type".to_owned(),
+        other => other.to_string(),
     }
 }
 

@@ -12,6 +12,10 @@
 //!   concurrently.
 //! * Finished outputs are handled before new input (`biased;`), and reading stops while
 //!   `max_in_flight` outputs are unacknowledged: a slow broker slows reading.
+//! * A record that cannot be published goes to the DLQ as a [`DeadLetter`]: scrubbed of its
+//!   integration's excluded fields, or a reference only; never the input's bytes or headers.
+//!   An output over the producer's `message.max.bytes` is one (`too_large`), caught before it
+//!   is produced: retrying it could never succeed, so it must not end the session.
 //! * An output Kafka finally refused is never retried out of order: reading stops, the
 //!   outputs in flight are settled and the acknowledged prefix committed, and the session
 //!   ends with the error. The caller starts a new session, which re-reads from the committed
@@ -29,8 +33,9 @@ use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::NormalizerError;
+use crate::dead_letter::DeadLetter;
 use crate::metrics;
-use crate::normalize::Normalizer;
+use crate::normalize::{Decision, Normalizer};
 use crate::replay::{Disposition, ReplayBound};
 use crate::summary::Summary;
 
@@ -205,53 +210,60 @@ impl Pipeline {
             .raw_table(&message.topic)
             .unwrap_or("unknown");
         metrics::record_in(table);
-        match self.normalizer.normalize(message.payload.as_deref()) {
-            Ok(output) => {
-                let pending = self
+        let letter = match self
+            .normalizer
+            .decide(message.key.as_deref(), message.payload.as_deref())
+        {
+            Decision::Publish(output) => {
+                let enqueued = self
                     .producer
                     .enqueue(OutRecord::new(
                         &output.topic,
                         output.key.as_bytes(),
                         output.value.as_deref(),
                     ))
-                    .await?;
-                let token = message.token;
-                let published = Published::Output {
-                    entity: output.entity.name(),
-                    op: output.op(),
-                };
-                self.tasks.spawn(async move {
-                    let result = pending.acknowledged().await.map(|_| published);
-                    Settled {
-                        token,
-                        read_at,
-                        result,
+                    .await;
+                match enqueued {
+                    Ok(pending) => {
+                        let token = message.token;
+                        let published = Published::Output {
+                            entity: output.entity.name(),
+                            op: output.op(),
+                        };
+                        self.tasks.spawn(async move {
+                            let result = pending.acknowledged().await.map(|_| published);
+                            Settled {
+                                token,
+                                read_at,
+                                result,
+                            }
+                        });
+                        return Ok(());
                     }
-                });
+                    // The size check is done before enqueueing; this catches a producer
+                    // that counts differently, so the record still cannot loop.
+                    Err(error) if error.is_message_too_large() => self.normalizer.too_large(
+                        message.key.as_ref().map_or(0, Vec::len),
+                        message.payload.as_deref(),
+                        &output,
+                    ),
+                    Err(error) => return Err(error.into()),
+                }
             }
-            Err(reason) => {
-                tracing::warn!(
-                    source = %source_of(&message),
-                    reason = %reason.code,
-                    detail = %reason.detail,
-                    "raw record dead-lettered"
-                );
-                let dlq = self.dlq.clone();
-                self.tasks.spawn(async move {
-                    let result =
-                        dlq.send(&message, &reason)
-                            .await
-                            .map(|_| Published::DeadLettered {
-                                reason: reason.code,
-                            });
-                    Settled {
-                        token: message.token,
-                        read_at,
-                        result,
-                    }
-                });
+            Decision::DeadLetter(letter) => letter,
+        };
+        warn_dead_lettered(&message, &letter);
+        let dlq = self.dlq.clone();
+        self.tasks.spawn(async move {
+            let result = park(&dlq, &message, letter)
+                .await
+                .map(|reason| Published::DeadLettered { reason });
+            Settled {
+                token: message.token,
+                read_at,
+                result,
             }
-        }
+        });
         Ok(())
     }
 
@@ -318,6 +330,54 @@ impl Pipeline {
         }
         metrics::in_flight(self.tasks.len());
     }
+}
+
+/// Writes a dead letter (never the input's own bytes or headers) and waits for the broker;
+/// returns the reason code. A scrubbed letter the broker refuses for its size (a DLQ topic
+/// whose `max.message.bytes` is below the producer's) is parked as a reference instead.
+pub(crate) async fn park(
+    dlq: &DlqWriter,
+    message: &ConsumedMessage,
+    letter: DeadLetter,
+) -> Result<String, BusError> {
+    match send_letter(dlq, message, &letter).await {
+        Err(error) if error.is_message_too_large() && letter.value.is_some() => {
+            tracing::warn!(
+                source = %source_of(message),
+                "the scrubbed dead letter is too large for the DLQ topic; parking a reference"
+            );
+            let letter = letter.into_reference();
+            send_letter(dlq, message, &letter).await?;
+            Ok(letter.reason.code)
+        }
+        Err(error) => Err(error),
+        Ok(_) => Ok(letter.reason.code),
+    }
+}
+
+async fn send_letter(
+    dlq: &DlqWriter,
+    message: &ConsumedMessage,
+    letter: &DeadLetter,
+) -> Result<nowstream_bus::Delivered, BusError> {
+    let headers = letter.headers();
+    let headers: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_slice()))
+        .collect();
+    dlq.send_scrubbed(message, letter.value.as_deref(), &letter.reason, &headers)
+        .await
+}
+
+/// The log line of a record going to the DLQ: where from, why, and what the letter holds.
+pub(crate) fn warn_dead_lettered(message: &ConsumedMessage, letter: &DeadLetter) {
+    tracing::warn!(
+        source = %source_of(message),
+        reason = %letter.reason.code,
+        detail = %letter.reason.detail,
+        content = letter.content.as_str(),
+        "raw record dead-lettered"
+    );
 }
 
 /// `topic/partition@offset` of a consumed message, for logs.

@@ -51,7 +51,10 @@ pub(crate) async fn prepare(config: &Config) -> Result<Prepared, NormalizerError
         return Err(NormalizerError::InvalidConfig { problems });
     }
     let topics = TopicNames::new(config.kafka.topic_prefix.clone())?;
-    let normalizer = Arc::new(Normalizer::new(topics.clone(), &config.integrations)?);
+    let normalizer = Arc::new(
+        Normalizer::new(topics.clone(), &config.integrations)?
+            .with_max_message_bytes(nowstream_bus::max_message_bytes(&config.kafka)),
+    );
     let raw_topics = Entity::ALL
         .iter()
         .map(|entity| topics.raw(entity.source_table()))

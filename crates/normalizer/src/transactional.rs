@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use nowstream_bus::{
-    AckConsumer, ConsumedMessage, DlqReason, DlqWriter, OutRecord, PendingDelivery, Producer,
+    AckConsumer, ConsumedMessage, DlqWriter, OutRecord, PendingDelivery, Producer,
 };
 use nowstream_runtime::{KafkaConfig, NormalizerConfig, ReadinessHandle};
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
@@ -33,8 +33,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::normalize::{Normalizer, Output};
-use crate::pipeline::source_of;
+use crate::normalize::{Decision, Normalizer};
+use crate::pipeline::{park, source_of, warn_dead_lettered};
 use crate::stage::STAGE;
 use crate::summary::Summary;
 use crate::{NormalizerError, metrics};
@@ -53,7 +53,7 @@ const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(500);
 struct Input {
     message: ConsumedMessage,
     read_at: Instant,
-    outcome: Result<Output, DlqReason>,
+    decision: Decision,
 }
 
 /// A batch: its inputs and the group metadata its offsets are committed with.
@@ -150,16 +150,13 @@ impl TransactionalPipeline {
                         self.summary.records_in += 1;
                         let table = self.normalizer.topics().raw_table(&message.topic).unwrap_or("unknown");
                         metrics::record_in(table);
-                        let outcome = self.normalizer.normalize(message.payload.as_deref());
-                        if let Err(reason) = &outcome {
-                            tracing::warn!(
-                                source = %source_of(&message),
-                                reason = %reason.code,
-                                detail = %reason.detail,
-                                "raw record dead-lettered"
-                            );
+                        let decision = self
+                            .normalizer
+                            .decide(message.key.as_deref(), message.payload.as_deref());
+                        if let Decision::DeadLetter(letter) = &decision {
+                            warn_dead_lettered(&message, letter);
                         }
-                        inputs.push(Input { message, read_at: Instant::now(), outcome });
+                        inputs.push(Input { message, read_at: Instant::now(), decision });
                         metrics::in_flight(inputs.len());
                     }
                     Err(error) => {
@@ -204,11 +201,11 @@ impl TransactionalPipeline {
     }
 
     /// Commits the batch in a transaction, retrying the same batch after a failure.
-    async fn publish(&mut self, batch: Batch) -> Result<(), NormalizerError> {
+    async fn publish(&mut self, mut batch: Batch) -> Result<(), NormalizerError> {
         let offsets = next_offsets(&batch.inputs)?;
         let mut delay = FIRST_RETRY_DELAY;
         for attempt in 1..=MAX_ATTEMPTS {
-            match self.transaction(&batch, &offsets).await {
+            match self.transaction(&mut batch, &offsets).await {
                 Ok(()) => {
                     self.committed(&batch)?;
                     return Ok(());
@@ -236,7 +233,7 @@ impl TransactionalPipeline {
 
     async fn transaction(
         &mut self,
-        batch: &Batch,
+        batch: &mut Batch,
         offsets: &TopicPartitionList,
     ) -> Result<(), NormalizerError> {
         let producer = match &self.producer {
@@ -252,30 +249,50 @@ impl TransactionalPipeline {
             .begin_transaction()
             .map_err(|error| self.error("begin", error.to_string()))?;
         let mut pending: Vec<PendingDelivery> = Vec::with_capacity(batch.inputs.len());
-        for input in &batch.inputs {
-            if let Ok(output) = &input.outcome {
-                pending.push(
-                    producer
-                        .enqueue(OutRecord::new(
-                            &output.topic,
-                            output.key.as_bytes(),
-                            output.value.as_deref(),
-                        ))
-                        .await?,
-                );
+        for input in &mut batch.inputs {
+            let Decision::Publish(output) = &input.decision else {
+                continue;
+            };
+            let enqueued = producer
+                .enqueue(OutRecord::new(
+                    &output.topic,
+                    output.key.as_bytes(),
+                    output.value.as_deref(),
+                ))
+                .await;
+            match enqueued {
+                Ok(delivery) => pending.push(delivery),
+                // Checked before; a producer that counts differently still cannot make
+                // the batch fail for good: the input becomes a dead letter, in this
+                // attempt and any retry.
+                Err(error) if error.is_message_too_large() => {
+                    let letter = self.normalizer.too_large(
+                        input.message.key.as_ref().map_or(0, Vec::len),
+                        input.message.payload.as_deref(),
+                        output,
+                    );
+                    warn_dead_lettered(&input.message, &letter);
+                    input.decision = Decision::DeadLetter(letter);
+                }
+                Err(error) => return Err(error.into()),
             }
         }
         let dlq = DlqWriter::new(producer.clone(), self.dlq_topic.clone(), STAGE);
         let dead_letters = batch.inputs.iter().filter_map(|input| {
-            let reason = input.outcome.as_ref().err()?;
-            Some(dlq.send(&input.message, reason))
+            let Decision::DeadLetter(letter) = &input.decision else {
+                return None;
+            };
+            Some(park(&dlq, &input.message, letter.clone()))
         });
         let (outputs, dead_letters) = tokio::join!(
             join_all(pending.into_iter().map(PendingDelivery::acknowledged)),
             join_all(dead_letters)
         );
-        for delivered in outputs.into_iter().chain(dead_letters) {
+        for delivered in outputs {
             delivered?;
+        }
+        for parked in dead_letters {
+            parked?;
         }
         let group = Arc::clone(&batch.group);
         let offsets = offsets.clone();
@@ -301,17 +318,17 @@ impl TransactionalPipeline {
             // offsets are never committed outside a transaction.
             self.consumer.ack(&input.message.token)?;
             let took = input.read_at.elapsed();
-            match &input.outcome {
-                Ok(output) => {
+            match &input.decision {
+                Decision::Publish(output) => {
                     self.summary.records_out += 1;
                     if output.value.is_none() {
                         self.summary.tombstones += 1;
                     }
                     metrics::record_out(output.entity.name(), output.op(), took);
                 }
-                Err(reason) => {
+                Decision::DeadLetter(letter) => {
                     self.summary.dead_lettered += 1;
-                    metrics::dead_lettered(&reason.code, took);
+                    metrics::dead_lettered(&letter.reason.code, took);
                 }
             }
         }

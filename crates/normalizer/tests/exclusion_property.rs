@@ -8,13 +8,24 @@
 //! fields (in both the `display_value=all` and plain-string shapes), custom `u_*` fields,
 //! dot-walked keys and arbitrary nested objects and arrays. Policies mix keys of the
 //! payload (top-level, nested, dot-walk segments) with SEI's names for fields.
+//!
+//! The same records, also spoiled in every way that makes mapping fail (a bad time, no
+//! sys_id, a wrong type, a payload that is not JSON or not an object, an unknown table or
+//! integration, bytes that are not a `RawRecord`, no value, an output over the producer's
+//! size limit), must not leak either: the stage's decision function ([`Normalizer::decide`])
+//! is checked on thousands of them, and a sample goes through the running stage and a real
+//! broker, where every message of every `sei.*` topic and of the DLQ is searched.
 
 use std::collections::BTreeSet;
 
+mod common;
+
 use chrono::{TimeZone, Utc};
-use nowstream_model::{Entity, RawRecord, RecordOp};
+use nowstream_model::{AvroRecord, Entity, RawRecord, RecordOp, TopicNames};
 use nowstream_normalizer::mapping::{SourceKind, derived_fields, field_sources};
-use nowstream_normalizer::{ExclusionPolicy, Mapped, map_record};
+use nowstream_normalizer::{
+    Content, DeadLetter, Decision, ExclusionPolicy, Mapped, Normalizer, map_record,
+};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Map, Value, json};
@@ -356,7 +367,8 @@ fn is_withheld(key: &str, withheld: &BTreeSet<String>) -> bool {
 
 fn all_markers(value: &Value, out: &mut Vec<String>) {
     match value {
-        Value::String(text) if text.starts_with("MK") => out.push(text.clone()),
+        // `MK00042Q`, or `C007MK00042Q` in the samples run through the stage.
+        Value::String(text) if text.contains("MK") => out.push(text.clone()),
         Value::Object(map) => map.values().for_each(|v| all_markers(v, out)),
         Value::Array(items) => items.iter().for_each(|v| all_markers(v, out)),
         _ => {}
@@ -477,5 +489,443 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Records that fail: the dead-letter decision and the running stage.
+// ---------------------------------------------------------------------------------------
+
+/// How a generated record is spoiled before the stage sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Left as generated: normally published.
+    Nothing,
+    /// A time field that is not a time.
+    BadTime,
+    /// No sys_id in the raw record nor in the payload.
+    MissingSysId,
+    /// `sys_mod_count` only in the payload, and not a number.
+    WrongType,
+    /// The payload cut in the middle: not JSON.
+    PayloadNotJson,
+    /// The payload wrapped in an array.
+    PayloadNotObject,
+    /// A table the normalizer does not map.
+    UnknownTable,
+    /// An integration the normalizer is not configured for: its policy is unknown.
+    UnknownIntegration,
+    /// The payload's JSON text where a `RawRecord` belongs.
+    JsonInsteadOfAvro,
+    /// A `RawRecord` cut short.
+    TruncatedAvro,
+    /// A `RawRecord` with a damaged schema fingerprint.
+    DamagedFingerprint,
+    /// No value at all.
+    NullValue,
+}
+
+impl Fault {
+    const ALL: [Fault; 12] = [
+        Fault::Nothing,
+        Fault::BadTime,
+        Fault::MissingSysId,
+        Fault::WrongType,
+        Fault::PayloadNotJson,
+        Fault::PayloadNotObject,
+        Fault::UnknownTable,
+        Fault::UnknownIntegration,
+        Fault::JsonInsteadOfAvro,
+        Fault::TruncatedAvro,
+        Fault::DamagedFingerprint,
+        Fault::NullValue,
+    ];
+
+    /// Whether the record's integration and policy can be known: otherwise every value in it
+    /// counts as excluded.
+    fn policy_known(self) -> bool {
+        !matches!(
+            self,
+            Fault::UnknownIntegration
+                | Fault::JsonInsteadOfAvro
+                | Fault::TruncatedAvro
+                | Fault::DamagedFingerprint
+                | Fault::NullValue
+        )
+    }
+
+    /// Whether mapping must refuse the record whatever the policy.
+    fn always_fails(self) -> bool {
+        !matches!(self, Fault::Nothing | Fault::BadTime)
+    }
+}
+
+/// The raw message value of `case` as `integration_id` publishes it, spoiled by `fault`.
+fn spoiled(case: &Case, integration_id: &str, sys_id: &str, fault: Fault) -> Option<Vec<u8>> {
+    let mut payload = Value::Object(case.payload.clone());
+    payload["sys_id"] = json!({"display_value": sys_id, "value": sys_id});
+    let mut record = raw(case);
+    record.integration_id = integration_id.into();
+    record.sys_id = sys_id.into();
+    match fault {
+        Fault::BadTime => {
+            payload["sys_created_on"] = json!({"display_value": "yesterday", "value": "yesterday"});
+        }
+        Fault::MissingSysId => {
+            record.sys_id = String::new();
+            payload.as_object_mut()?.remove("sys_id");
+        }
+        Fault::WrongType => {
+            record.sys_mod_count = None;
+            payload["sys_mod_count"] = json!({"display_value": "many", "value": "many"});
+        }
+        Fault::UnknownTable => record.table = "problem".into(),
+        Fault::UnknownIntegration => record.integration_id = "9999".into(),
+        _ => {}
+    }
+    let text = payload.to_string();
+    record.payload = Some(match fault {
+        Fault::PayloadNotJson => text.chars().take(text.chars().count() / 2).collect(),
+        Fault::PayloadNotObject => Value::Array(vec![payload]).to_string(),
+        _ => text.clone(),
+    });
+    let mut bytes = record.encode().ok()?;
+    match fault {
+        Fault::JsonInsteadOfAvro => Some(text.into_bytes()),
+        Fault::TruncatedAvro => {
+            bytes.truncate(bytes.len() - 3);
+            Some(bytes)
+        }
+        Fault::DamagedFingerprint => {
+            bytes[4] ^= 0xff;
+            Some(bytes)
+        }
+        Fault::NullValue => None,
+        _ => Some(bytes),
+    }
+}
+
+/// The markers that must not leave the normalizer for this record: those under withheld
+/// keys, or every one when the record's policy cannot be known.
+fn forbidden_markers(case: &Case, withheld: &BTreeSet<String>, fault: Fault) -> Vec<String> {
+    let payload = Value::Object(case.payload.clone());
+    let mut out = Vec::new();
+    if fault.policy_known() {
+        withheld_markers(&payload, withheld, &mut out);
+    } else {
+        all_markers(&payload, &mut out);
+    }
+    out
+}
+
+/// Every byte string a dead letter puts on the wire besides the standard headers: its
+/// value, its reason's detail and its own headers.
+fn letter_bytes(letter: &DeadLetter) -> Vec<Vec<u8>> {
+    let mut out = vec![letter.reason.detail.clone().into_bytes()];
+    out.extend(letter.value.clone());
+    out.extend(letter.headers().into_iter().map(|(_, value)| value));
+    out
+}
+
+fn integration(id: &str, exclude_fields: &[String]) -> nowstream_runtime::IntegrationConfig {
+    nowstream_runtime::IntegrationConfig {
+        id: id.into(),
+        url: "https://acme.service-now.com".into(),
+        auth: nowstream_runtime::AuthConfig::Basic(nowstream_runtime::BasicAuth {
+            username: "reader".into(),
+            password: secrecy::SecretString::from("secret"),
+        }),
+        exclude_fields: exclude_fields.to_vec(),
+        allow_http: false,
+        exclude_at_source: false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 3_000,
+        max_shrink_iters: 2_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn no_excluded_value_reaches_an_output_or_a_dead_letter_whatever_fails(
+        case in case(),
+        fault in select(Fault::ALL.to_vec()),
+        limit in prop_oneof![3 => Just(1_000_000usize), 1 => 2_500..8_000usize],
+    ) {
+        let normalizer = Normalizer::new(
+            TopicNames::default(),
+            &[integration("7", &case.exclude_fields)],
+        )
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
+        .with_max_message_bytes(limit);
+        let withheld = withheld_names(&case.exclude_fields);
+        let forbidden = forbidden_markers(&case, &withheld, fault);
+        let key = format!("7:{SYS_ID}");
+        let value = spoiled(&case, "7", SYS_ID, fault);
+
+        match normalizer.decide(Some(key.as_bytes()), value.as_deref()) {
+            Decision::Publish(output) => {
+                prop_assert!(!fault.always_fails(), "{:?} was published", fault);
+                let bytes = output.value.unwrap_or_default();
+                for marker in &forbidden {
+                    prop_assert!(!contains(&bytes, marker), "{} published", marker);
+                }
+            }
+            Decision::DeadLetter(letter) => {
+                for bytes in letter_bytes(&letter) {
+                    for marker in &forbidden {
+                        prop_assert!(
+                            !contains(&bytes, marker),
+                            "{} in the dead letter ({:?}, {})", marker, fault, letter.reason.code
+                        );
+                    }
+                }
+                if !fault.policy_known() || fault == Fault::PayloadNotJson {
+                    prop_assert_eq!(letter.content, Content::Reference);
+                }
+                if letter.content == Content::Reference {
+                    prop_assert!(letter.value.is_none());
+                    return Ok(());
+                }
+                // Scrubbed: the record as it came, minus the withheld fields; it fits.
+                let parked = letter.value.as_deref().unwrap_or_default();
+                prop_assert!(
+                    key.len() + parked.len() + letter.reason.code.len()
+                        + letter.reason.detail.len() + 2_048 <= limit,
+                    "a letter of {} bytes does not fit under {}", parked.len(), limit
+                );
+                let record = RawRecord::decode(parked).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let original = RawRecord::decode(value.as_deref().unwrap_or_default())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&record.sys_id, &original.sys_id);
+                prop_assert_eq!(&record.table, &original.table);
+                prop_assert_eq!(record.sys_updated_on, original.sys_updated_on);
+                if letter.cut_fields.is_empty() {
+                    // The markers of the payload as spoiled (a fault may replace a field).
+                    let sent: Value = serde_json::from_str(original.payload.as_deref().unwrap_or("null"))
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let mut kept = Vec::new();
+                    all_markers(&sent, &mut kept);
+                    let text = record.payload.unwrap_or_default();
+                    for marker in kept.iter().filter(|m| !forbidden.contains(m)) {
+                        prop_assert!(text.contains(marker.as_str()), "kept {} lost", marker);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A sample of generated records, spoiled or not, through the running stage and a real
+/// broker (`exactly_once` on the in-process mock cluster: tansu has no transactions).
+mod through_the_stage {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use nowstream_bus::dlq::headers;
+    use nowstream_bus::{OutRecord, Producer};
+    use nowstream_model::{AvroRecord, Entity, RecordOp};
+    use nowstream_runtime::Health;
+    use nowstream_testkit::TansuBroker;
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    use serde_json::Value;
+    use tokio_util::sync::CancellationToken;
+
+    use super::common::{OutputReader, RAW_PARTITIONS, Setup};
+    use super::{Case, Fault, case, contains, forbidden_markers, spoiled, withheld_names};
+
+    /// The one policy of integration `4711` in these runs: SEI names, plain, dot-walked and
+    /// custom fields, all of which the generator uses.
+    const POLICY: &[&str] = &[
+        "Summary",
+        "Description",
+        "Comments",
+        "department",
+        "caller_id",
+        "requested_by.department",
+        "name",
+        "u_vendor",
+    ];
+    const SAMPLE: usize = 96;
+
+    /// `SAMPLE` generated cases, each with its fault, its own sys_id, and markers unique to
+    /// it (`C007MK00042Q`), so a marker found anywhere names its record.
+    fn sample() -> Vec<(Case, Fault, String)> {
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+        );
+        (0..SAMPLE)
+            .map(|index| {
+                let mut case = case().new_tree(&mut runner).expect("case").current();
+                for value in case.payload.values_mut() {
+                    prefix_markers(value, &format!("C{index:03}"));
+                }
+                let fault = Fault::ALL[index % Fault::ALL.len()];
+                (case, fault, format!("s{index:03}"))
+            })
+            .collect()
+    }
+
+    fn prefix_markers(value: &mut Value, prefix: &str) {
+        match value {
+            Value::String(text) if text.starts_with("MK") => *text = format!("{prefix}{text}"),
+            Value::Object(map) => map.values_mut().for_each(|v| prefix_markers(v, prefix)),
+            Value::Array(items) => items.iter_mut().for_each(|v| prefix_markers(v, prefix)),
+            _ => {}
+        }
+    }
+
+    /// Writes the sample and one oversized incident to the raw topics (which exist), runs the
+    /// stage with `POLICY` until every input has its output or dead letter, and searches
+    /// everything it wrote.
+    async fn run_sample(mut setup: Setup) {
+        let policy: Vec<String> = POLICY.iter().map(|name| (*name).to_owned()).collect();
+        setup.exclude_fields = policy.clone();
+        let withheld = withheld_names(&policy);
+        let topics = setup.topics();
+        let producer = Producer::new(&setup.kafka()).expect("producer");
+        let mut forbidden: BTreeSet<String> = BTreeSet::new();
+        let sample = sample();
+        for (case, fault, sys_id) in &sample {
+            forbidden.extend(forbidden_markers(case, &withheld, *fault));
+            let value = spoiled(case, "4711", sys_id, *fault);
+            let topic = topics.raw(case.entity.source_table()).expect("raw topic");
+            let key = format!("4711:{sys_id}");
+            producer
+                .send(OutRecord::new(&topic, key.as_bytes(), value.as_deref()))
+                .await
+                .expect("raw record written");
+        }
+        // And one incident whose entity is over the producer's limit (a 1.5 MB custom field),
+        // with an excluded description: dead-lettered `too_large`, scrubbed and cut.
+        let mut oversized = super::common::raw(Entity::Incident, "oversized", 1, RecordOp::Upsert);
+        let mut payload: Value =
+            serde_json::from_str(oversized.payload.as_deref().expect("payload")).expect("JSON");
+        payload["u_big"] = Value::String("b".repeat(1_500_000));
+        payload["description"] = serde_json::json!({"value": "C999MK00000Q", "display_value": ""});
+        forbidden.insert("C999MK00000Q".to_owned());
+        oversized.payload = Some(payload.to_string());
+        let mut kafka = setup.kafka();
+        kafka.properties.insert(
+            "message.max.bytes".into(),
+            secrecy::SecretString::from("16000000"),
+        );
+        Producer::new(&kafka)
+            .expect("producer")
+            .send(OutRecord::new(
+                &topics.raw("incident").expect("raw topic"),
+                b"4711:oversized",
+                Some(&oversized.encode().expect("encodes")),
+            ))
+            .await
+            .expect("oversized record written");
+        assert!(
+            sample
+                .iter()
+                .filter(|(_, fault, _)| fault.always_fails())
+                .count()
+                >= SAMPLE / 2,
+            "the sample has records that fail"
+        );
+        assert!(
+            forbidden.len() >= SAMPLE,
+            "the sample has values to withhold: {}",
+            forbidden.len()
+        );
+
+        let shutdown = CancellationToken::new();
+        let stage = tokio::spawn(nowstream_normalizer::run(
+            setup.config(),
+            Health::new(),
+            shutdown.clone(),
+        ));
+        let mut reader = OutputReader::new(&setup);
+        let complete = reader
+            .read_until(Duration::from_secs(120), |reader| {
+                reader.messages + reader.dead_letters.len() > SAMPLE
+            })
+            .await;
+        shutdown.cancel();
+        let summary = stage.await.expect("stage task").expect("stage ran");
+        assert!(
+            complete,
+            "{} outputs and {} dead letters for {SAMPLE} inputs",
+            reader.messages,
+            reader.dead_letters.len()
+        );
+        assert!(summary.dead_lettered >= (SAMPLE / 2) as u64, "{summary}");
+        let too_large = reader
+            .dead_letters
+            .iter()
+            .find(|letter| letter.key == "4711:oversized")
+            .expect("the oversized incident is dead-lettered");
+        assert_eq!(
+            too_large.header(headers::REASON).as_deref(),
+            Some("too_large")
+        );
+        assert_eq!(
+            too_large.header(headers::CUT_FIELDS).as_deref(),
+            Some("u_big")
+        );
+
+        let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+        for ((topic, key), value) in &reader.latest {
+            seen.push((format!("{topic} {key}"), key.clone().into_bytes()));
+            seen.extend(value.clone().map(|value| (format!("{topic} {key}"), value)));
+        }
+        for letter in &reader.dead_letters {
+            let at = format!("{} {}", letter.topic, letter.key);
+            seen.push((at.clone(), letter.key.clone().into_bytes()));
+            seen.extend(letter.value.clone().map(|value| (at.clone(), value)));
+            for (name, value) in &letter.headers {
+                seen.push((at.clone(), name.clone().into_bytes()));
+                seen.push((at.clone(), value.clone()));
+            }
+        }
+        for (at, bytes) in &seen {
+            for marker in &forbidden {
+                assert!(!contains(bytes, marker), "{marker} reached {at}");
+            }
+        }
+        // The search finds markers where they may be: kept values did come out.
+        let kept_somewhere = seen.iter().any(|(_, bytes)| {
+            contains(bytes, "MK") && !forbidden.iter().any(|m| contains(bytes, m))
+        });
+        assert!(kept_somewhere, "no kept value came out at all");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_excluded_value_reaches_any_sei_topic_or_the_dlq_through_the_running_stage() {
+        let broker = TansuBroker::start().expect("tansu starts");
+        let setup = Setup::new(&broker);
+        setup.create_raw_topics().await;
+        run_sample(setup).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_excluded_value_reaches_any_sei_topic_or_the_dlq_through_the_transactional_stage() {
+        let cluster = rdkafka::mocking::MockCluster::new(3).expect("mock cluster");
+        let mut setup = Setup::on(cluster.bootstrap_servers());
+        setup.session_timeout_ms = 6_000;
+        setup.normalizer = "exactly_once = true\ntransaction_linger = \"200ms\"".into();
+        let topics = setup.topics();
+        // The mock does not serve CreateTopics.
+        for entity in Entity::ALL {
+            let raw = topics.raw(entity.source_table()).expect("raw topic");
+            cluster
+                .create_topic(&raw, RAW_PARTITIONS, 3)
+                .expect("raw topic");
+            cluster
+                .create_topic(&topics.entity(entity), 3, 3)
+                .expect("entity topic");
+        }
+        cluster
+            .create_topic(&topics.dlq(), 3, 3)
+            .expect("dlq topic");
+        run_sample(setup).await;
     }
 }
