@@ -98,6 +98,35 @@ impl std::fmt::Debug for Producer {
     }
 }
 
+/// librdkafka's default `message.max.bytes`: the largest record (key + value + headers,
+/// before compression) a producer accepts.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The producer's record limit: `message.max.bytes` from `kafka.properties`, else librdkafka's
+/// default. A record over it fails to enqueue (`MSG_SIZE_TOO_LARGE`), however often it is
+/// tried, so callers that cannot skip input check sizes first.
+pub fn message_max_bytes(kafka: &KafkaConfig) -> usize {
+    use secrecy::ExposeSecret as _;
+    kafka
+        .properties
+        .get("message.max.bytes")
+        .and_then(|value| value.expose_secret().trim().parse().ok())
+        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+}
+
+/// The size librdkafka checks against `message.max.bytes`: key, value and headers (each
+/// header counted with a few bytes of framing).
+pub fn record_size(record: &OutRecord<'_>) -> usize {
+    const HEADER_FRAMING: usize = 10;
+    record.key.len()
+        + record.payload.map_or(0, <[u8]>::len)
+        + record
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + HEADER_FRAMING)
+            .sum::<usize>()
+}
+
 /// How long `enqueue` waits while librdkafka's local queue is full before trying again: the
 /// queue being full *is* the backpressure signal, so the caller simply waits.
 const QUEUE_FULL_RETRY: Duration = Duration::from_millis(50);
