@@ -245,7 +245,23 @@ async fn publish_page(
         if !recent.is_new(&raw) {
             continue;
         }
-        let encoded = encode(env, &raw)?;
+        let encoded = match encode(env, &raw) {
+            Ok(encoded) => encoded,
+            // A table or sys_id that cannot name a topic or form a key (a `:` in a sys_id):
+            // as unconvertible as a missing field, and retrying would loop on it forever.
+            Err(FetchError::Integration { reason, .. }) => {
+                metrics::invalid_record(&integration.id, unit.source_table());
+                let error = raw::RecordError {
+                    code: "unkeyable",
+                    table: raw.table.clone(),
+                    sys_id: raw.sys_id.clone(),
+                    problem: reason,
+                };
+                letters.push(env.dead_letters.unconvertible(source, &error, record));
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
         if let Some(size) = env.dead_letters.oversize(&encoded) {
             letters.push(
                 env.dead_letters
