@@ -37,6 +37,9 @@ create servicenow.fetcher.checkpoints 3 --config cleanup.policy=compact
 # Fetcher replicas share their work units through this topic's consumer group; it never
 # carries a message, and its partition count caps the useful number of fetcher replicas.
 create servicenow.fetcher.coordination 12
+# Rows the fetcher could not publish (cannot be keyed, too large), with headers saying why.
+# Kept 14 days, like the fetcher creates it.
+create servicenow.fetcher.dlq 3 --config retention.ms=1209600000
 
 # SEI entities keyed <integration_id>:<sys_id>; a null value (tombstone) means deleted.
 # Compacted like the normalizer creates them: the newest version of every record stays.

@@ -766,7 +766,12 @@ fn kafka_topics_creates_every_topic_the_stages_use_with_their_settings() {
         .collect();
     let coordination = format!("{}{COORDINATION_TOPIC}", config.kafka.topic_prefix);
     let mut expected: BTreeSet<String> = raw.iter().chain(&entities).cloned().collect();
-    expected.extend([names.checkpoints(), names.dlq(), coordination.clone()]);
+    expected.extend([
+        names.checkpoints(),
+        names.dlq(),
+        names.fetcher_dlq(),
+        coordination.clone(),
+    ]);
     assert_eq!(created.keys().cloned().collect::<BTreeSet<_>>(), expected);
 
     let compacted = |name: &str| {
@@ -811,6 +816,15 @@ fn kafka_topics_creates_every_topic_the_stages_use_with_their_settings() {
         );
     }
     assert!(!compacted(&names.dlq()), "the DLQ keeps every failure");
+    let fetcher_dlq = &created[&names.fetcher_dlq()];
+    assert_eq!(fetcher_dlq.partitions, 3, "as the fetcher creates it");
+    assert!(
+        fetcher_dlq
+            .configs
+            .iter()
+            .any(|c| c == "retention.ms=1209600000"),
+        "the fetcher DLQ is kept 14 days, as the fetcher creates it"
+    );
 
     for (name, topic) in &created {
         assert!(

@@ -16,18 +16,24 @@ pub mod headers {
     /// What the value holds: [`content::SCRUBBED`] or [`content::REFERENCE`]. Set by writers
     /// that may not copy the input as it is ([`DlqWriter::send_scrubbed`]).
     pub const CONTENT: &str = "nowstream.content";
-    /// Size in bytes (key and value) of the output that did not fit (reason `too_large`).
-    pub const SIZE: &str = "nowstream.size";
     /// The producer's `message.max.bytes` that the output did not fit under (with room to
     /// spare for headers).
     pub const LIMIT: &str = "nowstream.limit";
     /// Top-level payload fields left out so the dead letter itself fits: names only,
     /// comma-separated.
     pub const CUT_FIELDS: &str = "nowstream.cut_fields";
-    /// The table of the record, when the dead letter knows it.
+    /// ServiceNow table of the dead-lettered row (fetcher).
     pub const TABLE: &str = "nowstream.table";
-    /// The sys_id of the record, when the dead letter knows it.
+    /// sys_id of the dead-lettered row, when it has one (fetcher).
     pub const SYS_ID: &str = "nowstream.sys_id";
+    /// Integration the row came from (fetcher).
+    pub const INTEGRATION: &str = "nowstream.integration";
+    /// Size in bytes of what could not be written or read (the record Kafka would refuse,
+    /// the response over the limit), decimal.
+    pub const SIZE: &str = "nowstream.size";
+    /// `true` when the value is cut short to fit Kafka's record limit: the value is then the
+    /// first bytes of the original (cut at a UTF-8 character boundary), never the whole.
+    pub const TRUNCATED: &str = "nowstream.truncated";
 }
 
 /// Values of [`headers::CONTENT`].
@@ -38,6 +44,57 @@ pub mod content {
     /// integration's exclusion policy is unknown), so the headers are only a reference to it
     /// (source topic, partition, offset; the key; the reason).
     pub const REFERENCE: &str = "reference";
+}
+
+/// A dead letter that is not a consumed message: a row the fetcher read from ServiceNow and
+/// could not publish. Its headers use the same vocabulary as [`DlqWriter::send`], with the
+/// row's table and sys_id instead of a source topic, partition and offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub stage: String,
+    pub reason: DlqReason,
+    pub integration: String,
+    pub table: String,
+    /// Empty when the row has none.
+    pub sys_id: String,
+    /// Size in bytes of what failed, when size is the problem.
+    pub size: Option<usize>,
+    /// Whether the value written is cut short (see [`headers::TRUNCATED`]).
+    pub truncated: bool,
+}
+
+impl DeadLetter {
+    /// The record headers, in the DLQ vocabulary.
+    pub fn headers(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![
+            (headers::STAGE, self.stage.clone().into_bytes()),
+            (headers::REASON, self.reason.code.clone().into_bytes()),
+            (headers::DETAIL, self.reason.detail.clone().into_bytes()),
+            (headers::INTEGRATION, self.integration.clone().into_bytes()),
+            (headers::TABLE, self.table.clone().into_bytes()),
+            (headers::SYS_ID, self.sys_id.clone().into_bytes()),
+            (headers::FAILED_AT, Utc::now().to_rfc3339().into_bytes()),
+            (headers::TRUNCATED, self.truncated.to_string().into_bytes()),
+        ];
+        if let Some(size) = self.size {
+            out.push((headers::SIZE, size.to_string().into_bytes()));
+        }
+        out
+    }
+}
+
+/// The longest prefix of `payload` of at most `max` bytes that does not split a UTF-8
+/// character (a JSON payload cut short stays valid UTF-8, so it can still be read as text).
+pub fn cut_to_fit(payload: &[u8], max: usize) -> &[u8] {
+    if payload.len() <= max {
+        return payload;
+    }
+    let mut end = max;
+    // A continuation byte (10xxxxxx) is never the start of a character.
+    while end > 0 && (payload[end] & 0b1100_0000) == 0b1000_0000 {
+        end -= 1;
+    }
+    &payload[..end]
 }
 
 /// Why a record was dead-lettered: a short machine-readable code plus a human detail.
@@ -142,5 +199,46 @@ impl DlqWriter {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_never_splits_a_utf8_character() {
+        let text = "aé🚀b".as_bytes();
+        assert_eq!(cut_to_fit(text, 100), text);
+        assert_eq!(cut_to_fit(text, 2), b"a");
+        assert_eq!(cut_to_fit(text, 3), "aé".as_bytes());
+        assert_eq!(cut_to_fit(text, 6), "aé".as_bytes());
+        assert_eq!(cut_to_fit(text, 7), "aé🚀".as_bytes());
+        assert_eq!(cut_to_fit(text, 0), b"");
+    }
+
+    #[test]
+    fn dead_letter_headers_name_table_sys_id_size_and_cut() {
+        let letter = DeadLetter {
+            stage: "fetcher".into(),
+            reason: DlqReason::new("too_large", "2000000 bytes"),
+            integration: "4711".into(),
+            table: "incident".into(),
+            sys_id: "abc".into(),
+            size: Some(2_000_000),
+            truncated: true,
+        };
+        let headers = letter.headers();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| String::from_utf8(value.clone()).unwrap())
+        };
+        assert_eq!(get(headers::REASON).as_deref(), Some("too_large"));
+        assert_eq!(get(headers::TABLE).as_deref(), Some("incident"));
+        assert_eq!(get(headers::SYS_ID).as_deref(), Some("abc"));
+        assert_eq!(get(headers::SIZE).as_deref(), Some("2000000"));
+        assert_eq!(get(headers::TRUNCATED).as_deref(), Some("true"));
     }
 }

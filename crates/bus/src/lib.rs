@@ -20,6 +20,9 @@ pub mod producer;
 pub use admin::{TopicSpec, ensure_topics};
 pub use client::client_config;
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
-pub use dlq::{DlqReason, DlqWriter};
+pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};
 pub use error::BusError;
-pub use producer::{Delivered, OutRecord, PendingDelivery, Producer, max_message_bytes};
+pub use producer::{
+    DEFAULT_MESSAGE_MAX_BYTES, Delivered, OutRecord, PendingDelivery, Producer, max_message_bytes,
+    record_size,
+};

@@ -111,6 +111,19 @@ impl std::fmt::Debug for Producer {
     }
 }
 
+/// The size librdkafka checks against `message.max.bytes`: key, value and headers (each
+/// header counted with a few bytes of framing).
+pub fn record_size(record: &OutRecord<'_>) -> usize {
+    const HEADER_FRAMING: usize = 10;
+    record.key.len()
+        + record.payload.map_or(0, <[u8]>::len)
+        + record
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + HEADER_FRAMING)
+            .sum::<usize>()
+}
+
 /// How long `enqueue` waits while librdkafka's local queue is full before trying again: the
 /// queue being full *is* the backpressure signal, so the caller simply waits.
 const QUEUE_FULL_RETRY: Duration = Duration::from_millis(50);

@@ -74,6 +74,7 @@ pub fn client_config(
     let mut config = ClientConfig::new(instance_url, auth);
     config.page_size = fetcher.page_size as usize;
     config.max_concurrency = fetcher.max_concurrency;
+    config.max_response_bytes = fetcher.max_response_bytes;
     config.request_timeout = fetcher.request_timeout;
     config.max_retries = fetcher.max_retries;
     config.allow_http = integration.allow_http;

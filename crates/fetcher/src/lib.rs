@@ -7,6 +7,7 @@
 
 pub mod checkpoints;
 pub mod coordination;
+pub mod dead_letter;
 mod error;
 pub mod fields;
 pub mod instance;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 pub const RECORDS: &str = "nowstream_fetcher_records_total";
 pub const PAGES: &str = "nowstream_fetcher_pages_total";
 pub const INVALID_RECORDS: &str = "nowstream_fetcher_invalid_records_total";
+pub const DEAD_LETTERS: &str = "nowstream_fetcher_dead_letters_total";
 pub const CHECKPOINT_LAG: &str = "nowstream_fetcher_checkpoint_lag_seconds";
 pub const UNITS_OWNED: &str = "nowstream_fetcher_units_owned";
 pub const UNIT_ERRORS: &str = "nowstream_fetcher_unit_errors_total";
@@ -23,7 +24,13 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         INVALID_RECORDS,
-        "Records skipped because they had no sys_id or sys_updated_on."
+        "Rows that could not be keyed or versioned (no sys_id, a bad sys_updated_on or \
+         sys_mod_count, ...); each is dead-lettered to the fetcher DLQ."
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS,
+        "Rows written to the fetcher DLQ instead of a raw topic, by integration, table and \
+         reason (bad_sys_mod_count, too_large, response_too_large, ...)."
     );
     metrics::describe_gauge!(
         CHECKPOINT_LAG,
@@ -54,6 +61,11 @@ pub fn page_fetched(integration: &str, table: &str) {
 
 pub fn invalid_record(integration: &str, table: &str) {
     metrics::counter!(INVALID_RECORDS, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .increment(1);
+}
+
+pub fn dead_lettered(integration: &str, table: &str, reason: &str) {
+    metrics::counter!(DEAD_LETTERS, "integration" => integration.to_owned(), "table" => table.to_owned(), "reason" => reason.to_owned())
         .increment(1);
 }
 

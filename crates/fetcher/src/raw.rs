@@ -15,6 +15,8 @@ use nowstream_servicenow::table::parse_time;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{table} record {sys_id}: {problem}")]
 pub struct RecordError {
+    /// Stable, machine-readable reason (the DLQ's `nowstream.reason`), e.g. `bad_sys_mod_count`.
+    pub code: &'static str,
     pub table: String,
     pub sys_id: String,
     pub problem: String,
@@ -46,7 +48,8 @@ pub fn upsert(
     record: &Map<String, Value>,
 ) -> Result<RawRecord, RecordError> {
     let sys_id = field_value(record, "sys_id").unwrap_or_default();
-    let problem = |problem: String| RecordError {
+    let problem = |code: &'static str, problem: String| RecordError {
+        code,
         table: table.to_owned(),
         sys_id: if sys_id.is_empty() {
             "(no sys_id)".into()
@@ -56,21 +59,28 @@ pub fn upsert(
         problem,
     };
     if sys_id.is_empty() {
-        return Err(problem("has no sys_id".into()));
+        return Err(problem("no_sys_id", "has no sys_id".into()));
     }
     let updated_on = field_value(record, "sys_updated_on")
-        .ok_or_else(|| problem("has no sys_updated_on".into()))?;
-    let sys_updated_on =
-        parse_time(updated_on).map_err(|error| problem(format!("sys_updated_on: {error}")))?;
+        .ok_or_else(|| problem("no_sys_updated_on", "has no sys_updated_on".into()))?;
+    let sys_updated_on = parse_time(updated_on)
+        .map_err(|error| problem("bad_sys_updated_on", format!("sys_updated_on: {error}")))?;
     let sys_mod_count = field_value(record, "sys_mod_count")
         .map(|count| {
-            count
-                .parse::<i64>()
-                .map_err(|_| problem(format!("sys_mod_count {count:?} is not a number")))
+            count.parse::<i64>().map_err(|_| {
+                problem(
+                    "bad_sys_mod_count",
+                    format!("sys_mod_count {count:?} is not a number"),
+                )
+            })
         })
         .transpose()?;
-    let payload = serde_json::to_string(record)
-        .map_err(|error| problem(format!("cannot serialise payload: {error}")))?;
+    let payload = serde_json::to_string(record).map_err(|error| {
+        problem(
+            "unserialisable",
+            format!("cannot serialise payload: {error}"),
+        )
+    })?;
     Ok(RawRecord {
         integration_id: origin.integration_id.to_owned(),
         table: table.to_owned(),
@@ -91,18 +101,21 @@ pub fn deletion(
     audit_row: &Map<String, Value>,
 ) -> Result<RawRecord, RecordError> {
     let audit_id = field_value(audit_row, "sys_id").unwrap_or("(no sys_id)");
-    let problem = |problem: &str| RecordError {
+    let problem = |code: &'static str, problem: &str| RecordError {
+        code,
         table: "sys_audit_delete".into(),
         sys_id: audit_id.to_owned(),
         problem: problem.to_owned(),
     };
-    let table = field_value(audit_row, "tablename").ok_or_else(|| problem("has no tablename"))?;
-    let sys_id =
-        field_value(audit_row, "documentkey").ok_or_else(|| problem("has no documentkey"))?;
+    let table = field_value(audit_row, "tablename")
+        .ok_or_else(|| problem("no_tablename", "has no tablename"))?;
+    let sys_id = field_value(audit_row, "documentkey")
+        .ok_or_else(|| problem("no_documentkey", "has no documentkey"))?;
     let deleted_on = field_value(audit_row, "sys_updated_on")
         .or_else(|| field_value(audit_row, "sys_created_on"))
-        .ok_or_else(|| problem("has no sys_updated_on"))?;
+        .ok_or_else(|| problem("no_sys_updated_on", "has no sys_updated_on"))?;
     let sys_updated_on = parse_time(deleted_on).map_err(|error| RecordError {
+        code: "bad_sys_updated_on",
         table: "sys_audit_delete".into(),
         sys_id: audit_id.to_owned(),
         problem: format!("sys_updated_on: {error}"),

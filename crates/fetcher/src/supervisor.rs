@@ -8,13 +8,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use nowstream_bus::{Producer, TopicSpec, ensure_topics};
+use nowstream_bus::{Producer, TopicSpec, ensure_topics, max_message_bytes};
 use nowstream_model::TopicNames;
 use nowstream_normalizer::ExclusionPolicy;
 use nowstream_runtime::{Config, Health};
 
 use crate::checkpoints::CheckpointStore;
 use crate::coordination::Coordinator;
+use crate::dead_letter::DeadLetters;
 use crate::unit::{Integration, UnitEnv, UnitFailure, run_unit};
 use crate::units::{RECORD_TABLES, WorkUnit};
 use crate::writer::PageWriter;
@@ -25,6 +26,8 @@ pub const COORDINATION_TOPIC: &str = "servicenow.fetcher.coordination";
 
 /// A failed unit waits this long before it starts over from its checkpoint.
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Retention of `servicenow.fetcher.dlq`: 14 days.
+pub const FETCHER_DLQ_RETENTION_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 /// How long units get to finish their current page on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -53,6 +56,7 @@ pub async fn run(
     let producer = Producer::new(&config.kafka)?;
     let checkpoints =
         CheckpointStore::new(config.kafka.clone(), producer.clone(), topics.checkpoints());
+    let dead_letters = DeadLetters::new(topics.fetcher_dlq(), max_message_bytes(&config.kafka));
     let mut integrations = HashMap::new();
     for integration in &config.integrations {
         let client = instance::client(integration, &settings)?;
@@ -68,6 +72,12 @@ pub async fn run(
         } else {
             None
         };
+        let excluded = ExclusionPolicy::new(&integration.exclude_fields).map_err(|error| {
+            FetchError::Integration {
+                integration_id: integration.id.clone(),
+                reason: format!("exclude_fields: {error}"),
+            }
+        })?;
         integrations.insert(
             integration.id.clone(),
             Arc::new(Integration {
@@ -75,6 +85,7 @@ pub async fn run(
                 instance_url: integration.url.clone(),
                 client,
                 excluded_at_source,
+                excluded,
             }),
         );
     }
@@ -124,6 +135,7 @@ pub async fn run(
                 topics: topics.clone(),
                 checkpoints: checkpoints.clone(),
                 writer,
+                dead_letters: dead_letters.clone(),
                 settings: settings.clone(),
             };
             let cancel = shutdown.child_token();
@@ -224,6 +236,13 @@ fn topic_specs(
     }
     specs.push(
         TopicSpec::compacted(topics.checkpoints(), 3)
+            .with_replication_factor(settings.replication_factor),
+    );
+    // Dead letters are kept two weeks (like Kafka's default retention, doubled): long enough
+    // to notice, inspect and re-fetch them; they are never needed to resume.
+    specs.push(
+        TopicSpec::new(topics.fetcher_dlq(), 3)
+            .with_config("retention.ms", &FETCHER_DLQ_RETENTION_MS.to_string())
             .with_replication_factor(settings.replication_factor),
     );
     specs.push(

@@ -15,10 +15,11 @@ use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
 
 use crate::checkpoints::CheckpointStore;
+use crate::dead_letter::{DeadLetters, Letter, Source};
 use crate::fields;
 use crate::raw::{self, Origin};
 use crate::units::{UnitKind, WorkUnit};
-use crate::writer::{Encoded, PageWriter};
+use crate::writer::{Encoded, Lettered, PageWriter};
 use crate::{FetchError, metrics};
 
 /// What one integration's units share.
@@ -30,6 +31,9 @@ pub struct Integration {
     /// Set when the integration excludes fields at the source (`exclude_at_source`): those
     /// fields are left out of `sysparm_fields`, so their values never reach Kafka.
     pub excluded_at_source: Option<ExclusionPolicy>,
+    /// The integration's `exclude_fields`, whatever `exclude_at_source` says: removed from
+    /// every dead letter, since the DLQ never carries excluded values.
+    pub excluded: ExclusionPolicy,
 }
 
 /// Everything a unit needs besides its own identity.
@@ -39,6 +43,7 @@ pub struct UnitEnv {
     pub topics: TopicNames,
     pub checkpoints: CheckpointStore,
     pub writer: PageWriter,
+    pub dead_letters: DeadLetters,
     pub settings: FetcherConfig,
 }
 
@@ -194,6 +199,10 @@ fn classify(error: FetchError) -> UnitFailure {
 }
 
 /// Publishes one page and moves the checkpoint; returns how many records were published.
+///
+/// A row that cannot be published (cannot be keyed or versioned, or too large for Kafka) is
+/// dead-lettered in the same write, before the checkpoint: the checkpoint moves past it only
+/// once the DLQ has it, and the unit goes on instead of fetching the page forever.
 async fn publish_page(
     unit: &WorkUnit,
     env: &UnitEnv,
@@ -207,8 +216,16 @@ async fn publish_page(
         instance_url: &integration.instance_url,
         fetched_at: Utc::now(),
     };
+    let source = Source {
+        integration_id: &integration.id,
+        excluded: &integration.excluded,
+    };
     let mut records = Vec::with_capacity(page.records.len());
     let mut fresh = Vec::with_capacity(page.records.len());
+    let mut letters: Vec<Letter> = Vec::new();
+    // Oversized versions, remembered like published ones so that an overlap re-read does
+    // not dead-letter them again.
+    let mut oversized = Vec::new();
     for record in &page.records {
         let converted = match (unit.kind, integration.excluded_at_source.as_ref()) {
             (UnitKind::Records(table), Some(policy)) => {
@@ -221,15 +238,51 @@ async fn publish_page(
             Ok(raw) => raw,
             Err(error) => {
                 metrics::invalid_record(&integration.id, unit.source_table());
-                tracing::error!(unit = %unit, %error, "skipping a record that cannot be keyed");
+                letters.push(env.dead_letters.unconvertible(source, &error, record));
                 continue;
             }
         };
         if !recent.is_new(&raw) {
             continue;
         }
-        records.push(encode(env, &raw)?);
+        let encoded = match encode(env, &raw) {
+            Ok(encoded) => encoded,
+            // A table or sys_id that cannot name a topic or form a key (a `:` in a sys_id):
+            // as unconvertible as a missing field, and retrying would loop on it forever.
+            Err(FetchError::Integration { reason, .. }) => {
+                metrics::invalid_record(&integration.id, unit.source_table());
+                let error = raw::RecordError {
+                    code: "unkeyable",
+                    table: raw.table.clone(),
+                    sys_id: raw.sys_id.clone(),
+                    problem: reason,
+                };
+                letters.push(env.dead_letters.unconvertible(source, &error, record));
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
+        if let Some(size) = env.dead_letters.oversize(&encoded) {
+            letters.push(
+                env.dead_letters
+                    .too_large(source, &raw.table, &raw.sys_id, size, record),
+            );
+            oversized.push(raw);
+            continue;
+        }
+        records.push(encoded);
         fresh.push(raw);
+    }
+
+    for oversized in &page.oversized {
+        let sys_id = raw::field_value(&oversized.keys, "sys_id").unwrap_or_default();
+        letters.push(env.dead_letters.response_too_large(
+            source,
+            unit.source_table(),
+            sys_id,
+            oversized.limit,
+            &oversized.keys,
+        ));
     }
 
     let next = next_checkpoint(unit, checkpoint.as_ref(), &page.cursor, records.len());
@@ -241,7 +294,19 @@ async fn publish_page(
             source,
         })?,
     };
-    env.writer.write(&records, &checkpoint_record).await?;
+    let lettered: Vec<Lettered> = letters
+        .iter()
+        .map(|letter| letter.lettered.clone())
+        .collect();
+    env.writer
+        .write_page(&records, &lettered, &checkpoint_record)
+        .await?;
+    for letter in &letters {
+        letter.report(&unit.to_string());
+    }
+    for raw in &oversized {
+        recent.remember(raw);
+    }
     for raw in &fresh {
         recent.remember(raw);
         metrics::record_published(&integration.id, &raw.table, raw.op.symbol());

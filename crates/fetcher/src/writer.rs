@@ -36,6 +36,37 @@ impl Encoded {
     }
 }
 
+/// A record for the fetcher's DLQ: an encoded value plus the DLQ headers.
+#[derive(Debug, Clone)]
+pub struct Lettered {
+    pub record: Encoded,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Lettered {
+    /// The headers as `OutRecord` borrows them.
+    fn header_refs(&self) -> Vec<(&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_slice()))
+            .collect()
+    }
+}
+
+/// Queues `letters` on `producer`, adding their pending deliveries to `pending`.
+async fn enqueue_letters(
+    producer: &Producer,
+    letters: &[Lettered],
+    pending: &mut Vec<nowstream_bus::PendingDelivery>,
+) -> Result<(), FetchError> {
+    for letter in letters {
+        let headers = letter.header_refs();
+        let out = letter.record.out().with_headers(&headers);
+        pending.push(producer.enqueue(out).await?);
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub enum PageWriter {
     AtLeastOnce(Producer),
@@ -71,19 +102,32 @@ impl PageWriter {
 
     /// Produces `records`, then `checkpoint`; returns once Kafka has all of them.
     pub async fn write(&self, records: &[Encoded], checkpoint: &Encoded) -> Result<(), FetchError> {
+        self.write_page(records, &[], checkpoint).await
+    }
+
+    /// Produces `records` and the page's dead `letters`, then `checkpoint`: the checkpoint
+    /// moves past a dead-lettered row only once the DLQ has it (in exactly-once mode, inside
+    /// the same transaction).
+    pub async fn write_page(
+        &self,
+        records: &[Encoded],
+        letters: &[Lettered],
+        checkpoint: &Encoded,
+    ) -> Result<(), FetchError> {
         match self {
             Self::AtLeastOnce(producer) => {
-                let mut pending = Vec::with_capacity(records.len());
+                let mut pending = Vec::with_capacity(records.len() + letters.len());
                 for record in records {
                     pending.push(producer.enqueue(record.out()).await?);
                 }
+                enqueue_letters(producer, letters, &mut pending).await?;
                 for delivery in pending {
                     delivery.acknowledged().await?;
                 }
                 producer.send(checkpoint.out()).await?;
                 Ok(())
             }
-            Self::Transactional(writer) => writer.write(records, checkpoint).await,
+            Self::Transactional(writer) => writer.write(records, letters, checkpoint).await,
         }
     }
 }
@@ -108,13 +152,20 @@ impl TransactionalWriter {
         Ok(producer)
     }
 
-    async fn write(&self, records: &[Encoded], checkpoint: &Encoded) -> Result<(), FetchError> {
+    async fn write(
+        &self,
+        records: &[Encoded],
+        letters: &[Lettered],
+        checkpoint: &Encoded,
+    ) -> Result<(), FetchError> {
         let mut slot = self.producer.lock().await;
         let producer = match slot.take() {
             Some(producer) => producer,
             None => self.init().await?,
         };
-        let result = self.transaction(&producer, records, checkpoint).await;
+        let result = self
+            .transaction(&producer, records, letters, checkpoint)
+            .await;
         match result {
             Ok(()) => *slot = Some(producer),
             Err(_) => {
@@ -133,16 +184,19 @@ impl TransactionalWriter {
         &self,
         producer: &Producer,
         records: &[Encoded],
+        letters: &[Lettered],
         checkpoint: &Encoded,
     ) -> Result<(), FetchError> {
         let rdkafka = producer.rdkafka().clone();
         rdkafka
             .begin_transaction()
             .map_err(|error| self.error("begin", error.to_string()))?;
-        let mut pending = Vec::with_capacity(records.len() + 1);
-        for record in records.iter().chain(std::iter::once(checkpoint)) {
+        let mut pending = Vec::with_capacity(records.len() + letters.len() + 1);
+        for record in records {
             pending.push(producer.enqueue(record.out()).await?);
         }
+        enqueue_letters(producer, letters, &mut pending).await?;
+        pending.push(producer.enqueue(checkpoint.out()).await?);
         for delivery in pending {
             delivery.acknowledged().await?;
         }

@@ -155,6 +155,7 @@ async fn the_fetcher_with_exactly_once_publishes_every_record_transactionally() 
     }
     cluster.create_topic("servicenow.fetcher.checkpoints", 3, 3)?;
     cluster.create_topic("servicenow.fetcher.coordination", 12, 3)?;
+    cluster.create_topic("servicenow.fetcher.dlq", 3, 3)?;
     let sim = common::start_sim(300, 50, 20, 0).await;
     let text = format!(
         r#"

@@ -9,6 +9,9 @@ pub const RAW_TOPIC_STEM: &str = "servicenow.raw.";
 pub const CHECKPOINTS_TOPIC: &str = "servicenow.fetcher.checkpoints";
 /// Dead letters of the normalizer and the sink.
 pub const DLQ_TOPIC: &str = "sei.servicenow.dlq";
+/// Dead letters of the fetcher: ServiceNow rows it could not publish to a raw topic (cannot be
+/// keyed or versioned, too large for Kafka, a response too large to read).
+pub const FETCHER_DLQ_TOPIC: &str = "servicenow.fetcher.dlq";
 
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_LEN: usize = 249;
@@ -56,7 +59,7 @@ impl TopicNames {
         let longest_fixed = Entity::ALL
             .iter()
             .map(|entity| entity.topic_name())
-            .chain([CHECKPOINTS_TOPIC, DLQ_TOPIC])
+            .chain([CHECKPOINTS_TOPIC, DLQ_TOPIC, FETCHER_DLQ_TOPIC])
             .max_by_key(|name| name.len())
             .unwrap_or(DLQ_TOPIC);
         check_length(format!("{prefix}{longest_fixed}"))?;
@@ -90,6 +93,11 @@ impl TopicNames {
     /// `<prefix>sei.servicenow.dlq`.
     pub fn dlq(&self) -> String {
         format!("{}{DLQ_TOPIC}", self.prefix)
+    }
+
+    /// `<prefix>servicenow.fetcher.dlq`.
+    pub fn fetcher_dlq(&self) -> String {
+        format!("{}{FETCHER_DLQ_TOPIC}", self.prefix)
     }
 
     /// The table of a raw topic of this deployment, e.g. `incident` for
@@ -144,6 +152,7 @@ mod tests {
         assert_eq!(names.checkpoints(), "servicenow.fetcher.checkpoints");
         assert_eq!(names.entity(Entity::User), "sei.servicenow.user");
         assert_eq!(names.dlq(), "sei.servicenow.dlq");
+        assert_eq!(names.fetcher_dlq(), "servicenow.fetcher.dlq");
     }
 
     #[test]
@@ -162,6 +171,7 @@ mod tests {
             "staging.sei.servicenow.field_definition"
         );
         assert_eq!(names.dlq(), "staging.sei.servicenow.dlq");
+        assert_eq!(names.fetcher_dlq(), "staging.servicenow.fetcher.dlq");
     }
 
     #[test]

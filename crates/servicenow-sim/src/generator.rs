@@ -249,6 +249,8 @@ pub fn generate(config: &GeneratorConfig, accounts: &[Account]) -> Dataset {
     };
     g.incidents(&pools);
     g.change_requests(&pools);
+    // Last, so that adding the journal columns left every other generated row as it was.
+    g.dictionary_rows(schema::JOURNAL_FIELDS);
     g.data
 }
 
@@ -625,13 +627,26 @@ impl Generator {
     }
 
     fn dictionary(&mut self) {
+        self.dictionary_rows(&[]);
+    }
+
+    /// `sys_dictionary` rows of incident and change_request: every schema column (only
+    /// those in `only`, when given; journal columns only then) and the custom fields.
+    fn dictionary_rows(&mut self, only: &[&str]) {
         let choice_fields: Vec<(&str, &str)> =
             choice_lists().iter().map(|(t, e, _)| (*t, *e)).collect();
         for table in [tables::INCIDENT, tables::CHANGE_REQUEST] {
             let Some(schema) = schema::all_tables().into_iter().find(|s| s.name == table) else {
                 continue;
             };
-            let base = schema.fields.iter().map(|f| {
+            let wanted = |name: &str| {
+                if only.is_empty() {
+                    !schema::JOURNAL_FIELDS.contains(&name)
+                } else {
+                    only.contains(&name)
+                }
+            };
+            let base = schema.fields.iter().filter(|f| wanted(&f.name)).map(|f| {
                 let (internal_type, reference) = match &f.kind {
                     FieldKind::Text => ("string", String::new()),
                     FieldKind::Integer => ("integer", String::new()),
@@ -649,6 +664,7 @@ impl Generator {
             });
             let custom = custom_fields(table)
                 .into_iter()
+                .filter(|_| only.is_empty())
                 .map(|(e, label, kind, len)| {
                     (
                         e.to_owned(),

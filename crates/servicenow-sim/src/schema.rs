@@ -111,6 +111,9 @@ fn system_fields() -> Vec<FieldDef> {
     ]
 }
 
+/// Journal columns of `task`: the whole history of comments and work notes.
+pub const JOURNAL_FIELDS: &[&str] = &["comments", "work_notes"];
+
 /// Fields shared by everything that extends `task`.
 fn task_fields() -> Vec<FieldDef> {
     let mut fields = system_fields();
@@ -131,6 +134,10 @@ fn task_fields() -> Vec<FieldDef> {
         FieldDef::new("closed_at", FieldKind::DateTime),
         FieldDef::new("closed_by", reference(tables::SYS_USER)),
         FieldDef::new("close_notes", FieldKind::Text),
+        // Journal fields: the whole history of comments and work notes, which on a long-lived
+        // record runs to megabytes.
+        FieldDef::new("comments", FieldKind::Text),
+        FieldDef::new("work_notes", FieldKind::Text),
         FieldDef::new("escalation", FieldKind::Integer),
         FieldDef::new("sla_due", FieldKind::DateTime),
         FieldDef::new("parent", reference(tables::TASK)),

@@ -427,6 +427,26 @@ impl Store {
         Ok(updated)
     }
 
+    /// Overwrites one stored value as is, system fields included and without stamping
+    /// `sys_updated_on` or `sys_mod_count`: what a damaged row, a broken instance or a proxy
+    /// rewriting bodies would serve (a non-numeric `sys_mod_count`, an audit row without
+    /// `documentkey`).
+    pub fn overwrite_raw(
+        &mut self,
+        table: &str,
+        sys_id: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let (name, rows) = self.rows_mut(table)?;
+        let record = rows.get_mut(sys_id).ok_or_else(|| StoreError::NotFound {
+            table: name.to_owned(),
+            sys_id: sys_id.to_owned(),
+        })?;
+        record.insert(field.to_owned(), value.to_owned());
+        Ok(())
+    }
+
     /// Delete a record and leave the `sys_audit_delete` row ServiceNow writes for it.
     pub fn delete(
         &mut self,

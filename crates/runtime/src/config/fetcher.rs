@@ -23,6 +23,11 @@ pub struct FetcherConfig {
     pub page_size: u32,
     /// Concurrent requests per ServiceNow instance, over all of its units.
     pub max_concurrency: usize,
+    /// Largest Table API response body read, in bytes (default 64 MiB: a 1000-row page of
+    /// `display_value=all` records with long journals). Reading stops past it, so a huge
+    /// response cannot exhaust memory; the page is asked again with half the rows, and a
+    /// single record over it is dead-lettered by sys_id (reason `response_too_large`).
+    pub max_response_bytes: u64,
     /// Timeout of one Table API request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -53,6 +58,7 @@ impl Default for FetcherConfig {
             backfill_since: None,
             page_size: 1000,
             max_concurrency: 4,
+            max_response_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             max_retries: 8,
             exactly_once: false,

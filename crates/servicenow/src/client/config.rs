@@ -29,6 +29,9 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Longest server-requested wait (`Retry-After`, `X-RateLimit-Reset`) that is honoured as
 /// is; ServiceNow's rate-limit windows are hourly, so a full hour is plausible.
 pub const DEFAULT_MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// Largest response body read, by default: a 1000-row page of `display_value=all` records with
+/// long journals and descriptions stays well under it, and a runaway body cannot exhaust memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// Path of ServiceNow's OAuth token endpoint, relative to the instance.
 pub const TOKEN_PATH: &str = "/oauth_token.do";
 /// Path of ServiceNow's OAuth authorization endpoint, relative to the instance.
@@ -49,6 +52,9 @@ pub struct ClientConfig {
     pub min_page_size: usize,
     /// Requests in flight at once against this instance, across all clones of the client.
     pub max_concurrency: usize,
+    /// Largest response body read. The body is read in chunks and reading stops past it (no
+    /// unbounded buffer); a scan then asks for half the page, down to a single row.
+    pub max_response_bytes: u64,
     /// Whole-request timeout; a timed-out request is retried.
     pub request_timeout: Duration,
     /// Retries of one request after its first attempt (429, 5xx, timeouts, broken bodies).
@@ -87,6 +93,7 @@ impl ClientConfig {
             page_size: DEFAULT_PAGE_SIZE,
             min_page_size: DEFAULT_MIN_PAGE_SIZE,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
@@ -160,6 +167,9 @@ impl ClientConfig {
         }
         if self.max_concurrency == 0 {
             return Err(invalid("max_concurrency", "must be at least 1"));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(invalid("max_response_bytes", "must be at least 1"));
         }
         if self.request_timeout.is_zero() {
             return Err(invalid("request_timeout", "must be above zero"));
@@ -248,6 +258,7 @@ impl fmt::Debug for ClientConfig {
             .field("page_size", &self.page_size)
             .field("min_page_size", &self.min_page_size)
             .field("max_concurrency", &self.max_concurrency)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("max_retries", &self.max_retries)
             .field("initial_backoff", &self.initial_backoff)

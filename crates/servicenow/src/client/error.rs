@@ -121,6 +121,14 @@ pub enum ClientError {
         message: String,
     },
 
+    /// A successful response's body was larger than `max_response_bytes`; reading stopped
+    /// there. Retrying the same request cannot help: ask for fewer rows.
+    #[error(
+        "{request}: the response body is larger than max_response_bytes ({limit} bytes); \
+         reading stopped there"
+    )]
+    ResponseTooLarge { request: RequestContext, limit: u64 },
+
     /// The client's request limiter was closed; nothing more can be sent.
     #[error("the ServiceNow client is shut down")]
     Closed,
@@ -163,6 +171,7 @@ impl ClientError {
             | ClientError::Rejected { request, .. }
             | ClientError::RetriesExhausted { request, .. }
             | ClientError::BadResponse { request, .. }
+            | ClientError::ResponseTooLarge { request, .. }
             | ClientError::TokenRejected { request, .. } => Some(request),
             _ => None,
         }

@@ -33,14 +33,16 @@ use url::Url;
 
 pub use config::{
     AUTHORIZE_PATH, Auth, ClientConfig, ConfigError, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF,
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RATE_LIMIT_WAIT, DEFAULT_MAX_RETRIES,
-    DEFAULT_MIN_PAGE_SIZE, DEFAULT_PAGE_SIZE, DEFAULT_REQUEST_TIMEOUT, OAuthApp, OAuthGrant,
-    RefreshTokenObserver, RetryObserver, TOKEN_PATH,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RATE_LIMIT_WAIT, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES, DEFAULT_MIN_PAGE_SIZE, DEFAULT_PAGE_SIZE, DEFAULT_REQUEST_TIMEOUT,
+    OAuthApp, OAuthGrant, RefreshTokenObserver, RetryObserver, TOKEN_PATH,
 };
 pub use error::{ClientError, RequestContext};
 pub use oauth::{AuthorizationCodeFlow, TokenSet, authorize_url};
 pub use retry::{RetryEvent, RetryReason, WaitSource, describe_metrics};
-pub use scan::{Cursor, CursorError, KeysetScan, ScanPage, ScanRequest, ScanStart};
+pub use scan::{
+    Cursor, CursorError, KeysetScan, OversizedRecord, ScanPage, ScanRequest, ScanStart,
+};
 
 use config::instance_endpoint;
 use oauth::{Bearer, TokenEndpoint, TokenManager};
@@ -427,7 +429,15 @@ impl Client {
             status,
             headers,
             body,
+            over_limit,
         } = exchange;
+        if status.is_success() && over_limit {
+            return Err(ClientError::ResponseTooLarge {
+                request: context.clone(),
+                limit: self.inner.transport.max_response_bytes,
+            }
+            .into());
+        }
         if status.is_success() {
             let json: Value = serde_json::from_slice(&body).map_err(|e| {
                 let content_type = headers

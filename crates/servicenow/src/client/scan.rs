@@ -15,8 +15,15 @@
 //!   time exceeded"). The page size is halved (down to [`ClientConfig::min_page_size`]) and
 //!   the same page is asked again; at the floor the page is retried with backoff like any
 //!   transient failure.
+//! - A response body over [`ClientConfig::max_response_bytes`] (long journals with
+//!   `display_value=all`) is not read further. The same page is asked again with half the
+//!   rows, down to one; a single row whose response alone is over the limit cannot be read at
+//!   all, so its keys are asked for alone (`sysparm_fields=sys_id,sys_updated_on`, same
+//!   keyset window, limit 1) and the page reports it in [`ScanPage::oversized`], with the
+//!   cursor past it. The page size then goes back to what it was.
 //!
 //! [`ClientConfig::min_page_size`]: super::ClientConfig::min_page_size
+//! [`ClientConfig::max_response_bytes`]: super::ClientConfig::max_response_bytes
 
 use std::cmp::Ordering;
 
@@ -191,11 +198,26 @@ impl ScanRequest {
     }
 }
 
+/// A row whose Table API response alone was larger than `max_response_bytes`: only its keys
+/// could be read. The scan's cursor is past it; the caller decides what to do (the fetcher
+/// dead-letters it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OversizedRecord {
+    /// The row's `sys_id` and `sys_updated_on`, shaped like a `display_value=all` record.
+    pub keys: Map<String, Value>,
+    /// The limit its response exceeded, in bytes.
+    pub limit: u64,
+}
+
 /// One page of a scan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanPage {
-    /// Records in scan order, exactly as returned. Never empty.
+    /// Records in scan order, exactly as returned. Empty only when the page is one row too
+    /// large to read, reported in `oversized`.
     pub records: Vec<Map<String, Value>>,
+    /// Rows of this page that could not be read because their response alone was over
+    /// `max_response_bytes` (at most one, with `records` empty).
+    pub oversized: Vec<OversizedRecord>,
     /// The cursor after this page: checkpoint it once the records are safely stored.
     pub cursor: Cursor,
     /// Rows of the keyset window after this page by `X-Total-Count` (before row ACLs;
@@ -222,6 +244,8 @@ pub struct KeysetScan {
     /// Rows to skip inside the current keyset window: all rows there so far were hidden.
     offset: usize,
     page_size: usize,
+    /// The page size the scan started with: restored after an oversized row was stepped over.
+    initial_page_size: usize,
     min_page_size: usize,
     finished: bool,
 }
@@ -255,6 +279,7 @@ impl KeysetScan {
             cursor,
             offset: 0,
             page_size,
+            initial_page_size: page_size,
             min_page_size: min_page_size.max(1),
             finished: false,
         }
@@ -304,12 +329,31 @@ impl KeysetScan {
             } else {
                 OnCancel::Retry
             };
-            let page = match self.client.fetch_list(&request, on_cancel).await? {
-                ListReply::Page(page) => page,
-                ListReply::Cancelled(message) => {
+            let page = match self.client.fetch_list(&request, on_cancel).await {
+                Ok(ListReply::Page(page)) => page,
+                Ok(ListReply::Cancelled(message)) => {
                     self.halve_page_size(&request, message)?;
                     continue;
                 }
+                Err(ClientError::ResponseTooLarge { limit, .. }) if request.limit > 1 => {
+                    let halved = (request.limit / 2).max(1);
+                    tracing::warn!(
+                        table = %self.table,
+                        from = request.limit,
+                        to = halved,
+                        limit_bytes = limit,
+                        "response over max_response_bytes; asking for half the page"
+                    );
+                    self.page_size = halved;
+                    continue;
+                }
+                Err(ClientError::ResponseTooLarge { limit, .. }) => {
+                    match self.step_over_oversized(&request, limit).await? {
+                        Some(page) => return Ok(Some(page)),
+                        None => continue,
+                    }
+                }
+                Err(error) => return Err(error),
             };
             let more = page.rows_remain_after(request.offset, request.limit);
             if page.records.is_empty() {
@@ -346,11 +390,67 @@ impl KeysetScan {
             });
             return Ok(Some(ScanPage {
                 records: page.records,
+                oversized: Vec::new(),
                 cursor,
                 remaining,
                 page_size: request.limit,
             }));
         }
+    }
+
+    /// The one row of `request` (limit 1) is too large to read: reads its keys alone, in the
+    /// same keyset window, and moves the cursor past it. `None` when the row is gone or hidden
+    /// by now (the next request simply goes on).
+    async fn step_over_oversized(
+        &mut self,
+        request: &ListRequest,
+        limit: u64,
+    ) -> Result<Option<ScanPage>, ClientError> {
+        let keys_request = ListRequest {
+            fields: Some(vec![SYS_ID.to_owned(), UPDATED_ON.to_owned()]),
+            ..request.clone()
+        };
+        let page = match self
+            .client
+            .fetch_list(&keys_request, OnCancel::Retry)
+            .await?
+        {
+            ListReply::Page(page) => page,
+            ListReply::Cancelled(message) => {
+                return Err(ClientError::BadResponse {
+                    request: self.client.list_context(&keys_request)?,
+                    reason: message,
+                });
+            }
+        };
+        let more = page.rows_remain_after(keys_request.offset, keys_request.limit);
+        let Some(keys) = page.records.into_iter().next() else {
+            return Ok(None);
+        };
+        let cursor = self.check_order(&keys_request, std::slice::from_ref(&keys))?;
+        tracing::warn!(
+            table = %self.table,
+            sys_id = %cursor.sys_id,
+            limit_bytes = limit,
+            "one record's response is over max_response_bytes; stepping over it"
+        );
+        self.cursor = Some(cursor.clone());
+        self.since = None;
+        self.offset = 0;
+        self.page_size = self.initial_page_size;
+        self.finished = more == Some(false);
+        let remaining = page.total.map(|total| {
+            total.saturating_sub(
+                u64::try_from(keys_request.offset.saturating_add(1)).unwrap_or(u64::MAX),
+            )
+        });
+        Ok(Some(ScanPage {
+            records: Vec::new(),
+            oversized: vec![OversizedRecord { keys, limit }],
+            cursor,
+            remaining,
+            page_size: 1,
+        }))
     }
 
     fn halve_page_size(

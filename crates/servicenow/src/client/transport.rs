@@ -21,7 +21,10 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Exchange {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body, or its first `max_response_bytes` when `over_limit`.
     pub body: Vec<u8>,
+    /// The body is larger than `max_response_bytes`: reading stopped there.
+    pub over_limit: bool,
 }
 
 /// How an attempt failed.
@@ -54,6 +57,8 @@ pub(crate) struct Transport {
     limiter: Semaphore,
     pub retry: RetryPolicy,
     pub redactor: Redactor,
+    /// Largest body read (see `ClientConfig::max_response_bytes`).
+    pub max_response_bytes: u64,
 }
 
 impl Transport {
@@ -120,10 +125,13 @@ impl Transport {
                 observer: config.retry_observer.clone(),
             },
             redactor,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
-    /// Sends one request under the concurrency limit and reads the whole body.
+    /// Sends one request under the concurrency limit and reads the body, in chunks and at most
+    /// `max_response_bytes` of it: a body announced or found larger is not read further, so
+    /// one huge response cannot exhaust memory.
     pub(crate) async fn exchange(&self, request: RequestBuilder) -> Result<Exchange, Failure> {
         let _permit = self
             .limiter
@@ -136,14 +144,42 @@ impl Transport {
             .map_err(|e| self.network_failure(e, false))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
+        let limit = usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX);
+        if response
+            .content_length()
+            .is_some_and(|length| length > self.max_response_bytes)
+        {
+            return Ok(Exchange {
+                status,
+                headers,
+                body: Vec::new(),
+                over_limit: true,
+            });
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.network_failure(e, true))?;
+            .map_err(|e| self.network_failure(e, true))?
+        {
+            if body.len().saturating_add(chunk.len()) > limit {
+                let room = limit.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..room]);
+                return Ok(Exchange {
+                    status,
+                    headers,
+                    body,
+                    over_limit: true,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Exchange {
             status,
             headers,
-            body: Vec::from(body),
+            body,
+            over_limit: false,
         })
     }
 
