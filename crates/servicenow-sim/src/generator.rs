@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, DEFAULT_TIME_ZONE};
 use crate::schema::{self, CMDB_CI_SERVICE, CMN_DEPARTMENT, FieldKind};
 use crate::store::{Dataset, Record, priority_of};
 
@@ -36,6 +36,14 @@ pub struct GeneratorConfig {
     pub data_end: DateTime<Utc>,
     /// How far back incidents and changes are opened, in days.
     pub history_days: u32,
+    /// Whether `sys_dictionary` lists the base columns of incident and change_request. Off,
+    /// it lists only the custom `u_*` fields, as an instance does where the columns are
+    /// defined higher in the hierarchy or dictionary ACLs hide them: a client that asks only
+    /// for the columns the dictionary shows then gets nothing else.
+    pub dictionary_base_fields: bool,
+    /// `glide.sys.default.tz` in `sys_properties`: the zone of users whose `time_zone` is
+    /// empty.
+    pub system_time_zone: String,
 }
 
 impl Default for GeneratorConfig {
@@ -51,6 +59,8 @@ impl Default for GeneratorConfig {
                 .single()
                 .unwrap_or_default(),
             history_days: 180,
+            dictionary_base_fields: true,
+            system_time_zone: DEFAULT_TIME_ZONE.to_owned(),
         }
     }
 }
@@ -86,6 +96,8 @@ pub struct Account {
     pub name: String,
     /// Role names.
     pub roles: Vec<String>,
+    /// `sys_user.time_zone`; empty for the system default.
+    pub time_zone: String,
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -249,6 +261,9 @@ pub fn generate(config: &GeneratorConfig, accounts: &[Account]) -> Dataset {
     };
     g.incidents(&pools);
     g.change_requests(&pools);
+    // Last, so the random stream of everything above is what it always was.
+    g.journal_dictionary_rows();
+    g.properties();
     g.data
 }
 
@@ -398,7 +413,7 @@ impl Generator {
                     ("department", &it_department),
                     ("active", "true"),
                     ("locked_out", "false"),
-                    ("time_zone", "America/New_York"),
+                    ("time_zone", &account.time_zone),
                 ],
             );
             let sys_id = self.push(tables::SYS_USER, r);
@@ -452,7 +467,7 @@ impl Generator {
                     ("manager", &manager),
                     ("active", active),
                     ("locked_out", "false"),
-                    ("time_zone", "America/New_York"),
+                    ("time_zone", DEFAULT_TIME_ZONE),
                 ],
             );
             let sys_id = self.push(tables::SYS_USER, r);
@@ -658,7 +673,8 @@ impl Generator {
                         len,
                     )
                 });
-            let rows: Vec<_> = base.chain(custom).collect();
+            let listed_base = self.config.dictionary_base_fields;
+            let rows: Vec<_> = base.filter(|_| listed_base).chain(custom).collect();
             for (element, label, internal_type, reference, max_length) in rows {
                 let mut r = self.setup_record();
                 let choice = if choice_fields
@@ -687,6 +703,51 @@ impl Generator {
                 self.push(tables::SYS_DICTIONARY, r);
             }
         }
+    }
+
+    /// Dictionary rows of task's journal fields (`comments`, `work_notes`): a real instance
+    /// lists them, although the simulator's records do not carry journals.
+    fn journal_dictionary_rows(&mut self) {
+        if !self.config.dictionary_base_fields {
+            return;
+        }
+        for (element, label) in [
+            ("comments", "Additional comments"),
+            ("work_notes", "Work notes"),
+        ] {
+            let mut r = self.setup_record();
+            Self::set(
+                &mut r,
+                &[
+                    ("name", tables::TASK),
+                    ("element", element),
+                    ("column_label", label),
+                    ("internal_type", "journal_input"),
+                    ("max_length", "4000"),
+                    ("choice", "0"),
+                    ("mandatory", "false"),
+                    ("read_only", "false"),
+                    ("active", "true"),
+                ],
+            );
+            self.push(tables::SYS_DICTIONARY, r);
+        }
+    }
+
+    /// System properties a client may look for (`glide.sys.default.tz`).
+    fn properties(&mut self) {
+        let mut r = self.setup_record();
+        let zone = self.config.system_time_zone.clone();
+        Self::set(
+            &mut r,
+            &[
+                ("name", "glide.sys.default.tz"),
+                ("value", &zone),
+                ("type", "timezone"),
+                ("description", "System time zone"),
+            ],
+        );
+        self.push(schema::SYS_PROPERTIES, r);
     }
 
     fn incidents(&mut self, pools: &Pools) {
@@ -1256,6 +1317,7 @@ mod tests {
             user_name: "integration".into(),
             name: "Integration".into(),
             roles: vec!["itil".into()],
+            time_zone: "UTC".into(),
         }]
     }
 
