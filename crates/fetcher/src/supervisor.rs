@@ -75,6 +75,7 @@ pub async fn run(
                 instance_url: integration.url.clone(),
                 client,
                 excluded_at_source,
+                audit_access: Default::default(),
             }),
         );
     }

@@ -17,6 +17,7 @@ use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
 use crate::checkpoints::CheckpointStore;
 use crate::fields;
 use crate::raw::{self, Origin};
+use crate::reconcile;
 use crate::units::{UnitKind, WorkUnit};
 use crate::writer::{Encoded, PageWriter};
 use crate::{FetchError, metrics};
@@ -30,6 +31,8 @@ pub struct Integration {
     /// Set when the integration excludes fields at the source (`exclude_at_source`): those
     /// fields are left out of `sysparm_fields`, so their values never reach Kafka.
     pub excluded_at_source: Option<ExclusionPolicy>,
+    /// Whether the user may read `sys_audit_delete` (see [`reconcile`]).
+    pub audit_access: reconcile::AuditAccess,
 }
 
 /// Everything a unit needs besides its own identity.
@@ -83,6 +86,9 @@ pub async fn run_unit(
     env: UnitEnv,
     cancel: CancellationToken,
 ) -> Result<(), UnitFailure> {
+    if unit.kind == UnitKind::Deletions && reconcile::reconciles(&env) {
+        return reconcile::run(&unit, &env, &cancel).await;
+    }
     let key = unit.to_string();
     // A unit moved to another replica while it was still loading its checkpoint must stop
     // here: otherwise it would log "starting backfill" after it was told to stop.
@@ -114,6 +120,13 @@ pub async fn run_unit(
             _ = cancel.cancelled() => return Ok(()),
             result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result,
         };
+        if let Err(failure) = &scan_result
+            && unit.kind == UnitKind::Deletions
+            && reconcile::is_audit_forbidden(failure)
+        {
+            reconcile::switch_over(&unit, &env);
+            return reconcile::run(&unit, &env, &cancel).await;
+        }
         scan_result?;
         backfilling = false;
         tokio::select! {
@@ -209,6 +222,7 @@ async fn publish_page(
     };
     let mut records = Vec::with_capacity(page.records.len());
     let mut fresh = Vec::with_capacity(page.records.len());
+    let mut fresh_sources = Vec::with_capacity(page.records.len());
     for record in &page.records {
         let converted = match (unit.kind, integration.excluded_at_source.as_ref()) {
             (UnitKind::Records(table), Some(policy)) => {
@@ -230,6 +244,12 @@ async fn publish_page(
         }
         records.push(encode(env, &raw)?);
         fresh.push(raw);
+        fresh_sources.push(record);
+    }
+    if let UnitKind::Records(table) = unit.kind {
+        let policy = integration.excluded_at_source.as_ref();
+        let excluded = |field: &str| policy.is_some_and(|policy| policy.excludes(field));
+        fields::report_missing_identity(&integration.id, table, fresh_sources, &excluded);
     }
 
     let next = next_checkpoint(unit, checkpoint.as_ref(), &page.cursor, records.len());
@@ -264,7 +284,7 @@ fn without_excluded(policy: &ExclusionPolicy, record: &Map<String, Value>) -> Ma
     }
 }
 
-fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {
+pub(crate) fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {
     let what = || format!("{} record {}", raw.table, raw.sys_id);
     let topic = env
         .topics

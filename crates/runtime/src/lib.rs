@@ -18,9 +18,9 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{
-    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, FetcherConfig, Format, HttpConfig,
-    IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig, OAuthGrant, Problem,
-    Satellite, SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
+    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, DeletionDetection, FetcherConfig,
+    Format, HttpConfig, IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig,
+    OAuthGrant, Problem, Satellite, SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};
