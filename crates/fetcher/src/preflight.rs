@@ -138,7 +138,7 @@ impl CheckKind {
             CheckKind::AdvisedRole => format!("Role {ADVISED_ROLE}"),
             CheckKind::TimeZone => "Time zone".to_owned(),
             CheckKind::TableRead(table) => format!("Read {table}"),
-            CheckKind::MappedFields(table) => format!("Mapped fields {table}"),
+            CheckKind::MappedFields(table) => format!("Fields {table}"),
         }
     }
 }
