@@ -41,6 +41,11 @@ impl CheckpointStore {
         &self.topic
     }
 
+    /// The Kafka settings the store reads with (reconciliation reads the raw topics with them).
+    pub fn kafka(&self) -> &KafkaConfig {
+        &self.kafka
+    }
+
     /// Writes a checkpoint and waits until Kafka acknowledged it.
     pub async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), FetchError> {
         let value = checkpoint.encode().map_err(|source| FetchError::Encode {

@@ -34,4 +34,6 @@ pub enum FetchError {
     },
     #[error("coordination group {group}: {reason}")]
     Coordination { group: String, reason: String },
+    #[error("deletion reconciliation, {what}: {reason}")]
+    Reconciliation { what: String, reason: String },
 }

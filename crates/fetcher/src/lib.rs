@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod oauth_login;
 pub mod preflight;
 pub mod raw;
+pub mod reconcile;
 pub mod supervisor;
 pub mod token_file;
 pub mod unit;

@@ -11,6 +11,11 @@ pub const UNITS_OWNED: &str = "nowstream_fetcher_units_owned";
 pub const UNIT_ERRORS: &str = "nowstream_fetcher_unit_errors_total";
 pub const REFRESH_TOKEN_WRITE_FAILURES: &str =
     "nowstream_fetcher_refresh_token_write_failures_total";
+pub const DELETION_DETECTION: &str = "nowstream_fetcher_deletion_detection";
+pub const RECONCILE_ROUNDS: &str = "nowstream_fetcher_reconcile_rounds_total";
+pub const RECONCILE_LISTED: &str = "nowstream_fetcher_reconcile_listed_keys";
+pub const RECONCILE_DELETES: &str = "nowstream_fetcher_reconcile_deletes_total";
+pub const MISSING_IDENTITY: &str = "nowstream_fetcher_records_missing_identity_total";
 
 /// Registers help texts (once, at start-up).
 pub fn describe() {
@@ -46,7 +51,49 @@ pub fn describe() {
         "Rotated OAuth refresh tokens that could not be written to refresh_token_file, by \
          integration (a restart would start from a revoked token)."
     );
+    metrics::describe_gauge!(
+        DELETION_DETECTION,
+        "1 for how each integration finds deletions now (mode: audit or reconcile)."
+    );
+    metrics::describe_counter!(
+        RECONCILE_ROUNDS,
+        "Completed reconciliation rounds, by integration and table."
+    );
+    metrics::describe_gauge!(
+        RECONCILE_LISTED,
+        "sys_ids the last reconciliation round listed, by integration and table."
+    );
+    metrics::describe_counter!(
+        RECONCILE_DELETES,
+        "Deletes published by reconciliation, by integration and table."
+    );
+    metrics::describe_counter!(
+        MISSING_IDENTITY,
+        "Records published without a mapped identity field (number, sys_created_on), by \
+         integration, table and field: the field list or an ACL withholds it."
+    );
     nowstream_servicenow::client::describe_metrics();
+}
+
+pub fn deletion_detection(integration: &str, mode: &'static str) {
+    for other in ["audit", "reconcile"] {
+        metrics::gauge!(DELETION_DETECTION, "integration" => integration.to_owned(), "mode" => other)
+            .set(if other == mode { 1.0 } else { 0.0 });
+    }
+}
+
+pub fn reconcile_round(integration: &str, table: &str, listed: usize, deleted: usize) {
+    metrics::counter!(RECONCILE_ROUNDS, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .increment(1);
+    metrics::gauge!(RECONCILE_LISTED, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .set(listed as f64);
+    metrics::counter!(RECONCILE_DELETES, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .increment(deleted as u64);
+}
+
+pub fn missing_identity(integration: &str, table: &str, field: &str, count: usize) {
+    metrics::counter!(MISSING_IDENTITY, "integration" => integration.to_owned(), "table" => table.to_owned(), "field" => field.to_owned())
+        .increment(count as u64);
 }
 
 pub fn record_published(integration: &str, table: &str, op: &'static str) {

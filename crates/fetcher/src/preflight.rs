@@ -28,8 +28,12 @@ use nowstream_servicenow::client::{Client, ClientConfig, ClientError, ListReques
 use nowstream_servicenow::query::SYS_ID;
 use nowstream_servicenow::table::tables;
 
-use crate::instance;
+use nowstream_normalizer::ExclusionPolicy;
+
 use crate::oauth_login::without_stored_token;
+use crate::{fields, instance};
+
+mod time_zone;
 
 /// Roles SEI requires of the integration user: `itil` reads incidents and change requests,
 /// the `personalize_*` roles read choice lists and field definitions.
@@ -111,8 +115,12 @@ pub enum CheckKind {
     Roles,
     /// The user has [`ADVISED_ROLE`].
     AdvisedRole,
+    /// The user's time zone is UTC/GMT.
+    TimeZone,
     /// The user can read this table.
     TableRead(&'static str),
+    /// `sys_dictionary` shows every field the normalizer maps for this table.
+    MappedFields(&'static str),
 }
 
 impl CheckKind {
@@ -128,7 +136,9 @@ impl CheckKind {
             CheckKind::User => "Integration user".to_owned(),
             CheckKind::Roles => "Required roles".to_owned(),
             CheckKind::AdvisedRole => format!("Role {ADVISED_ROLE}"),
+            CheckKind::TimeZone => "Time zone".to_owned(),
             CheckKind::TableRead(table) => format!("Read {table}"),
+            CheckKind::MappedFields(table) => format!("Fields {table}"),
         }
     }
 }
@@ -368,18 +378,24 @@ async fn run_checks(
     check_access(integration, fetcher, checks).await;
 }
 
+/// Tables whose field list is built from `sys_dictionary` (see [`crate::fields`]).
+pub const FIELD_LIST_TABLES: [&str; 2] = [tables::INCIDENT, tables::CHANGE_REQUEST];
+
 /// Every check after the network ones, in order.
-const AFTER_AUTH_KINDS: [CheckKind; 10] = [
+const AFTER_AUTH_KINDS: [CheckKind; 13] = [
     CheckKind::Auth,
     CheckKind::User,
     CheckKind::Roles,
     CheckKind::AdvisedRole,
+    CheckKind::TimeZone,
     CheckKind::TableRead(TABLES[0]),
     CheckKind::TableRead(TABLES[1]),
     CheckKind::TableRead(TABLES[2]),
     CheckKind::TableRead(TABLES[3]),
     CheckKind::TableRead(TABLES[4]),
     CheckKind::TableRead(TABLES[5]),
+    CheckKind::MappedFields(FIELD_LIST_TABLES[0]),
+    CheckKind::MappedFields(FIELD_LIST_TABLES[1]),
 ];
 
 /// Pushes the check and hands back what it found, or `None` when it failed.
@@ -808,12 +824,16 @@ async fn check_access(
         return;
     }
     let user_sys_id = match identity {
-        Identity::Found { user_name, sys_id } => {
+        Identity::Found {
+            user_name,
+            sys_id,
+            time_zone,
+        } => {
             checks.push(Check::pass(
                 CheckKind::User,
                 format!("{user_name} has sys_user record {sys_id}"),
             ));
-            Some((user_name, sys_id))
+            Some((user_name, sys_id, time_zone))
         }
         Identity::Unknown(check) => {
             checks.push(check);
@@ -821,10 +841,11 @@ async fn check_access(
         }
     };
     match user_sys_id {
-        Some((user_name, sys_id)) => {
+        Some((user_name, sys_id, time_zone)) => {
             let (roles, advised) = check_roles(&client, &user_name, &sys_id).await;
             checks.push(roles);
             checks.push(advised);
+            checks.push(time_zone::check(&client, &user_name, time_zone.as_deref()).await);
         }
         None => {
             let note = format!(
@@ -836,10 +857,27 @@ async fn check_access(
                 CheckKind::AdvisedRole,
                 "skipped: the integration user is not known",
             ));
+            checks.push(Check::skipped(
+                CheckKind::TimeZone,
+                "skipped: the integration user is not known; make sure its time zone is UTC",
+            ));
         }
     }
-    let reads = join_all(TABLES.iter().map(|table| check_table(&client, table))).await;
+    let reads = join_all(
+        TABLES
+            .iter()
+            .map(|table| check_table(&client, table, fetcher)),
+    )
+    .await;
     checks.extend(reads);
+    let excluded = ExclusionPolicy::new(&integration.exclude_fields).ok();
+    let mapped = join_all(
+        FIELD_LIST_TABLES
+            .iter()
+            .map(|table| check_mapped_fields(&client, table, excluded.as_ref())),
+    )
+    .await;
+    checks.extend(mapped);
 }
 
 /// A client like the fetcher's, but impatient: preflight should answer in seconds.
@@ -861,6 +899,8 @@ enum Identity {
     Found {
         user_name: String,
         sys_id: String,
+        /// `sys_user.time_zone`; `None` when empty (the system default applies).
+        time_zone: Option<String>,
     },
     /// Not found; the check says why.
     Unknown(Check),
@@ -887,7 +927,11 @@ async fn check_auth(
         query,
         limit: 1,
         offset: 0,
-        fields: Some(vec![SYS_ID.to_owned(), "user_name".to_owned()]),
+        fields: Some(vec![
+            SYS_ID.to_owned(),
+            "user_name".to_owned(),
+            time_zone::USER_FIELD.to_owned(),
+        ]),
     };
     let user_kind = CheckKind::User;
     match client.list_page(&request).await {
@@ -897,10 +941,15 @@ async fn check_auth(
                 Some((
                     field_value(record, "user_name")?,
                     field_value(record, SYS_ID)?,
+                    field_value(record, time_zone::USER_FIELD),
                 ))
             });
             let identity = match (found, user) {
-                (Some((user_name, sys_id)), _) => Identity::Found { user_name, sys_id },
+                (Some((user_name, sys_id, time_zone)), _) => Identity::Found {
+                    user_name,
+                    sys_id,
+                    time_zone,
+                },
                 (None, Some(name)) if name.contains('^') => Identity::Unknown(Check::skipped(
                     user_kind,
                     format!("skipped: {name:?} contains `^` and cannot be looked up"),
@@ -1117,7 +1166,7 @@ fn role_checks(user_name: &str, held: &BTreeSet<String>) -> (Check, Check) {
 }
 
 /// One `sysparm_limit=1` read, as the fetcher's first page would be.
-async fn check_table(client: &Client, table: &'static str) -> Check {
+async fn check_table(client: &Client, table: &'static str, fetcher: &FetcherConfig) -> Check {
     let kind = CheckKind::TableRead(table);
     let request = ListRequest {
         table: table.to_owned(),
@@ -1145,6 +1194,21 @@ async fn check_table(client: &Client, table: &'static str) -> Check {
                 Check::pass(kind, format!("readable ({rows})"))
             }
         }
+        Err(ClientError::Forbidden { message, .. }) if table == tables::SYS_AUDIT_DELETE => {
+            Check::warn(
+                kind,
+                format!(
+                    "read access to {table} denied (HTTP 403): {message}; audit-based deletes \
+                     are off for this integration, and the fetcher finds deletions by \
+                     reconciliation instead (a keys-only scan of each table every {}, see \
+                     reconcile_interval)",
+                    humanize(fetcher.reconcile_interval)
+                ),
+                "deletions reach SEI up to one reconcile_interval late; for deletes within a \
+                 poll, grant the integration user read access to sys_audit_delete (an ACL on \
+                 it for one of the user's roles; on a default instance only admin has it)",
+            )
+        }
         Err(ClientError::Forbidden { message, .. }) => Check::fail(
             kind,
             format!("read access to {table} denied (HTTP 403): {message}"),
@@ -1168,6 +1232,61 @@ async fn check_table(client: &Client, table: &'static str) -> Check {
     }
 }
 
+/// `1h`, `90s`: a duration as the configuration writes it.
+fn humanize(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Compares the fields the normalizer maps for `table` with the columns `sys_dictionary` shows
+/// the integration user. Missing ones are still asked for (see [`crate::fields`]), so this
+/// warns: if ServiceNow does not return them either, they reach SEI empty.
+async fn check_mapped_fields(
+    client: &Client,
+    table: &'static str,
+    excluded: Option<&ExclusionPolicy>,
+) -> Check {
+    let kind = CheckKind::MappedFields(table);
+    let shown = match fields::dictionary_columns(client, table).await {
+        Ok(shown) => shown,
+        Err(error) => {
+            return Check::warn(
+                kind,
+                format!("cannot compare with sys_dictionary: {error}"),
+                "see the Read sys_dictionary check",
+            );
+        }
+    };
+    let missing: BTreeSet<&str> = fields::mapped_fields(table)
+        .into_iter()
+        .map(|field| field.split('.').next().unwrap_or(field))
+        .filter(|field| !excluded.is_some_and(|policy| policy.excludes(field)))
+        .filter(|field| !shown.contains(*field))
+        .collect();
+    if missing.is_empty() {
+        return Check::pass(
+            kind,
+            format!("sys_dictionary shows every field nowstream maps for {table}"),
+        );
+    }
+    Check::warn(
+        kind,
+        format!(
+            "sys_dictionary does not show {} mapped field(s) of {table} to the integration \
+             user: {}; the fetcher asks for them anyway",
+            missing.len(),
+            missing.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        "if they reach SEI empty, the user lacks read access to them (field ACLs) or to their \
+         sys_dictionary rows (personalize_dictionary); records without number or \
+         sys_created_on are logged and counted in nowstream_fetcher_records_missing_identity_total",
+    )
+}
+
 fn table_access_hint(table: &str) -> String {
     let role = match table {
         tables::INCIDENT | tables::CHANGE_REQUEST => {
@@ -1178,7 +1297,7 @@ fn table_access_hint(table: &str) -> String {
         tables::SYS_CHOICE => "personalize_choices grants read access to sys_choice",
         tables::SYS_AUDIT_DELETE => {
             "sys_audit_delete is often admin-only: add a read ACL on it for the integration \
-             user's role, or deletions will not reach SEI"
+             user's role, or deletions reach SEI only through reconciliation"
         }
         _ => "add a read ACL for the integration user's role",
     };

@@ -86,6 +86,7 @@ pub async fn run(
                 client,
                 excluded_at_source,
                 excluded,
+                audit_access: Default::default(),
             }),
         );
     }

@@ -18,6 +18,7 @@ use crate::checkpoints::CheckpointStore;
 use crate::dead_letter::{DeadLetters, Letter, Source};
 use crate::fields;
 use crate::raw::{self, Origin};
+use crate::reconcile;
 use crate::units::{UnitKind, WorkUnit};
 use crate::writer::{Encoded, Lettered, PageWriter};
 use crate::{FetchError, metrics};
@@ -34,6 +35,8 @@ pub struct Integration {
     /// The integration's `exclude_fields`, whatever `exclude_at_source` says: removed from
     /// every dead letter, since the DLQ never carries excluded values.
     pub excluded: ExclusionPolicy,
+    /// Whether the user may read `sys_audit_delete` (see [`reconcile`]).
+    pub audit_access: reconcile::AuditAccess,
 }
 
 /// Everything a unit needs besides its own identity.
@@ -88,6 +91,9 @@ pub async fn run_unit(
     env: UnitEnv,
     cancel: CancellationToken,
 ) -> Result<(), UnitFailure> {
+    if unit.kind == UnitKind::Deletions && reconcile::reconciles(&env) {
+        return reconcile::run(&unit, &env, &cancel).await;
+    }
     let key = unit.to_string();
     // A unit moved to another replica while it was still loading its checkpoint must stop
     // here: otherwise it would log "starting backfill" after it was told to stop.
@@ -119,6 +125,13 @@ pub async fn run_unit(
             _ = cancel.cancelled() => return Ok(()),
             result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result,
         };
+        if let Err(failure) = &scan_result
+            && unit.kind == UnitKind::Deletions
+            && reconcile::is_audit_forbidden(failure)
+        {
+            reconcile::switch_over(&unit, &env);
+            return reconcile::run(&unit, &env, &cancel).await;
+        }
         scan_result?;
         backfilling = false;
         tokio::select! {
@@ -226,6 +239,7 @@ async fn publish_page(
     // Oversized versions, remembered like published ones so that an overlap re-read does
     // not dead-letter them again.
     let mut oversized = Vec::new();
+    let mut fresh_sources = Vec::with_capacity(page.records.len());
     for record in &page.records {
         let converted = match (unit.kind, integration.excluded_at_source.as_ref()) {
             (UnitKind::Records(table), Some(policy)) => {
@@ -272,6 +286,12 @@ async fn publish_page(
         }
         records.push(encoded);
         fresh.push(raw);
+        fresh_sources.push(record);
+    }
+    if let UnitKind::Records(table) = unit.kind {
+        let policy = integration.excluded_at_source.as_ref();
+        let excluded = |field: &str| policy.is_some_and(|policy| policy.excludes(field));
+        fields::report_missing_identity(&integration.id, table, fresh_sources, &excluded);
     }
 
     for oversized in &page.oversized {
@@ -329,7 +349,7 @@ fn without_excluded(policy: &ExclusionPolicy, record: &Map<String, Value>) -> Ma
     }
 }
 
-fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {
+pub(crate) fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchError> {
     let what = || format!("{} record {}", raw.table, raw.sys_id);
     let topic = env
         .topics

@@ -8,7 +8,7 @@ use nowstream_runtime::{
     AuthConfig, BasicAuth, Config, IntegrationConfig, OAuthConfig, OAuthGrant,
 };
 use nowstream_servicenow_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
+    AUDIT_READ_ROLE, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, GeneratorConfig, RunningSim, SimConfig, SimUser, Simulator,
 };
 use secrecy::SecretString;
@@ -94,7 +94,11 @@ fn failures(report: &Report) -> Vec<CheckKind> {
 
 #[tokio::test]
 async fn a_correct_setup_passes_every_check() {
-    let sim = start(Vec::new()).await;
+    // Correct includes an integration user working in UTC (the simulator's default account
+    // works in America/New_York, which `validate` warns about).
+    let mut config = sim_config(Vec::new());
+    config.users[0].time_zone = "UTC".to_owned();
+    let sim = Simulator::start(config).await.expect("simulator starts");
     let report = validate(
         sim.base_url(),
         basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
@@ -105,9 +109,16 @@ async fn a_correct_setup_passes_every_check() {
     for check in &only(&report).checks {
         assert_eq!(check.outcome, Outcome::Pass, "{check:?}\n{text}");
     }
-    for kind in [CheckKind::Auth, CheckKind::Roles, CheckKind::AdvisedRole]
-        .into_iter()
-        .chain(TABLES.iter().map(|t| CheckKind::TableRead(t)))
+    for kind in [
+        CheckKind::Auth,
+        CheckKind::Roles,
+        CheckKind::AdvisedRole,
+        CheckKind::TimeZone,
+        CheckKind::MappedFields("incident"),
+        CheckKind::MappedFields("change_request"),
+    ]
+    .into_iter()
+    .chain(TABLES.iter().map(|t| CheckKind::TableRead(t)))
     {
         assert!(
             only(&report).check(kind).is_some(),
@@ -234,11 +245,17 @@ async fn a_missing_required_role_is_named() {
 
 #[tokio::test]
 async fn lacking_only_user_admin_warns_but_passes() {
-    let user = SimUser::new(
+    let mut user = SimUser::new(
         "no.user.admin",
         "no-user-admin-password",
-        &["itil", "personalize_choices", "personalize_dictionary"],
+        &[
+            "itil",
+            "personalize_choices",
+            "personalize_dictionary",
+            AUDIT_READ_ROLE,
+        ],
     );
+    user.time_zone = "UTC".to_owned();
     let sim = start(vec![user]).await;
     let report = validate(
         sim.base_url(),
@@ -259,9 +276,10 @@ async fn lacking_only_user_admin_warns_but_passes() {
 
 #[tokio::test]
 async fn a_table_without_read_access_fails_that_table_only() {
+    // (Was shown with sys_audit_delete, which now warns instead: see the next test.)
     let mut user = SimUser::new(
-        "no.audit",
-        "no-audit-password",
+        "no.choices",
+        "no-choices-password",
         &[
             "itil",
             "personalize_choices",
@@ -269,31 +287,159 @@ async fn a_table_without_read_access_fails_that_table_only() {
             "user_admin",
         ],
     );
-    user.denied_tables.insert("sys_audit_delete".to_owned());
+    user.denied_tables.insert("sys_choice".to_owned());
     let sim = start(vec![user]).await;
-    let report = validate(sim.base_url(), basic("no.audit", "no-audit-password")).await;
+    let report = validate(sim.base_url(), basic("no.choices", "no-choices-password")).await;
     let text = report.render();
     assert!(!report.passed());
     assert_eq!(
         failures(&report),
-        [CheckKind::TableRead("sys_audit_delete")],
+        [CheckKind::TableRead("sys_choice")],
         "{text}"
     );
-    let denied = check(&report, CheckKind::TableRead("sys_audit_delete"));
+    let denied = check(&report, CheckKind::TableRead("sys_choice"));
     assert!(
         denied
             .message
-            .contains("read access to sys_audit_delete denied (HTTP 403)"),
+            .contains("read access to sys_choice denied (HTTP 403)"),
         "{denied:?}"
     );
     assert!(
         denied
             .hint
             .as_deref()
-            .is_some_and(|h| h.contains("deletions will not reach SEI")),
+            .is_some_and(|h| h.contains("personalize_choices")),
         "{denied:?}"
     );
-    assert!(!text.contains("no-audit-password"), "{text}");
+    assert!(!text.contains("no-choices-password"), "{text}");
+}
+
+#[tokio::test]
+async fn seis_documented_roles_without_sys_audit_delete_warn_that_deletions_are_reconciled() {
+    let sim = start(vec![SimUser::sei_documented(
+        "sei.reader",
+        "sei-reader-password",
+    )])
+    .await;
+    let report = validate(sim.base_url(), basic("sei.reader", "sei-reader-password")).await;
+    let text = report.render();
+    assert!(report.passed(), "the fetcher works without it\n{text}");
+    assert_eq!(check(&report, CheckKind::Roles).outcome, Outcome::Pass);
+    let audit = check(&report, CheckKind::TableRead("sys_audit_delete"));
+    assert_eq!(audit.outcome, Outcome::Warn, "{text}");
+    for said in [
+        "denied (HTTP 403)",
+        "audit-based deletes are off for this integration",
+        "reconciliation",
+        "every 1h",
+    ] {
+        assert!(audit.message.contains(said), "{said:?} in {audit:?}");
+    }
+    assert!(
+        audit
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("read access to sys_audit_delete")),
+        "{audit:?}"
+    );
+    assert!(!text.contains("sei-reader-password"), "{text}");
+}
+
+#[tokio::test]
+async fn a_user_in_a_local_time_zone_is_warned_what_that_changes() {
+    let sim = start(Vec::new()).await;
+    let report = validate(
+        sim.base_url(),
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    )
+    .await;
+    let text = report.render();
+    assert!(report.passed(), "{text}");
+    let zone = check(&report, CheckKind::TimeZone);
+    assert_eq!(zone.outcome, Outcome::Warn, "{text}");
+    for said in [
+        "America/New_York, not UTC",
+        "display values",
+        "UTC `value`s",
+        "gs.dateGenerate",
+        "metadata.timezone",
+    ] {
+        assert!(zone.message.contains(said), "{said:?} in {zone:?}");
+    }
+    assert!(
+        zone.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("Time zone to UTC")),
+        "{zone:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_without_a_zone_gets_the_system_default_when_readable_else_unknown() {
+    let mut unset = SimUser::new(
+        "no.zone",
+        "no-zone-password",
+        &[
+            "itil",
+            "personalize_choices",
+            "personalize_dictionary",
+            "user_admin",
+        ],
+    );
+    unset.time_zone = String::new();
+    let mut admin = SimUser::new("zone.admin", "zone-admin-password", &["admin"]);
+    admin.time_zone = String::new();
+    let mut config = sim_config(vec![unset, admin]);
+    config.data.system_time_zone = "Etc/UTC".to_owned();
+    let sim = Simulator::start(config).await.expect("simulator starts");
+
+    let report = validate(sim.base_url(), basic("zone.admin", "zone-admin-password")).await;
+    let zone = check(&report, CheckKind::TimeZone);
+    assert_eq!(zone.outcome, Outcome::Pass, "{}", report.render());
+    assert!(
+        zone.message.contains("the system default is Etc/UTC"),
+        "{zone:?}"
+    );
+
+    let report = validate(sim.base_url(), basic("no.zone", "no-zone-password")).await;
+    let zone = check(&report, CheckKind::TimeZone);
+    assert_eq!(zone.outcome, Outcome::Warn, "{}", report.render());
+    assert!(
+        zone.message
+            .contains("glide.sys.default.tz) cannot be read, so the zone is unknown"),
+        "{zone:?}"
+    );
+}
+
+#[tokio::test]
+async fn mapped_fields_the_dictionary_does_not_show_are_listed() {
+    let mut config = sim_config(Vec::new());
+    config.data.dictionary_base_fields = false;
+    let sim = Simulator::start(config).await.expect("simulator starts");
+    let report = validate(
+        sim.base_url(),
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    )
+    .await;
+    let text = report.render();
+    assert!(report.passed(), "{text}");
+    for table in ["incident", "change_request"] {
+        let mapped = check(&report, CheckKind::MappedFields(table));
+        assert_eq!(mapped.outcome, Outcome::Warn, "{text}");
+        for field in [
+            "number",
+            "state",
+            "priority",
+            "sys_created_on",
+            "business_service",
+        ] {
+            assert!(mapped.message.contains(field), "{field} in {mapped:?}");
+        }
+        assert!(
+            mapped.message.contains("asks for them anyway"),
+            "{mapped:?}"
+        );
+    }
 }
 
 #[tokio::test]

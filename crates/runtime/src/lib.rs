@@ -18,10 +18,10 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{
-    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, FetcherConfig, Format, HttpConfig,
-    IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig, OAuthGrant, Problem,
-    SECRETS_DIR_VARIABLE, Satellite, SecretScope, SeiConfig, SinkConfig, TelemetryConfig,
-    ValidationErrors,
+    AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, DeletionDetection, FetcherConfig,
+    Format, HttpConfig, IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig,
+    OAuthGrant, Problem, SECRETS_DIR_VARIABLE, Satellite, SecretScope, SeiConfig, SinkConfig,
+    TelemetryConfig, ValidationErrors,
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};

@@ -16,7 +16,7 @@ use rand::distr::Alphanumeric;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{OAuthClient, SimConfig, SimUser};
+use crate::config::{AUDIT_READ_ROLE, OAuthClient, SimConfig, SimUser};
 
 /// How long an authorization code can be exchanged.
 const CODE_LIFETIME: Duration = Duration::from_secs(600);
@@ -122,10 +122,31 @@ pub struct UserAccess {
     pub hidden_rows: BTreeMap<String, EncodedQuery>,
 }
 
+/// Tables whose read ACL requires a role, as on a default instance: without one of these
+/// roles (or `admin`) every list and record read answers 403. `sys_audit_delete` is readable by
+/// `admin` only unless an administrator adds an ACL (modelled by [`AUDIT_READ_ROLE`]); none of
+/// SEI's documented roles grants it. `sys_properties` is admin-only.
+pub const TABLE_READ_ROLES: [(&str, &[&str]); 2] = [
+    ("sys_audit_delete", &[AUDIT_READ_ROLE]),
+    ("sys_properties", &[]),
+];
+
 impl UserAccess {
-    /// Whether a table-level ACL lets this user read `table`.
+    /// Whether the table-level ACLs let this user read `table`: `admin` reads everything;
+    /// otherwise the table must not be denied to the user and, where [`TABLE_READ_ROLES`]
+    /// names roles for it, the user must hold one of them.
     pub fn can_read(&self, table: &str) -> bool {
-        self.user.roles.iter().any(|r| r == "admin") || !self.user.denied_tables.contains(table)
+        let holds = |role: &str| self.user.roles.iter().any(|r| r == role);
+        if holds("admin") {
+            return true;
+        }
+        if self.user.denied_tables.contains(table) {
+            return false;
+        }
+        TABLE_READ_ROLES
+            .iter()
+            .find(|(name, _)| *name == table)
+            .is_none_or(|(_, roles)| roles.iter().any(|role| holds(role)))
     }
 }
 

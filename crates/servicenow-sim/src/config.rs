@@ -24,13 +24,20 @@ pub const DEFAULT_ADMIN_PASSWORD: &str = "admin-password";
 pub const DEFAULT_CLIENT_ID: &str = "nowstream-client";
 /// Default OAuth client secret (a test fixture, not a secret).
 pub const DEFAULT_CLIENT_SECRET: &str = "nowstream-client-secret";
-/// Roles the project's preflight expects of the integration account.
+/// Roles the project's preflight expects of the integration account: SEI's documented list.
 pub const INTEGRATION_ROLES: [&str; 4] = [
     "itil",
     "personalize_choices",
     "personalize_dictionary",
     "user_admin",
 ];
+/// A custom role with a read ACL on `sys_audit_delete`, as an administrator creates it so a
+/// non-admin integration user can read deletions (none of [`INTEGRATION_ROLES`] grants that on
+/// a default instance). The default integration account holds it; a [`SimUser::sei_documented`]
+/// account does not, and gets 403 on `sys_audit_delete`.
+pub const AUDIT_READ_ROLE: &str = "x_nowstream_audit_reader";
+/// Time zone of generated users and of the configured accounts unless they say otherwise.
+pub const DEFAULT_TIME_ZONE: &str = "America/New_York";
 
 /// Everything the simulator needs to start.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +111,15 @@ pub struct SimUser {
     /// instance, so pages come back short.
     #[serde(default)]
     pub hidden_rows: BTreeMap<String, String>,
+    /// `sys_user.time_zone` of the account's user record (an IANA name such as `UTC` or
+    /// `Europe/Berlin`); empty means "the system default" (`glide.sys.default.tz`), as on a
+    /// real instance.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    DEFAULT_TIME_ZONE.to_owned()
 }
 
 impl SimUser {
@@ -116,18 +132,27 @@ impl SimUser {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             denied_tables: BTreeSet::new(),
             hidden_rows: BTreeMap::new(),
+            time_zone: default_time_zone(),
         }
     }
 
-    /// The default integration account.
+    /// The default integration account: SEI's documented roles plus [`AUDIT_READ_ROLE`].
     pub fn integration() -> Self {
+        let mut roles = INTEGRATION_ROLES.to_vec();
+        roles.push(AUDIT_READ_ROLE);
         let mut user = Self::new(
             DEFAULT_INTEGRATION_USER,
             DEFAULT_INTEGRATION_PASSWORD,
-            &INTEGRATION_ROLES,
+            &roles,
         );
         user.name = Some("NowStream Integration".to_owned());
         user
+    }
+
+    /// An account with exactly SEI's documented roles ([`INTEGRATION_ROLES`]) and nothing
+    /// else: on a default instance (and here) it may not read `sys_audit_delete`.
+    pub fn sei_documented(user_name: &str, password: &str) -> Self {
+        Self::new(user_name, password, &INTEGRATION_ROLES)
     }
 
     /// The default administrator.

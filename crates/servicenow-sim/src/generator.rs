@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, DEFAULT_TIME_ZONE};
 use crate::schema::{self, CMDB_CI_SERVICE, CMN_DEPARTMENT, FieldKind};
 use crate::store::{Dataset, Record, priority_of};
 
@@ -36,6 +36,14 @@ pub struct GeneratorConfig {
     pub data_end: DateTime<Utc>,
     /// How far back incidents and changes are opened, in days.
     pub history_days: u32,
+    /// Whether `sys_dictionary` lists the base columns of incident and change_request. Off,
+    /// it lists only the custom `u_*` fields, as an instance does where the columns are
+    /// defined higher in the hierarchy or dictionary ACLs hide them: a client that asks only
+    /// for the columns the dictionary shows then gets nothing else.
+    pub dictionary_base_fields: bool,
+    /// `glide.sys.default.tz` in `sys_properties`: the zone of users whose `time_zone` is
+    /// empty.
+    pub system_time_zone: String,
 }
 
 impl Default for GeneratorConfig {
@@ -51,6 +59,8 @@ impl Default for GeneratorConfig {
                 .single()
                 .unwrap_or_default(),
             history_days: 180,
+            dictionary_base_fields: true,
+            system_time_zone: DEFAULT_TIME_ZONE.to_owned(),
         }
     }
 }
@@ -86,6 +96,8 @@ pub struct Account {
     pub name: String,
     /// Role names.
     pub roles: Vec<String>,
+    /// `sys_user.time_zone`; empty for the system default.
+    pub time_zone: String,
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -249,8 +261,9 @@ pub fn generate(config: &GeneratorConfig, accounts: &[Account]) -> Dataset {
     };
     g.incidents(&pools);
     g.change_requests(&pools);
-    // Last, so that adding the journal columns left every other generated row as it was.
-    g.dictionary_rows(schema::JOURNAL_FIELDS);
+    // Last, so the random stream of everything above is what it always was.
+    g.journal_dictionary_rows();
+    g.properties();
     g.data
 }
 
@@ -400,7 +413,7 @@ impl Generator {
                     ("department", &it_department),
                     ("active", "true"),
                     ("locked_out", "false"),
-                    ("time_zone", "America/New_York"),
+                    ("time_zone", &account.time_zone),
                 ],
             );
             let sys_id = self.push(tables::SYS_USER, r);
@@ -454,7 +467,7 @@ impl Generator {
                     ("manager", &manager),
                     ("active", active),
                     ("locked_out", "false"),
-                    ("time_zone", "America/New_York"),
+                    ("time_zone", DEFAULT_TIME_ZONE),
                 ],
             );
             let sys_id = self.push(tables::SYS_USER, r);
@@ -626,26 +639,17 @@ impl Generator {
         }
     }
 
+    /// `sys_dictionary` rows of incident and change_request: every schema column but the
+    /// journal columns (which a real instance defines on `task`, see
+    /// [`Self::journal_dictionary_rows`]) and the custom fields.
     fn dictionary(&mut self) {
-        self.dictionary_rows(&[]);
-    }
-
-    /// `sys_dictionary` rows of incident and change_request: every schema column (only
-    /// those in `only`, when given; journal columns only then) and the custom fields.
-    fn dictionary_rows(&mut self, only: &[&str]) {
         let choice_fields: Vec<(&str, &str)> =
             choice_lists().iter().map(|(t, e, _)| (*t, *e)).collect();
         for table in [tables::INCIDENT, tables::CHANGE_REQUEST] {
             let Some(schema) = schema::all_tables().into_iter().find(|s| s.name == table) else {
                 continue;
             };
-            let wanted = |name: &str| {
-                if only.is_empty() {
-                    !schema::JOURNAL_FIELDS.contains(&name)
-                } else {
-                    only.contains(&name)
-                }
-            };
+            let wanted = |name: &str| !schema::JOURNAL_FIELDS.contains(&name);
             let base = schema.fields.iter().filter(|f| wanted(&f.name)).map(|f| {
                 let (internal_type, reference) = match &f.kind {
                     FieldKind::Text => ("string", String::new()),
@@ -664,7 +668,6 @@ impl Generator {
             });
             let custom = custom_fields(table)
                 .into_iter()
-                .filter(|_| only.is_empty())
                 .map(|(e, label, kind, len)| {
                     (
                         e.to_owned(),
@@ -674,7 +677,8 @@ impl Generator {
                         len,
                     )
                 });
-            let rows: Vec<_> = base.chain(custom).collect();
+            let listed_base = self.config.dictionary_base_fields;
+            let rows: Vec<_> = base.filter(|_| listed_base).chain(custom).collect();
             for (element, label, internal_type, reference, max_length) in rows {
                 let mut r = self.setup_record();
                 let choice = if choice_fields
@@ -703,6 +707,51 @@ impl Generator {
                 self.push(tables::SYS_DICTIONARY, r);
             }
         }
+    }
+
+    /// Dictionary rows of task's journal fields (`comments`, `work_notes`): a real instance
+    /// lists them on `task`, the table that defines them (see [`schema::JOURNAL_FIELDS`]).
+    fn journal_dictionary_rows(&mut self) {
+        if !self.config.dictionary_base_fields {
+            return;
+        }
+        for (element, label) in [
+            ("comments", "Additional comments"),
+            ("work_notes", "Work notes"),
+        ] {
+            let mut r = self.setup_record();
+            Self::set(
+                &mut r,
+                &[
+                    ("name", tables::TASK),
+                    ("element", element),
+                    ("column_label", label),
+                    ("internal_type", "journal_input"),
+                    ("max_length", "4000"),
+                    ("choice", "0"),
+                    ("mandatory", "false"),
+                    ("read_only", "false"),
+                    ("active", "true"),
+                ],
+            );
+            self.push(tables::SYS_DICTIONARY, r);
+        }
+    }
+
+    /// System properties a client may look for (`glide.sys.default.tz`).
+    fn properties(&mut self) {
+        let mut r = self.setup_record();
+        let zone = self.config.system_time_zone.clone();
+        Self::set(
+            &mut r,
+            &[
+                ("name", "glide.sys.default.tz"),
+                ("value", &zone),
+                ("type", "timezone"),
+                ("description", "System time zone"),
+            ],
+        );
+        self.push(schema::SYS_PROPERTIES, r);
     }
 
     fn incidents(&mut self, pools: &Pools) {
@@ -1272,6 +1321,7 @@ mod tests {
             user_name: "integration".into(),
             name: "Integration".into(),
             roles: vec!["itil".into()],
+            time_zone: "UTC".into(),
         }]
     }
 

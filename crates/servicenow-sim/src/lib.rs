@@ -27,9 +27,9 @@ pub mod stats;
 pub mod store;
 
 pub use config::{
-    ConfigError, DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, OAuthClient,
-    SimConfig, SimUser,
+    AUDIT_READ_ROLE, ConfigError, DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER,
+    DEFAULT_TIME_ZONE, INTEGRATION_ROLES, OAuthClient, SimConfig, SimUser,
 };
 pub use faults::{Fault, FaultRule, RuleReport, Trigger};
 pub use generator::GeneratorConfig;

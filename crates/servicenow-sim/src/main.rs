@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             same_second: args.same_second,
             data_end: args.data_end.unwrap_or(defaults.data_end),
             history_days: args.history_days,
+            ..defaults
         },
         access_token_lifetime_secs: args.token_lifetime_secs,
         rotate_refresh_tokens: args.rotate_refresh_tokens,

@@ -53,6 +53,8 @@ impl FieldDef {
 pub const CMDB_CI_SERVICE: &str = "cmdb_ci_service";
 /// Department table (`business_service.department`, `sys_user.department`).
 pub const CMN_DEPARTMENT: &str = "cmn_department";
+/// System properties (`glide.sys.default.tz`, ...); admin-only on a default instance.
+pub const SYS_PROPERTIES: &str = "sys_properties";
 
 /// Static description of one table.
 #[derive(Debug, Clone)]
@@ -92,6 +94,7 @@ pub fn all_tables() -> Vec<TableSchema> {
         sys_audit_delete(),
         cmdb_ci_service(),
         cmn_department(),
+        sys_properties(),
     ]
 }
 
@@ -355,6 +358,22 @@ fn cmn_department() -> TableSchema {
     ]);
     TableSchema {
         name: CMN_DEPARTMENT,
+        display_field: "name",
+        fields,
+        is_view: false,
+    }
+}
+
+fn sys_properties() -> TableSchema {
+    let mut fields = system_fields();
+    fields.extend([
+        FieldDef::new("name", FieldKind::Text),
+        FieldDef::new("value", FieldKind::Text),
+        FieldDef::new("type", FieldKind::Text),
+        FieldDef::new("description", FieldKind::Text),
+    ]);
+    TableSchema {
+        name: SYS_PROPERTIES,
         display_field: "name",
         fields,
         is_view: false,

@@ -64,6 +64,7 @@ impl Simulator {
                 user_name: u.user_name.clone(),
                 name: u.display_name(),
                 roles: u.roles.clone(),
+                time_zone: u.time_zone.clone(),
             })
             .collect();
         let dataset = generate(&config.data, &accounts);

@@ -153,7 +153,9 @@ async fn queries_can_dot_walk_and_roles_of_the_integration_user_are_listed() {
             "itil",
             "personalize_choices",
             "personalize_dictionary",
-            "user_admin"
+            "user_admin",
+            // The custom role an administrator gave read access to sys_audit_delete.
+            nowstream_servicenow_sim::AUDIT_READ_ROLE,
         ])
     );
 }

@@ -48,6 +48,29 @@ pub struct FetcherConfig {
     /// HTTPS proxy for ServiceNow requests, e.g. `http://proxy.corp:3128`. Absent: the
     /// `HTTPS_PROXY` environment variable, if set.
     pub https_proxy: Option<String>,
+    /// How deletions are found: `auto` reads `sys_audit_delete` and switches an integration
+    /// to reconciliation when its user may not read it (HTTP 403, the usual case with SEI's
+    /// documented roles); `reconcile` always reconciles and never reads `sys_audit_delete`.
+    pub deletion_detection: DeletionDetection,
+    /// How often reconciliation lists each table's sys_ids (`sysparm_fields=sys_id`) and
+    /// publishes deletes for the records that were published and are gone. Each round costs
+    /// one keys-only scan per table and one read of its raw topic.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// Most sys_ids reconciliation holds in memory per table (16 bytes each): a table with
+    /// more rows is reconciled in sys_id ranges, each with its own scan and raw-topic read.
+    pub reconcile_max_keys: usize,
+}
+
+/// Where the fetcher learns about deleted records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletionDetection {
+    /// `sys_audit_delete`, falling back to reconciliation on HTTP 403.
+    #[default]
+    Auto,
+    /// Reconciliation only.
+    Reconcile,
 }
 
 impl Default for FetcherConfig {
@@ -67,6 +90,9 @@ impl Default for FetcherConfig {
             raw_topic_partitions: 6,
             replication_factor: 1,
             https_proxy: None,
+            deletion_detection: DeletionDetection::Auto,
+            reconcile_interval: Duration::from_secs(3600),
+            reconcile_max_keys: 4_000_000,
         }
     }
 }

@@ -37,7 +37,7 @@ use serde::Deserialize;
 
 pub use env::ENV_PREFIX;
 pub use error::{ConfigError, Problem, ValidationErrors};
-pub use fetcher::FetcherConfig;
+pub use fetcher::{DeletionDetection, FetcherConfig};
 pub use http::HttpConfig;
 pub use integration::{AuthConfig, BasicAuth, IntegrationConfig, OAuthConfig, OAuthGrant};
 pub use kafka::KafkaConfig;
