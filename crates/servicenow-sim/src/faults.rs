@@ -25,6 +25,9 @@ pub enum Fault {
         /// HTTP status to return.
         status: u16,
     },
+    /// 401 "User Not Authenticated" whatever the credentials, as ServiceNow answers for a
+    /// while during an instance upgrade or when a node restarts.
+    Unauthorized,
     /// Delay before handling the request.
     Latency {
         /// Delay in milliseconds.
