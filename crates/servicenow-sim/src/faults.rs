@@ -164,5 +164,10 @@ mod tests {
         assert!(
             serde_json::from_str::<FaultRule>(r#"{"fault":{"kind":"latency","milis":1}}"#).is_err()
         );
+        let unauthorized: FaultRule = serde_json::from_str(
+            r#"{"fault":{"kind":"unauthorized"},"when":{"mode":"next","count":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(unauthorized, FaultRule::next(3, Fault::Unauthorized));
     }
 }
