@@ -63,7 +63,7 @@ struct RecentVersions {
     by_time: BTreeSet<(DateTime<Utc>, String)>,
 }
 
-/// Most versions one unit remembers (roughly 100 bytes each).
+/// Most versions one unit remembers (roughly 150 bytes each, both indexes together).
 const RECENT_VERSIONS_LIMIT: usize = 200_000;
 
 impl RecentVersions {
