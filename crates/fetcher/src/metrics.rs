@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::unit_state::UnitState;
+
 pub const RECORDS: &str = "nowstream_fetcher_records_total";
 pub const PAGES: &str = "nowstream_fetcher_pages_total";
 pub const INVALID_RECORDS: &str = "nowstream_fetcher_invalid_records_total";
@@ -9,6 +11,8 @@ pub const DEAD_LETTERS: &str = "nowstream_fetcher_dead_letters_total";
 pub const CHECKPOINT_LAG: &str = "nowstream_fetcher_checkpoint_lag_seconds";
 pub const UNITS_OWNED: &str = "nowstream_fetcher_units_owned";
 pub const UNIT_ERRORS: &str = "nowstream_fetcher_unit_errors_total";
+pub const UNIT_STATE: &str = "nowstream_fetcher_unit_state";
+pub const UNIT_RESTARTS: &str = "nowstream_fetcher_unit_restarts_total";
 pub const REFRESH_TOKEN_WRITE_FAILURES: &str =
     "nowstream_fetcher_refresh_token_write_failures_total";
 pub const DELETION_DETECTION: &str = "nowstream_fetcher_deletion_detection";
@@ -44,7 +48,17 @@ pub fn describe() {
     metrics::describe_gauge!(UNITS_OWNED, "Work units this replica currently runs.");
     metrics::describe_counter!(
         UNIT_ERRORS,
-        "Unit runs that ended in an error, by integration, table and kind."
+        "Unit runs that ended in an error, by integration, table and kind (retry, \
+         unauthorized, forbidden, panicked, ended)."
+    );
+    metrics::describe_gauge!(
+        UNIT_STATE,
+        "1 for the state each unit of this replica is in (running, backing_off, degraded), \
+         0 for the others, by integration and table."
+    );
+    metrics::describe_counter!(
+        UNIT_RESTARTS,
+        "Units started again after their run failed, panicked or ended, by integration and table."
     );
     metrics::describe_counter!(
         REFRESH_TOKEN_WRITE_FAILURES,
@@ -134,4 +148,27 @@ pub fn unit_error(integration: &str, table: &str, kind: &'static str) {
 pub fn refresh_token_write_failed(integration: &str) {
     metrics::counter!(REFRESH_TOKEN_WRITE_FAILURES, "integration" => integration.to_owned())
         .increment(1);
+}
+
+pub fn unit_restarted(integration: &str, table: &str) {
+    metrics::counter!(UNIT_RESTARTS, "integration" => integration.to_owned(), "table" => table.to_owned())
+        .increment(1);
+}
+
+/// Sets the unit's gauge to 1 for `current` and 0 for every other state, so a sum over
+/// states is 1 per unit and a dashboard can count units by state.
+pub fn unit_state(integration: &str, table: &str, current: UnitState) {
+    for state in UnitState::ALL {
+        let value = if state == current { 1.0 } else { 0.0 };
+        metrics::gauge!(UNIT_STATE, "integration" => integration.to_owned(), "table" => table.to_owned(), "state" => state.label())
+            .set(value);
+    }
+}
+
+/// The unit left this replica: its gauges go to 0 (another replica reports it now).
+pub fn unit_state_cleared(integration: &str, table: &str) {
+    for state in UnitState::ALL {
+        metrics::gauge!(UNIT_STATE, "integration" => integration.to_owned(), "table" => table.to_owned(), "state" => state.label())
+            .set(0.0);
+    }
 }

@@ -13,10 +13,14 @@ use nowstream_model::TopicNames;
 use nowstream_normalizer::ExclusionPolicy;
 use nowstream_runtime::{Config, Health};
 
+use crate::backoff::Backoff;
 use crate::checkpoints::CheckpointStore;
 use crate::coordination::Coordinator;
 use crate::dead_letter::DeadLetters;
-use crate::unit::{Integration, UnitEnv, UnitFailure, run_unit};
+use crate::failure::{Denial, UnitFailure};
+use crate::supervision::{Exit, Next, supervise};
+use crate::unit::{Integration, UnitEnv, run_unit};
+use crate::unit_state::UnitStates;
 use crate::units::{RECORD_TABLES, WorkUnit};
 use crate::writer::PageWriter;
 use crate::{FetchError, instance, metrics};
@@ -24,14 +28,16 @@ use crate::{FetchError, instance, metrics};
 /// The coordination topic's name (after the prefix).
 pub const COORDINATION_TOPIC: &str = "servicenow.fetcher.coordination";
 
-/// A failed unit waits this long before it starts over from its checkpoint.
-const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// Retention of `servicenow.fetcher.dlq`: 14 days.
 pub const FETCHER_DLQ_RETENTION_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 /// How long units get to finish their current page on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Runs the fetcher until `shutdown` fires (Ok) or a fatal error (wrong credentials) occurs.
+/// Runs the fetcher until `shutdown` fires (Ok), or until every unit of this replica was
+/// refused its credentials before any of them read a page (wrong credentials: the error).
+///
+/// Any other failure stays with its unit: the unit backs off and starts again (see
+/// [`crate::unit_state`] for what `/readyz` and the metrics show meanwhile).
 pub async fn run(
     config: Config,
     health: Health,
@@ -99,8 +105,9 @@ pub async fn run(
     let coordinator = Coordinator::join(&config.kafka, &settings.group_id, &coordination_topic)?;
     let mut owned = coordinator.owned();
     readiness.set_ready();
+    let states = UnitStates::new(&health);
 
-    let (failures, mut failed) = mpsc::unbounded_channel::<(WorkUnit, UnitFailure)>();
+    let (rejected, mut credentials_rejected) = mpsc::unbounded_channel::<FetchError>();
     let mut running: HashMap<WorkUnit, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let mut outcome = Ok(());
     loop {
@@ -115,6 +122,7 @@ pub async fn run(
             if !keep {
                 tracing::info!(%unit, "unit moved to another replica; stopping it");
                 cancel.cancel();
+                states.remove(unit);
             }
             keep
         });
@@ -138,13 +146,15 @@ pub async fn run(
                 writer,
                 dead_letters: dead_letters.clone(),
                 settings: settings.clone(),
+                progress: states.run_started(&unit),
             };
             let cancel = shutdown.child_token();
             let task = tokio::spawn(supervise_unit(
                 unit.clone(),
                 env,
                 cancel.clone(),
-                failures.clone(),
+                states.clone(),
+                rejected.clone(),
             ));
             running.insert(unit, (cancel, task));
         }
@@ -161,19 +171,18 @@ pub async fn run(
                     break;
                 }
             }
-            Some((unit, failure)) = failed.recv() => {
-                if let UnitFailure::Fatal(error) = failure {
-                    tracing::error!(%unit, %error, "stopping the fetcher: this needs a configuration fix, retrying would not help");
-                    outcome = Err(error);
-                    break;
-                }
+            Some(error) = credentials_rejected.recv() => {
+                tracing::error!(%error, "stopping the fetcher: ServiceNow refused the credentials of every unit before any page was read; this needs a configuration fix");
+                outcome = Err(error);
+                break;
             }
         }
     }
 
     readiness.set_not_ready("shutting down");
-    for (cancel, _) in running.values() {
+    for (unit, (cancel, _)) in &running {
         cancel.cancel();
+        states.remove(unit);
     }
     let tasks = running.into_values().map(|(_, task)| task);
     if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks))
@@ -189,31 +198,74 @@ pub async fn run(
     outcome
 }
 
-/// Runs a unit, restarting it from its checkpoint after errors that may pass.
+/// Runs a unit until `cancel` fires, starting it over from its checkpoint whenever a run
+/// fails, panics or ends, after a pause that grows while the failures go on.
 async fn supervise_unit(
     unit: WorkUnit,
     env: UnitEnv,
     cancel: CancellationToken,
-    failures: mpsc::UnboundedSender<(WorkUnit, UnitFailure)>,
+    states: UnitStates,
+    credentials_rejected: mpsc::UnboundedSender<FetchError>,
 ) {
-    loop {
-        match run_unit(unit.clone(), env.clone(), cancel.clone()).await {
-            Ok(()) => return,
-            Err(UnitFailure::Retry(error)) => {
-                metrics::unit_error(&unit.integration_id, unit.source_table(), "retry");
-                tracing::warn!(%unit, %error, "unit failed; starting over from its checkpoint in {RETRY_PAUSE:?}");
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+    let backoff = Backoff::new(env.settings.unit_backoff_min, env.settings.unit_backoff_max);
+    let mut failures_in_a_row = 0u32;
+    let mut first_run = true;
+    let start = || {
+        let mut env = env.clone();
+        // A unit cancelled during its pause (moved away) is not registered again.
+        if !std::mem::take(&mut first_run) && !cancel.is_cancelled() {
+            env.progress = states.run_started(&unit);
+        }
+        run_unit(unit.clone(), env, cancel.clone())
+    };
+    let decide = |exit: Exit<UnitFailure>| {
+        let (kind, denial) = match &exit {
+            Exit::Failed(UnitFailure::Denied { denial, .. }) => (denial.label(), Some(*denial)),
+            Exit::Failed(UnitFailure::Retry(_)) => ("retry", None),
+            Exit::Panicked(_) => ("panicked", None),
+            Exit::Ended => ("ended", None),
+        };
+        metrics::unit_error(&unit.integration_id, unit.source_table(), kind);
+        // A run that read pages worked for a while: the pauses start small again.
+        failures_in_a_row = if states.run_progressed(&unit) {
+            1
+        } else {
+            failures_in_a_row.saturating_add(1)
+        };
+        let pause = backoff.pause(failures_in_a_row);
+        let reason = match &exit {
+            Exit::Failed(UnitFailure::Denied { denial, .. }) => denial.explanation().to_owned(),
+            Exit::Failed(UnitFailure::Retry(error)) => error.to_string(),
+            Exit::Panicked(_) => "the unit's task panicked".to_owned(),
+            Exit::Ended => "the unit's task ended without being stopped".to_owned(),
+        };
+        states.run_ended(
+            &unit,
+            denial,
+            &format!("{reason}; next try in {}s", pause.as_secs()),
+        );
+        match exit {
+            Exit::Failed(UnitFailure::Denied { denial, error }) => {
+                tracing::error!(%unit, %error, refusal = %denial, ?pause, "ServiceNow refused the unit; it backs off and tries again, the other units go on");
+                if denial == Denial::Unauthorized && states.credentials_rejected_everywhere() {
+                    let _ = credentials_rejected.send(error);
+                    return Next::Stop;
                 }
             }
-            Err(fatal @ UnitFailure::Fatal(_)) => {
-                metrics::unit_error(&unit.integration_id, unit.source_table(), "fatal");
-                let _ = failures.send((unit, fatal));
-                return;
+            Exit::Failed(UnitFailure::Retry(error)) => {
+                tracing::warn!(%unit, %error, ?pause, "unit failed; starting over from its checkpoint after the pause");
+            }
+            Exit::Panicked(message) => {
+                tracing::error!(%unit, panic = %message, ?pause, "unit task panicked; starting it over from its checkpoint after the pause");
+            }
+            Exit::Ended => {
+                tracing::error!(%unit, ?pause, "unit task ended without being stopped; starting it over after the pause");
             }
         }
-    }
+        metrics::unit_restarted(&unit.integration_id, unit.source_table());
+        Next::RestartAfter(pause)
+    };
+    supervise(start, cancel.clone(), decide).await;
 }
 
 fn topic_specs(

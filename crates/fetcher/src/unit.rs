@@ -1,6 +1,6 @@
 //! Running one work unit: backfill, then poll forever, checkpointing after every page.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,11 @@ use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
 
 use crate::checkpoints::CheckpointStore;
 use crate::dead_letter::{DeadLetters, Letter, Source};
+use crate::failure::classify;
 use crate::fields;
 use crate::raw::{self, Origin};
 use crate::reconcile;
+use crate::unit_state::UnitProgress;
 use crate::units::{UnitKind, WorkUnit};
 use crate::writer::{Encoded, Lettered, PageWriter};
 use crate::{FetchError, metrics};
@@ -48,24 +50,29 @@ pub struct UnitEnv {
     pub writer: PageWriter,
     pub dead_letters: DeadLetters,
     pub settings: FetcherConfig,
+    /// Reports that the unit reads pages, which ends a `degraded`/`backing_off` state.
+    pub progress: UnitProgress,
 }
 
-/// How a unit run ended when it did not end by cancellation.
-#[derive(Debug)]
-pub enum UnitFailure {
-    /// The credentials are wrong or lack rights: retrying would only hammer the instance.
-    Fatal(FetchError),
-    /// Anything else: the unit starts over from its checkpoint after a pause.
-    Retry(FetchError),
-}
+pub use crate::failure::UnitFailure;
 
 /// Versions published in the current overlap window, so a poll that re-reads the window does
 /// not publish the same version again. Empty after a restart: then the window is re-published
 /// once, which downstream upserts absorb.
+///
+/// Bounded twice: versions older than the window's start are forgotten after every page (no
+/// poll reads them again), and at most [`RECENT_VERSIONS_LIMIT`] are kept; past that the
+/// oldest are forgotten first, and a re-read of one of those is published again (a harmless
+/// duplicate) rather than the memory growing with a mass update.
 #[derive(Debug, Default)]
 struct RecentVersions {
     by_sys_id: HashMap<String, (DateTime<Utc>, Option<i64>)>,
+    /// The same entries ordered by `sys_updated_on`, to forget the oldest cheaply.
+    by_time: BTreeSet<(DateTime<Utc>, String)>,
 }
+
+/// Most versions one unit remembers (roughly 150 bytes each, both indexes together).
+const RECENT_VERSIONS_LIMIT: usize = 200_000;
 
 impl RecentVersions {
     fn is_new(&self, record: &RawRecord) -> bool {
@@ -73,15 +80,33 @@ impl RecentVersions {
     }
 
     fn remember(&mut self, record: &RawRecord) {
-        self.by_sys_id.insert(
-            record.sys_id.clone(),
-            (record.sys_updated_on, record.sys_mod_count),
-        );
+        let version = (record.sys_updated_on, record.sys_mod_count);
+        if let Some((updated_on, _)) = self.by_sys_id.insert(record.sys_id.clone(), version) {
+            self.by_time.remove(&(updated_on, record.sys_id.clone()));
+        }
+        self.by_time
+            .insert((record.sys_updated_on, record.sys_id.clone()));
+        while self.by_sys_id.len() > RECENT_VERSIONS_LIMIT {
+            let Some((_, sys_id)) = self.by_time.pop_first() else {
+                break;
+            };
+            self.by_sys_id.remove(&sys_id);
+        }
     }
 
     fn forget_before(&mut self, horizon: DateTime<Utc>) {
-        self.by_sys_id
-            .retain(|_, (updated_on, _)| *updated_on >= horizon);
+        while let Some((updated_on, _)) = self.by_time.first()
+            && *updated_on < horizon
+        {
+            if let Some((_, sys_id)) = self.by_time.pop_first() {
+                self.by_sys_id.remove(&sys_id);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_sys_id.len()
     }
 }
 
@@ -181,6 +206,7 @@ async fn scan_once(
         .next_page()
         .await
         .map_err(|source| classify(service_now_error(source)))?;
+    env.progress.page_read();
     while let Some(current) = page {
         // Fetch the next page while Kafka acknowledges this one: ServiceNow's response time
         // and the broker's round trips overlap instead of adding up. The checkpoint still
@@ -201,14 +227,6 @@ async fn scan_once(
         metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
     }
     Ok(())
-}
-
-/// Wrong credentials or missing rights are fatal; everything else is worth another try.
-fn classify(error: FetchError) -> UnitFailure {
-    match &error {
-        FetchError::ServiceNow { source, .. } if source.is_auth() => UnitFailure::Fatal(error),
-        _ => UnitFailure::Retry(error),
-    }
 }
 
 /// Publishes one page and moves the checkpoint; returns how many records were published.
@@ -464,5 +482,75 @@ impl Progress {
                 "scan complete"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use nowstream_model::RecordOp;
+
+    use super::*;
+
+    fn version(sys_id: &str, second: i64, mod_count: i64) -> RawRecord {
+        RawRecord {
+            integration_id: "4711".to_owned(),
+            table: "incident".to_owned(),
+            sys_id: sys_id.to_owned(),
+            sys_updated_on: Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap(),
+            sys_mod_count: Some(mod_count),
+            op: RecordOp::Upsert,
+            fetched_at: Utc::now(),
+            instance_url: "https://example.service-now.com".to_owned(),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn a_version_already_published_is_not_new_but_a_newer_one_is() {
+        let mut recent = RecentVersions::default();
+        recent.remember(&version("a", 10, 1));
+        assert!(!recent.is_new(&version("a", 10, 1)));
+        assert!(
+            recent.is_new(&version("a", 10, 2)),
+            "same second, next update"
+        );
+        assert!(recent.is_new(&version("a", 11, 2)));
+        assert!(recent.is_new(&version("b", 10, 1)));
+        recent.remember(&version("a", 11, 2));
+        assert!(!recent.is_new(&version("a", 11, 2)));
+        assert_eq!(recent.len(), 1, "one entry per sys_id");
+    }
+
+    #[test]
+    fn versions_before_the_window_are_forgotten_and_those_inside_kept() {
+        let mut recent = RecentVersions::default();
+        for second in 0..600 {
+            recent.remember(&version(&format!("r{second}"), second, 1));
+        }
+        // A five-minute window ending at second 599 starts at second 299.
+        recent.forget_before(Utc.timestamp_opt(1_700_000_000 + 299, 0).unwrap());
+        assert_eq!(recent.len(), 301);
+        assert!(recent.is_new(&version("r298", 298, 1)));
+        assert!(!recent.is_new(&version("r299", 299, 1)));
+        assert!(!recent.is_new(&version("r599", 599, 1)));
+        // An update moves the record's entry: forgetting its old time leaves it known.
+        recent.remember(&version("r300", 700, 2));
+        recent.forget_before(Utc.timestamp_opt(1_700_000_000 + 400, 0).unwrap());
+        assert!(!recent.is_new(&version("r300", 700, 2)));
+        assert_eq!(recent.len(), 201);
+    }
+
+    #[test]
+    fn a_mass_update_inside_the_window_keeps_memory_bounded_forgetting_the_oldest() {
+        let mut recent = RecentVersions::default();
+        let total = RECENT_VERSIONS_LIMIT + 1_000;
+        for n in 0..total {
+            recent.remember(&version(&format!("r{n}"), n as i64 / 1_000, 1));
+        }
+        assert_eq!(recent.len(), RECENT_VERSIONS_LIMIT);
+        assert!(recent.is_new(&version("r0", 0, 1)), "the oldest went first");
+        let newest = total - 1;
+        assert!(!recent.is_new(&version(&format!("r{newest}"), newest as i64 / 1_000, 1)));
     }
 }

@@ -25,6 +25,11 @@ struct Inner {
 #[derive(Debug, Clone)]
 enum ComponentState {
     Ready,
+    /// Working, but part of its work is not getting done (one fetcher unit lacks a role,
+    /// say). Readiness stays true: taking the whole pod out of rotation, or stalling a
+    /// rollout, would not bring the missing part back, and the rest of the work would stop
+    /// being counted as healthy. `/readyz` names the part and why.
+    Degraded(String),
     NotReady(String),
 }
 
@@ -42,6 +47,9 @@ pub struct Readiness {
     pub ready: bool,
     /// The components that are not ready, by name, with their reasons.
     pub not_ready: Vec<NotReady>,
+    /// Components that work but report part of their work as failing, with their reasons;
+    /// they do not make `ready` false.
+    pub degraded: Vec<NotReady>,
 }
 
 /// One component that is not ready and why.
@@ -90,19 +98,23 @@ impl Health {
     /// The current readiness of all components. Reasons are served to anyone who can
     /// reach the probe port: components must not put secrets in them.
     pub fn readiness(&self) -> Readiness {
-        let not_ready: Vec<NotReady> = lock(&self.inner.components)
-            .iter()
-            .filter_map(|(name, state)| match state {
-                ComponentState::Ready => None,
-                ComponentState::NotReady(reason) => Some(NotReady {
-                    component: name.clone(),
-                    reason: reason.clone(),
-                }),
-            })
-            .collect();
+        let mut not_ready = Vec::new();
+        let mut degraded = Vec::new();
+        for (name, state) in lock(&self.inner.components).iter() {
+            let (list, reason) = match state {
+                ComponentState::Ready => continue,
+                ComponentState::Degraded(reason) => (&mut degraded, reason),
+                ComponentState::NotReady(reason) => (&mut not_ready, reason),
+            };
+            list.push(NotReady {
+                component: name.clone(),
+                reason: reason.clone(),
+            });
+        }
         Readiness {
             ready: not_ready.is_empty(),
             not_ready,
+            degraded,
         }
     }
 
@@ -132,6 +144,13 @@ impl ReadinessHandle {
     /// is served by `/readyz`: never put a secret in it.
     pub fn set_not_ready(&self, reason: impl Into<String>) {
         self.set(ComponentState::NotReady(reason.into()));
+    }
+
+    /// The component works, but part of its work fails for `reason`: `/readyz` stays
+    /// ready (200) and lists the component and reason under `degraded`. Never put a secret
+    /// in the reason.
+    pub fn set_degraded(&self, reason: impl Into<String>) {
+        self.set(ComponentState::Degraded(reason.into()));
     }
 
     /// The name this component is registered under.
@@ -178,6 +197,25 @@ mod tests {
                 reason: "401 from SEI".to_owned()
             }]
         );
+    }
+
+    #[test]
+    fn a_degraded_component_is_listed_but_keeps_readiness() {
+        let health = Health::new();
+        health.component("fetcher").set_ready();
+        let unit = health.component("fetcher unit 4711:incident");
+        unit.set_degraded("HTTP 403");
+        let readiness = health.readiness();
+        assert!(readiness.ready);
+        assert_eq!(
+            readiness.degraded,
+            vec![NotReady {
+                component: "fetcher unit 4711:incident".to_owned(),
+                reason: "HTTP 403".to_owned()
+            }]
+        );
+        unit.set_ready();
+        assert!(health.readiness().degraded.is_empty());
     }
 
     #[test]

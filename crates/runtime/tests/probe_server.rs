@@ -77,6 +77,35 @@ async fn readyz_flips_with_the_readiness_of_every_component() {
 }
 
 #[tokio::test]
+async fn readyz_stays_200_with_a_degraded_component_and_names_it_in_the_body() {
+    let health = Health::new();
+    health.component("fetcher").set_ready();
+    let unit = health.component("fetcher unit 4711:change_request");
+    unit.set_degraded("degraded: access denied (HTTP 403)");
+    let (server, stop) = start(health.clone()).await;
+
+    let (status, body) = get(&server, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["ready"], true);
+    assert_eq!(
+        body["degraded"],
+        serde_json::json!([{
+            "component": "fetcher unit 4711:change_request",
+            "reason": "degraded: access denied (HTTP 403)"
+        }])
+    );
+
+    unit.set_ready();
+    let (_, body) = get(&server, "/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["degraded"], serde_json::json!([]));
+
+    stop.send(()).unwrap();
+    server.stopped().await.unwrap();
+}
+
+#[tokio::test]
 async fn metrics_shows_a_registered_counter_in_prometheus_text_format() {
     let (server, stop) = start(Health::new()).await;
 

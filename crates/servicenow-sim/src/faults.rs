@@ -25,6 +25,9 @@ pub enum Fault {
         /// HTTP status to return.
         status: u16,
     },
+    /// 401 "User Not Authenticated" whatever the credentials, as ServiceNow answers for a
+    /// while during an instance upgrade or when a node restarts.
+    Unauthorized,
     /// Delay before handling the request.
     Latency {
         /// Delay in milliseconds.
@@ -161,5 +164,10 @@ mod tests {
         assert!(
             serde_json::from_str::<FaultRule>(r#"{"fault":{"kind":"latency","milis":1}}"#).is_err()
         );
+        let unauthorized: FaultRule = serde_json::from_str(
+            r#"{"fault":{"kind":"unauthorized"},"when":{"mode":"next","count":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(unauthorized, FaultRule::next(3, Fault::Unauthorized));
     }
 }

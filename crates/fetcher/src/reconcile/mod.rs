@@ -85,12 +85,11 @@ pub fn reconciles(env: &UnitEnv) -> bool {
 /// Whether `failure` is ServiceNow refusing `sys_audit_delete` with 403 (not 401: wrong
 /// credentials are no reason to change how deletions are found).
 pub fn is_audit_forbidden(failure: &UnitFailure) -> bool {
-    let (UnitFailure::Fatal(error) | UnitFailure::Retry(error)) = failure;
-    matches!(
-        error,
-        FetchError::ServiceNow { table, source, .. }
-            if table == tables::SYS_AUDIT_DELETE && matches!(**source, ClientError::Forbidden { .. })
-    )
+    failure.is_forbidden()
+        && matches!(
+            failure.error(),
+            FetchError::ServiceNow { table, .. } if table == tables::SYS_AUDIT_DELETE
+        )
 }
 
 /// Turns audit-based deletes off for the unit's integration, with one warning per process.

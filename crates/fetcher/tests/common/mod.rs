@@ -217,6 +217,8 @@ pub fn sim_records(sim: &RunningSim) -> Vec<(&'static str, HashSet<String>)> {
 pub struct RawSeen {
     pub latest: HashMap<(String, String), RawRecord>,
     pub messages: usize,
+    /// Every (integration, table, sys_id) that arrived as an upsert.
+    pub upserts: HashSet<(String, String, String)>,
 }
 
 impl RawSeen {
@@ -225,6 +227,15 @@ impl RawSeen {
             .iter()
             .filter(|((t, _), record)| t == table && record.op == op)
             .map(|((_, id), _)| id.clone())
+            .collect()
+    }
+
+    /// The sys_ids of `table` that arrived as upserts for `integration`.
+    pub fn upserted_for(&self, integration: &str, table: &str) -> HashSet<String> {
+        self.upserts
+            .iter()
+            .filter(|(i, t, _)| i == integration && t == table)
+            .map(|(_, _, id)| id.clone())
             .collect()
     }
 }
@@ -323,6 +334,13 @@ impl RawReader {
                 "key matches record"
             );
             self.seen.messages += 1;
+            if record.op == RecordOp::Upsert {
+                self.seen.upserts.insert((
+                    record.integration_id.clone(),
+                    record.table.clone(),
+                    record.sys_id.clone(),
+                ));
+            }
             self.seen
                 .latest
                 .insert((record.table.clone(), record.sys_id.clone()), record);

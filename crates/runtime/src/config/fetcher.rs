@@ -13,7 +13,9 @@ pub struct FetcherConfig {
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Each poll starts this far before the unit's checkpoint, to catch records that ServiceNow
-    /// committed late with an earlier `sys_updated_on`. Re-fetched versions are harmless.
+    /// committed late with an earlier `sys_updated_on` (long transactions, business rules and
+    /// async work that commit minutes after they stamped the record, clock skew between the
+    /// instance's nodes). Versions already published are not published again.
     #[serde(with = "humantime_serde")]
     pub overlap: Duration,
     /// Where a unit without checkpoint starts (RFC 3339). Absent: all history.
@@ -34,6 +36,14 @@ pub struct FetcherConfig {
     /// Retries of one request after 429, 5xx, timeouts and broken bodies, before the unit
     /// reports the error and starts over from its checkpoint.
     pub max_retries: u32,
+    /// First pause before a failed unit (ServiceNow refused it with 401/403, its run failed
+    /// or panicked) starts again; it doubles, with jitter, at each failure in a row.
+    #[serde(with = "humantime_serde")]
+    pub unit_backoff_min: Duration,
+    /// Longest pause between two tries of a failed unit: how long a fixed role or ACL can take
+    /// to be noticed.
+    #[serde(with = "humantime_serde")]
+    pub unit_backoff_max: Duration,
     /// Write each page's records and the unit's checkpoint in one Kafka transaction. Needs a
     /// broker with transactions; without it, correctness comes from keyed upserts downstream.
     pub exactly_once: bool,
@@ -77,13 +87,15 @@ impl Default for FetcherConfig {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_secs(60),
-            overlap: Duration::from_secs(10),
+            overlap: Duration::from_secs(5 * 60),
             backfill_since: None,
             page_size: 1000,
             max_concurrency: 4,
             max_response_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             max_retries: 8,
+            unit_backoff_min: Duration::from_secs(5),
+            unit_backoff_max: Duration::from_secs(10 * 60),
             exactly_once: false,
             group_id: "nowstream-fetcher".to_owned(),
             coordination_partitions: 12,

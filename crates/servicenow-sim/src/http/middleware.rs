@@ -107,6 +107,15 @@ pub async fn inject_faults(
             Fault::ServerError { status } => {
                 early.get_or_insert_with(|| server_error(status));
             }
+            Fault::Unauthorized => {
+                early.get_or_insert_with(|| {
+                    sn_error(
+                        StatusCode::UNAUTHORIZED,
+                        "User Not Authenticated",
+                        Some("Required to provide Auth information"),
+                    )
+                });
+            }
             Fault::MalformedJson | Fault::TruncatedBody => damage = Some(fault),
             Fault::ShortPage { keep } => page.keep = Some(page.keep.map_or(keep, |k| k.min(keep))),
             Fault::TransactionCancelled { http_status, .. } => {
