@@ -54,8 +54,13 @@ async fn incident_unit_started(fetcher: &FetcherProcess) -> Option<NaiveDateTime
     }
 }
 
-/// The decoded `sysparm_query` of the first incident list request at or after request number
-/// `from` (the simulator's request log is small enough here to hold every request).
+/// The decoded `sysparm_query` of the first incident scan (a query that opens a keyset window,
+/// not one that continues it) at or after request number `from` (the simulator's request log is
+/// small enough here to hold every request).
+///
+/// Continuations are skipped: the killed fetcher's last request (it fetches the next page while
+/// Kafka acknowledges the current one) may still be answered, and logged, after the new
+/// process started.
 fn first_incident_query_since(sim: &RunningSim, from: u64) -> Option<String> {
     let stats = sim.stats();
     let skip =
@@ -64,12 +69,13 @@ fn first_incident_query_since(sim: &RunningSim, from: u64) -> Option<String> {
         .recent
         .iter()
         .skip(skip)
-        .find(|request| request.path == "/api/now/table/incident")
-        .and_then(|request| {
+        .filter(|request| request.path == "/api/now/table/incident")
+        .filter_map(|request| {
             url::form_urlencoded::parse(request.query.as_deref()?.as_bytes())
                 .find(|(key, _)| key == "sysparm_query")
                 .map(|(_, query)| query.into_owned())
         })
+        .find(|query| !query.contains("^NQ"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,6 +241,9 @@ async fn a_killed_replicas_units_are_taken_over_within_the_session_timeout_and_a
         .create_topic(&format!("{prefix}servicenow.fetcher.checkpoints"), 3, 1)
         .expect("checkpoint topic");
     cluster
+        .create_topic(&format!("{prefix}servicenow.fetcher.dlq"), 3, 1)
+        .expect("fetcher dead-letter topic");
+    cluster
         .create_topic(
             &format!("{prefix}servicenow.fetcher.coordination"),
             COORDINATION_PARTITIONS as i32,

@@ -84,6 +84,7 @@ impl Broker {
                 topics.extend(Entity::ALL.iter().map(|entity| names.entity(*entity)));
                 topics.push(names.checkpoints());
                 topics.push(names.dlq());
+                topics.push(names.fetcher_dlq());
                 topics.push(nowstream_fetcher::supervisor::COORDINATION_TOPIC.to_owned());
                 for topic in topics {
                     cluster.create_topic(&topic, MOCK_PARTITIONS, 1)?;

@@ -132,3 +132,59 @@ async fn a_response_over_the_limit_is_an_error_for_a_single_request() {
     );
     assert!(error.to_string().contains("max_response_bytes"), "{error}");
 }
+
+/// A real instance sends large Table API responses chunked, without `Content-Length`, so the
+/// limit must hold while the body streams in. This server never ends its body: a client that
+/// read bodies whole would wait (and grow) for ever.
+#[tokio::test]
+async fn a_chunked_response_without_an_end_is_cut_off_at_the_limit() {
+    use axum::body::{Body, Bytes};
+    use axum::routing::get;
+
+    let endless = || {
+        let opening = std::iter::once(Bytes::from_static(br#"{"result":["#));
+        let rows = std::iter::repeat_with(|| {
+            Bytes::from(format!(r#"{{"description":"{}"}},"#, "d".repeat(8_000)))
+        });
+        Body::from_stream(futures::stream::iter(
+            opening.chain(rows).map(Ok::<_, std::convert::Infallible>),
+        ))
+    };
+    let app = axum::Router::new().route(
+        "/api/now/table/incident",
+        get(move || async move { endless() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let url = url::Url::parse(&format!("http://{address}/")).expect("server URL");
+    let mut config = nowstream_servicenow::client::ClientConfig::new(
+        url,
+        basic_auth(nowstream_servicenow_sim::DEFAULT_INTEGRATION_PASSWORD),
+    );
+    config.allow_http = true;
+    config.max_response_bytes = 200_000;
+    let client = client(config);
+    let request = nowstream_servicenow::client::ListRequest {
+        table: "incident".to_owned(),
+        query: String::new(),
+        limit: 1000,
+        offset: 0,
+        fields: None,
+    };
+
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        client.list_page(&request),
+    )
+    .await
+    .expect("the client stops reading at the limit instead of waiting for an end");
+    let error = outcome.unwrap_err();
+    assert!(
+        matches!(error, ClientError::ResponseTooLarge { limit: 200_000, .. }),
+        "{error}"
+    );
+}
