@@ -6,7 +6,7 @@ use std::process::Command;
 
 use nowstream_bus::{OutRecord, Producer, TopicSpec, ensure_topics};
 use nowstream_model::{AvroRecord, Incident};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::{Value, json};
 
 fn incident() -> Incident {
@@ -28,7 +28,7 @@ fn incident() -> Incident {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_decodes_entities_and_tombstones() -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let kafka = broker.kafka_config();
     let topic = unique("sei.servicenow.incident");
     ensure_topics(&kafka, &[TopicSpec::compacted(&topic, 1)]).await?;

@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use nowstream_model::Entity;
 use nowstream_sei_local::{RecordState, RunningSeiLocal, SeiLocal, SeiLocalConfig};
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::{Value, json};
 
 const STAGES: [&str; 3] = [
@@ -59,7 +59,7 @@ fn stage_binaries() -> anyhow::Result<PathBuf> {
 }
 
 struct Stack {
-    broker: TansuBroker,
+    broker: &'static KafkaBroker,
     sim: RunningSim,
     sei: RunningSeiLocal,
     dir: tempfile::TempDir,
@@ -72,7 +72,7 @@ struct Stack {
 impl Stack {
     async fn start(incidents: usize, change_requests: usize, users: usize) -> anyhow::Result<Self> {
         let bin = stage_binaries()?;
-        let broker = TansuBroker::start()?;
+        let broker = KafkaBroker::shared()?;
         let sim = Simulator::start(SimConfig {
             data: GeneratorConfig {
                 incidents,

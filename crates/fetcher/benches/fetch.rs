@@ -13,7 +13,7 @@ use nowstream_fetcher::fields;
 use nowstream_runtime::{Config, Format, Health};
 use nowstream_servicenow::client::{Auth, Client, ClientConfig, ScanRequest};
 use nowstream_servicenow_sim::{GeneratorConfig, SimConfig, Simulator};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use tokio_util::sync::CancellationToken;
 
 const PAGE_SIZE: usize = 1000;
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let download_secs = started.elapsed().as_secs_f64();
 
     // 2. The fetcher: download, key, encode, produce to tansu, checkpoint every page.
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let prefix = format!("{}.", unique("bench"));
     let config = Config::parse(
         &format!(

@@ -7,14 +7,14 @@ use std::time::Duration;
 use common::{RawReader, config, sim_ids, sim_records, start_sim};
 use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim(20_000, 5_000, 1_000, 3_000).await;
     let prefix = format!("{}.", unique("bf"));
     let config = config(&broker, &sim, &prefix, "page_size = 1000");
@@ -48,7 +48,7 @@ async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn live_creates_updates_and_deletes_appear_within_a_poll() -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim(200, 50, 20, 0).await;
     let prefix = format!("{}.", unique("live"));
     let config = config(&broker, &sim, &prefix, "");

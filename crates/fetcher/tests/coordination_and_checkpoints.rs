@@ -8,7 +8,7 @@ use nowstream_bus::{Producer, TopicSpec, ensure_topics};
 use nowstream_fetcher::checkpoints::CheckpointStore;
 use nowstream_fetcher::coordination::Coordinator;
 use nowstream_model::Checkpoint;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use tokio::sync::watch;
 
 fn checkpoint(table: &str, second: u32, sys_id: &str) -> Checkpoint {
@@ -26,7 +26,7 @@ fn checkpoint(table: &str, second: u32, sys_id: &str) -> Checkpoint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_checkpoint_of_each_unit_is_read_back() -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let kafka = broker.kafka_config();
     let topic = unique("checkpoints");
     ensure_topics(&kafka, &[TopicSpec::compacted(&topic, 3)]).await?;
@@ -88,7 +88,7 @@ async fn wait_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_split_the_partitions_and_the_survivor_takes_all_when_one_leaves()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let kafka = broker.kafka_config();
     let topic = unique("coordination");
     let group = unique("fetchers");

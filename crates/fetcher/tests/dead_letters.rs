@@ -16,7 +16,7 @@ use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
 use nowstream_servicenow::table::parse_time;
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ struct DlqReader {
 }
 
 impl DlqReader {
-    fn new(broker: &TansuBroker, prefix: &str) -> Self {
+    fn new(broker: &KafkaBroker, prefix: &str) -> Self {
         let topic = format!("{prefix}servicenow.fetcher.dlq");
         let consumer = AckConsumer::subscribe_with(
             &broker.kafka_config(),
@@ -97,7 +97,7 @@ fn position(
 
 /// Waits until the checkpoint of `unit` covers `position`.
 async fn checkpoint_reaches(
-    broker: &TansuBroker,
+    broker: &KafkaBroker,
     prefix: &str,
     unit: &str,
     position: &(chrono::DateTime<chrono::Utc>, String),
@@ -124,7 +124,7 @@ async fn checkpoint_reaches(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_record_is_dead_lettered_and_the_unit_goes_on() -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim(60, 5, 5, 0).await;
     let mut incidents: Vec<String> = sim_ids(&sim, "incident").into_iter().collect();
     incidents.sort();
@@ -220,7 +220,7 @@ async fn oversized_record_is_dead_lettered_and_the_unit_goes_on() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconvertible_rows_are_dead_lettered_with_their_table_and_sys_id() -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim(40, 5, 5, 0).await;
     let mut incidents: Vec<String> = sim_ids(&sim, "incident").into_iter().collect();
     incidents.sort();
@@ -309,7 +309,7 @@ async fn unconvertible_rows_are_dead_lettered_with_their_table_and_sys_id() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_whose_response_is_over_the_limit_is_dead_lettered_by_sys_id() -> anyhow::Result<()>
 {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim(30, 5, 5, 0).await;
     let mut incidents: Vec<String> = sim_ids(&sim, "incident").into_iter().collect();
     incidents.sort();

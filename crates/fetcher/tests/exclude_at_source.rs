@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{RawReader, Setup, sim_ids, start_sim};
 use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,7 @@ fn payload_fields(payload: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excluded_fields_are_never_fetched_but_dot_walked_departments_still_are()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim(120, 40, 10, 0).await;
     // The generator fills u_root_cause on resolved incidents: make sure the test data has
     // values that could leak.

@@ -14,7 +14,7 @@ use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, Fault,
     FaultRule, RequestRecord, RunningSim, SimConfig, SimUser, Simulator,
 };
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +107,7 @@ fn query_param(request: &RequestRecord, name: &str) -> Option<String> {
 
 /// One fetcher run (in-process) against a simulator with faults and a fresh broker.
 struct Scenario {
-    broker: TansuBroker,
+    broker: &'static KafkaBroker,
     sim: Arc<RunningSim>,
     prefix: String,
     shutdown: CancellationToken,
@@ -124,7 +124,7 @@ impl Scenario {
         adjust: impl FnOnce(&mut Setup),
     ) -> Self {
         sim.faults = faults;
-        let broker = TansuBroker::start().expect("broker starts");
+        let broker = KafkaBroker::shared().expect("broker starts");
         let sim = Arc::new(Simulator::start(sim).await.expect("simulator starts"));
         let prefix = format!("{}.", unique("faults"));
         let mut setup = Setup::new(&broker, &sim, &prefix);

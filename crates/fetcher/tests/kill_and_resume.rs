@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDateTime, TimeDelta};
 use common::{FetcherProcess, RawReader, Setup, sim_records, start_sim, table_api_requests};
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -20,7 +20,7 @@ const OVERLAP: TimeDelta = TimeDelta::seconds(2);
 
 /// Polling is slowed to an hour so that, once the backfill is done, the request count stays
 /// still: what is counted is the backfill (and its restarts), not idle polls.
-fn setup(broker: &TansuBroker, sim: &RunningSim) -> (Setup, String) {
+fn setup(broker: &KafkaBroker, sim: &RunningSim) -> (Setup, String) {
     let prefix = format!("{}.", unique("kill"));
     let mut setup = Setup::new(broker, sim, &prefix);
     setup.json_logs = true;
@@ -80,7 +80,7 @@ fn first_incident_query_since(sim: &RunningSim, from: u64) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_loses_nothing() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(20_000, 2_000, 500, 3_000).await;
     let expected = sim_records(&sim);
     assert_eq!(expected[0].1.len(), 20_000);

@@ -11,14 +11,14 @@ use nowstream_fetcher::fields::mapped_fields;
 use nowstream_model::RecordOp;
 use nowstream_runtime::Health;
 use nowstream_servicenow_sim::Simulator;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_mapped_field_arrives_when_the_dictionary_lists_only_custom_fields()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut sim_settings = sim_config(60, 20, 10, 0);
     sim_settings.data.dictionary_base_fields = false;
     let sim = Simulator::start(sim_settings).await?;
@@ -76,7 +76,7 @@ async fn every_mapped_field_arrives_when_the_dictionary_lists_only_custom_fields
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_record_without_a_number_is_published_and_reported_by_table_and_sys_id()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = Simulator::start(sim_config(20, 5, 5, 0)).await?;
     let numberless = sim.insert(
         "incident",

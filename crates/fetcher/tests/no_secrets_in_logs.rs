@@ -12,7 +12,7 @@ use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, Simulator,
 };
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 
 /// Length of the tokens the simulator issues (random alphanumerics).
@@ -137,7 +137,7 @@ async fn the_checks_would_see_a_leaked_token_or_basic_auth_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let mut config = sim_config(100, 20, 10, 0);
     // Spaced so that no request meets two expiries (one on its first try, one on the retry
     // with the renewed token): that is reported as wrong credentials, by design.
@@ -210,7 +210,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_log_no_secret_even_at_trace_level() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(sim_config(20, 5, 5, 0))
         .await
         .expect("simulator starts");

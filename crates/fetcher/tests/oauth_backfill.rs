@@ -12,7 +12,7 @@ use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, SimConfig, Simulator,
 };
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 
 const TOKEN_PATH: &str = "/oauth_token.do";
@@ -50,7 +50,7 @@ async fn refresh_token_file(sim: &RunningSim, dir: &Path) -> std::path::PathBuf 
 }
 
 struct Run {
-    _broker: TansuBroker,
+    _broker: &'static KafkaBroker,
     sim: RunningSim,
     _dir: tempfile::TempDir,
     fetcher: FetcherProcess,
@@ -59,7 +59,7 @@ struct Run {
 
 /// Starts the binary with OAuth `auth` lines (built once the simulator and a temp dir exist).
 async fn start(sim: SimConfig, auth: impl AsyncFnOnce(&RunningSim, &Path) -> String) -> Run {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(sim).await.expect("simulator starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let prefix = format!("{}.", unique("oauth"));

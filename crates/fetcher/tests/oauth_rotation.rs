@@ -13,7 +13,7 @@ use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, Simulator,
 };
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 
 const TOKEN_PATH: &str = "/oauth_token.do";
 const STORED: &str = "stored the rotated OAuth refresh token";
@@ -89,7 +89,7 @@ struct Run {
 }
 
 impl Run {
-    fn start(broker: &TansuBroker, sim: &RunningSim, dir: &Path, token_file: &Path) -> Run {
+    fn start(broker: &KafkaBroker, sim: &RunningSim, dir: &Path, token_file: &Path) -> Run {
         let prefix = format!("{}.", unique("rotation"));
         let mut setup = Setup::new(broker, sim, &prefix);
         setup.auth = oauth_auth(
@@ -172,7 +172,7 @@ impl Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_refresh_token_is_written_back_so_a_restarted_fetcher_can_authenticate() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let mut config = sim_config(150, 30, 20, 0);
     config.rotate_refresh_tokens = true;
     // Spaced so that no request meets two expiries (see oauth_backfill.rs).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{RawReader, Setup, sim_config, sim_records};
 use nowstream_runtime::{Config, Format, Health};
 use nowstream_servicenow_sim::Simulator;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use tokio_util::sync::CancellationToken;
 
 const INCIDENTS: &str = "/api/now/table/incident";
@@ -29,7 +29,7 @@ async fn wait_for_polls(sim: &nowstream_servicenow_sim::RunningSim, polls: u64) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_with_the_default_overlap_publish_a_late_commit_and_nothing_unchanged_again() {
     // 40 incidents share the newest second: every poll's window re-reads them.
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(sim_config(120, 30, 15, 40))
         .await
         .expect("simulator starts");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{FetcherProcess, RawReader, Setup, sim_ids, sim_records};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, SimUser, Simulator};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 
 const USER: &str = "sei.reader";
@@ -31,7 +31,7 @@ async fn start_sim() -> RunningSim {
     Simulator::start(config).await.expect("simulator starts")
 }
 
-fn setup(broker: &TansuBroker, sim: &RunningSim, prefix: &str) -> Setup {
+fn setup(broker: &KafkaBroker, sim: &RunningSim, prefix: &str) -> Setup {
     let mut setup = Setup::new(broker, sim, prefix);
     setup.auth = format!("type = \"basic\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"");
     // 150 incidents over at most 100 keys per pass: incidents are reconciled in 16 sys_id
@@ -52,7 +52,7 @@ fn count(lines: &[String], needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_deleted_in_servicenow_reach_the_raw_topics_as_deletes_by_reconciliation_and_nothing_else_is_deleted()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let sim = start_sim().await;
     let prefix = format!("{}.", unique("rec"));
     let dir = tempfile::tempdir()?;

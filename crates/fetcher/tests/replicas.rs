@@ -16,7 +16,7 @@ use common::{FetcherProcess, RAW_TABLES, RawReader, Setup, sim_records, start_si
 use nowstream_model::RecordOp;
 use nowstream_runtime::KafkaConfig;
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use rdkafka::mocking::MockCluster;
 use serde_json::json;
 
@@ -264,7 +264,7 @@ async fn a_killed_replicas_units_are_taken_over_within_the_session_timeout_and_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_with_sigterm_hands_its_units_over_and_nothing_is_missed() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(200, 50, 20, 0).await;
     // Leaving the group rebalances at once; the deadline still allows the session timeout,
     // in case the leave did not reach the broker.

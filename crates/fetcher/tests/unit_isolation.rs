@@ -12,7 +12,7 @@ use common::{RawReader, Setup, sim_config, sim_records};
 use nowstream_fetcher::FetchError;
 use nowstream_runtime::{Config, Format, Health};
 use nowstream_servicenow_sim::{Fault, FaultRule, RunningSim, SimUser, Simulator};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -103,7 +103,7 @@ async fn a_table_forbidden_to_one_integration_degrades_only_that_unit_and_every_
     restricted.denied_tables.insert("change_request".to_owned());
     let mut config = sim_config(200, 40, 20, 0);
     config.users = vec![SimUser::integration(), restricted, SimUser::admin()];
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(config).await.expect("simulator starts");
     let prefix = format!("{}.", unique("isolation"));
     let mut setup = Setup::new(&broker, &sim, &prefix);
@@ -203,7 +203,7 @@ async fn a_table_forbidden_to_one_integration_degrades_only_that_unit_and_every_
 async fn a_passing_401_on_one_table_backs_that_unit_off_and_it_recovers_without_a_restart() {
     let mut config = sim_config(300, 60, 30, 0);
     config.faults = vec![FaultRule::next(3, Fault::Unauthorized).on_path(INCIDENTS)];
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(config).await.expect("simulator starts");
     let prefix = format!("{}.", unique("passing401"));
     let mut setup = Setup::new(&broker, &sim, &prefix);

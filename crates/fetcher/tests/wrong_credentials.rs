@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use common::{FetcherProcess, Setup, basic_auth, oauth_auth, start_sim, table_api_requests};
 use nowstream_servicenow_sim::{DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 
 /// Few enough requests to be one per unit plus a token request or two: not a retry storm.
 const A_HANDFUL: u64 = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_stops_the_fetcher_with_an_error_naming_the_integration_and_401() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(50, 10, 5, 0).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut setup = Setup::new(&broker, &sim, &format!("{}.", unique("creds")));
@@ -61,7 +61,7 @@ async fn a_wrong_password_stops_the_fetcher_with_an_error_naming_the_integration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_oauth_client_secret_stops_the_fetcher_without_a_retry_storm() {
-    let broker = TansuBroker::start().expect("broker starts");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(50, 10, 5, 0).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut setup = Setup::new(&broker, &sim, &format!("{}.", unique("creds")));

@@ -15,7 +15,7 @@ use chrono::{TimeZone, Utc};
 use nowstream_bus::{AckConsumer, OutRecord, Producer, TopicSpec, ensure_topics};
 use nowstream_model::{AvroRecord, Entity, RawRecord, RecordOp, TopicNames};
 use nowstream_runtime::{Config, Format, Health, KafkaConfig};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -141,7 +141,7 @@ async fn time_output(kafka: &KafkaConfig, topic: &str, count: usize) -> Duration
 }
 
 /// The normalizer's configuration for this broker and prefix.
-fn normalizer_config(broker: &TansuBroker, prefix: &str) -> Config {
+fn normalizer_config(broker: &KafkaBroker, prefix: &str) -> Config {
     let text = format!(
         r#"
 [kafka]
@@ -177,7 +177,7 @@ async fn main() {
         return;
     }
     let count = records();
-    let broker = TansuBroker::start().expect("tansu starts");
+    let broker = KafkaBroker::shared().expect("tansu starts");
     let kafka = broker.kafka_config();
     let prefix = format!("{}.", unique("bench"));
     let topics = TopicNames::new(prefix.clone()).expect("prefix");

@@ -14,13 +14,13 @@ use nowstream_bus::dlq::{content, headers};
 use nowstream_bus::{OutRecord, Producer};
 use nowstream_model::{AvroRecord, Entity, RawRecord, RecordOp};
 use nowstream_runtime::Health;
-use nowstream_testkit::TansuBroker;
+use nowstream_testkit::KafkaBroker;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_the_dlq_with_their_reason_and_good_ones_come_out()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
     setup.exclude_fields = vec!["short_description".into()];
     setup.create_raw_topics().await;
@@ -234,7 +234,7 @@ async fn write_with_header(setup: &Setup, topic: &str, key: &str, value: &[u8]) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_carries_none_of_the_input_headers() -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let setup = Setup::new(&broker);
     setup.create_raw_topics().await;
     let incidents = setup.topics().raw("incident")?;
@@ -282,7 +282,7 @@ fn large_record_writer(setup: &Setup) -> Producer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_over_the_producer_limit_is_dead_lettered_and_the_stream_goes_on()
 -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
     setup.exclude_fields = vec!["Comments".into(), "short_description".into()];
     setup.create_raw_topics().await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{NormalizerProcess, OutputReader, RawWriter, Setup, expected_end_state, missing, raw};
 use nowstream_model::{Entity, RawRecord, RecordOp};
-use nowstream_testkit::TansuBroker;
+use nowstream_testkit::KafkaBroker;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -72,7 +72,7 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
     let seed = seed();
     println!("seed {seed} (set NOWSTREAM_TEST_SEED to reproduce)");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
     setup.normalizer = "max_in_flight = 5000".into();
     // Outputs wait a while in the producer before they are sent, so a kill always finds many

@@ -11,7 +11,7 @@ use common::{NormalizerProcess, OutputReader, RawWriter, Setup, key, raw};
 use nowstream_model::{AvroRecord, Entity, Incident, RecordOp};
 use nowstream_normalizer::{ReplayFrom, replay};
 use nowstream_runtime::Health;
-use nowstream_testkit::TansuBroker;
+use nowstream_testkit::KafkaBroker;
 use tokio_util::sync::CancellationToken;
 
 fn incidents(range: std::ops::Range<usize>) -> Vec<nowstream_model::RawRecord> {
@@ -32,7 +32,7 @@ fn incident(reader: &OutputReader, sys_id: &str) -> anyhow::Result<Incident> {
 async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
 -> anyhow::Result<()> {
     const COUNT: usize = 300;
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
     setup.create_raw_topics().await;
     RawWriter::new(&setup).write(&incidents(0..COUNT)).await;
@@ -120,7 +120,7 @@ async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_since_a_time_renormalizes_only_what_was_published_after_it() -> anyhow::Result<()>
 {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
     setup.create_raw_topics().await;
     let writer = RawWriter::new(&setup);

@@ -11,7 +11,7 @@ use common::{
     missing, raw, scrape_counter,
 };
 use nowstream_model::{Entity, RawRecord, RecordOp};
-use nowstream_testkit::TansuBroker;
+use nowstream_testkit::KafkaBroker;
 
 const RECORDS_IN: &str = "nowstream_normalizer_records_in_total";
 
@@ -43,7 +43,7 @@ enum Ending {
 /// Starts replicas A and B in one group while records flow, checks both get work, ends A, and
 /// checks that everything is normalized, A's partitions included.
 async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
     // tansu 0.6.0 answers a follower's JoinGroup only after a delay and, with heartbeats more
     // frequent than that delay, starts the next rebalance before the follower synced: two

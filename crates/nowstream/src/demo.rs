@@ -1,7 +1,7 @@
 //! `nowstream demo`: the whole pipeline on one machine, with no external service.
 //!
-//! ServiceNow is the simulator, Kafka is librdkafka's in-process mock cluster (or a tansu
-//! process), SEI is sei-local; the three stages run as tasks of this process with the same
+//! ServiceNow is the simulator, Kafka is librdkafka's in-process mock cluster (or a broker the
+//! user names with `--broker`), SEI is sei-local; the three stages run as tasks of this process with the same
 //! `run` functions their binaries call. The demo excludes Summary, Description and Comments, as
 //! a privacy-minded customer would, and ends with what arrived and the MTTR by priority.
 
@@ -18,7 +18,6 @@ use nowstream_model::{Entity, TopicNames};
 use nowstream_runtime::{Config, Format, Health, LogFormat, TelemetryConfig, telemetry};
 use nowstream_sei_local::{RunningSeiLocal, SeiLocal, SeiLocalConfig};
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator};
-use nowstream_testkit::TansuBroker;
 
 const INTEGRATION: &str = "4711";
 const TENANT: &str = "demo";
@@ -30,12 +29,13 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const MOCK_PARTITIONS: i32 = 12;
 
 /// Which Kafka the demo runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerChoice {
     /// librdkafka's in-process mock cluster: nothing to install.
     Mock,
-    /// A tansu broker process (installed by `scripts/install-tansu`).
-    Tansu,
+    /// A running Kafka, by its bootstrap address (`host:port[,host:port…]`). The demo's topics
+    /// get a prefix of their own per run, so runs never see each other's records or offsets.
+    Bootstrap(String),
 }
 
 #[derive(Debug, Clone)]
@@ -65,11 +65,11 @@ pub struct DemoSummary {
 /// The broker the demo runs on; kept alive until the demo ends.
 enum Broker {
     Mock(MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
-    Tansu(TansuBroker),
+    External { bootstrap: String, prefix: String },
 }
 
 impl Broker {
-    fn start(choice: BrokerChoice) -> anyhow::Result<Self> {
+    fn start(choice: &BrokerChoice) -> anyhow::Result<Self> {
         Ok(match choice {
             BrokerChoice::Mock => {
                 let cluster = MockCluster::new(1).context("cannot start the mock Kafka cluster")?;
@@ -91,21 +91,37 @@ impl Broker {
                 }
                 Broker::Mock(cluster)
             }
-            BrokerChoice::Tansu => Broker::Tansu(TansuBroker::start()?),
+            BrokerChoice::Bootstrap(bootstrap) => Broker::External {
+                bootstrap: bootstrap.clone(),
+                prefix: format!(
+                    "nowstream-demo-{}-{}.",
+                    chrono::Utc::now().format("%Y%m%d%H%M%S"),
+                    std::process::id()
+                ),
+            },
         })
     }
 
     fn bootstrap_servers(&self) -> String {
         match self {
             Broker::Mock(cluster) => cluster.bootstrap_servers(),
-            Broker::Tansu(broker) => broker.bootstrap_servers(),
+            Broker::External { bootstrap, .. } => bootstrap.clone(),
+        }
+    }
+
+    /// The topic prefix of this run: none on the mock cluster, which lives only as long as
+    /// the demo.
+    fn topic_prefix(&self) -> &str {
+        match self {
+            Broker::Mock(_) => "",
+            Broker::External { prefix, .. } => prefix,
         }
     }
 
     fn describe(&self) -> &'static str {
         match self {
             Broker::Mock(_) => "librdkafka mock cluster (in-process)",
-            Broker::Tansu(_) => "tansu broker process",
+            Broker::External { .. } => "Kafka at the given bootstrap address",
         }
     }
 }
@@ -116,7 +132,7 @@ pub async fn run(options: DemoOptions, mut out: impl Write) -> anyhow::Result<De
         log_format: LogFormat::Text,
         log_level: options.log_level.clone(),
     })?;
-    let broker = Broker::start(options.broker)?;
+    let broker = Broker::start(&options.broker)?;
     let sim = Simulator::start(SimConfig {
         data: GeneratorConfig {
             seed: options.seed,
@@ -132,6 +148,7 @@ pub async fn run(options: DemoOptions, mut out: impl Write) -> anyhow::Result<De
     let sei = SeiLocal::start(SeiLocalConfig::for_tenant(TENANT, &api_key)).await?;
     let config = demo_config(
         &broker.bootstrap_servers(),
+        broker.topic_prefix(),
         sim.base_url(),
         sei.base_url(),
         &api_key,
@@ -221,6 +238,7 @@ pub async fn run(options: DemoOptions, mut out: impl Write) -> anyhow::Result<De
 
 fn demo_config(
     bootstrap: &str,
+    topic_prefix: &str,
     sim_url: &str,
     sei_url: &str,
     api_key: &str,
@@ -230,6 +248,7 @@ fn demo_config(
         r#"
 [kafka]
 bootstrap_servers = "{bootstrap}"
+topic_prefix = "{topic_prefix}"
 
 [sei]
 url = "{sei_url}"

@@ -20,10 +20,10 @@ enum Command {
     /// Run the whole pipeline locally: ServiceNow simulator → fetcher → Kafka → normalizer →
     /// sink → sei-local, then print what arrived and the MTTR by priority.
     Demo {
-        /// Kafka for the demo: librdkafka's in-process mock cluster, or a tansu broker process
-        /// (needs `scripts/install-tansu`).
-        #[arg(long, value_enum, default_value_t = BrokerChoice::Mock)]
-        broker: BrokerChoice,
+        /// Kafka for the demo: a bootstrap address (`host:port`) of a running Kafka; without
+        /// it, librdkafka's in-process mock cluster, with nothing to install.
+        #[arg(long, value_name = "BOOTSTRAP")]
+        broker: Option<String>,
         /// Incidents the simulator generates.
         #[arg(long, default_value_t = 2_000)]
         incidents: usize,
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             log_level,
         } => {
             let options = DemoOptions {
-                broker,
+                broker: broker.map_or(BrokerChoice::Mock, BrokerChoice::Bootstrap),
                 incidents,
                 change_requests,
                 users,

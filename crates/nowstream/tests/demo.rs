@@ -103,11 +103,13 @@ async fn the_demo_delivers_every_record_without_excluded_values_and_reports_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_demo_also_runs_on_a_tansu_broker() -> anyhow::Result<()> {
+async fn the_demo_also_runs_on_an_apache_kafka_broker_given_by_its_bootstrap_address()
+-> anyhow::Result<()> {
+    let broker = nowstream_testkit::KafkaBroker::shared()?;
     let mut output = Vec::new();
     let summary = run(
         DemoOptions {
-            broker: BrokerChoice::Tansu,
+            broker: BrokerChoice::Bootstrap(broker.bootstrap_servers()),
             incidents: 100,
             change_requests: 20,
             users: 10,
@@ -120,7 +122,7 @@ async fn the_demo_also_runs_on_a_tansu_broker() -> anyhow::Result<()> {
     .await?;
     let printed = String::from_utf8(output)?;
     assert!(summary.complete, "{printed}");
-    assert!(printed.contains("tansu broker process"), "{printed}");
+    assert!(printed.contains("Kafka at the given bootstrap address"), "{printed}");
     assert_eq!(summary.counts["incidents"], (100, 100), "{printed}");
     Ok(())
 }

@@ -1,12 +1,17 @@
 //! Test harness shared by every crate's integration tests.
 //!
-//! [`TansuBroker`] runs a real Kafka-protocol broker (tansu) as a child process, so tests exercise
-//! the same wire protocol, consumer-group and commit behaviour as production. There is no silent
-//! fallback: when tansu is missing the harness fails and names the install command.
+//! [`KafkaBroker`] runs Apache Kafka itself (a single KRaft node, combined broker and controller)
+//! as a child process, and [`KafkaCluster`] runs three of them with replication, so tests exercise
+//! the broker users run: its consumer groups, transactions, fencing and replication. There is no
+//! silent fallback: when Kafka is not installed the harness fails and names the install command.
 
-mod tansu;
+mod install;
+mod kafka;
+mod node;
 
-pub use tansu::{BrokerError, TANSU_INSTALL_HINT, TansuBroker};
+pub use install::{KAFKA_INSTALL_HINT, KAFKA_VERSION, KafkaInstall};
+pub use kafka::{KafkaBroker, KafkaCluster};
+pub use node::BrokerError;
 
 /// A unique name for topics, groups and transactional ids, so tests never collide.
 pub fn unique(prefix: &str) -> String {

@@ -16,7 +16,7 @@ use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, GeneratorConfig,
     RunningSim, SimConfig, Simulator,
 };
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 
 pub const RAW_TABLES: [&str; 4] = ["incident", "change_request", "sys_user", "sys_dictionary"];
 
@@ -96,7 +96,7 @@ pub struct Setup {
 
 impl Setup {
     /// Integration `4711` on `sim` with basic auth, a unique group, polling every second.
-    pub fn new(broker: &TansuBroker, sim: &RunningSim, prefix: &str) -> Self {
+    pub fn new(broker: &KafkaBroker, sim: &RunningSim, prefix: &str) -> Self {
         Self::on(&broker.bootstrap_servers(), sim, prefix)
     }
 
@@ -180,13 +180,13 @@ group_id = "{group}"
 }
 
 /// Config text for one integration `4711` on `sim`, a unique topic prefix and fast polling.
-pub fn config_text(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: &str) -> String {
+pub fn config_text(broker: &KafkaBroker, sim: &RunningSim, prefix: &str, extra: &str) -> String {
     let mut setup = Setup::new(broker, sim, prefix);
     setup.fetcher = extra.to_owned();
     setup.text()
 }
 
-pub fn config(broker: &TansuBroker, sim: &RunningSim, prefix: &str, extra: &str) -> Config {
+pub fn config(broker: &KafkaBroker, sim: &RunningSim, prefix: &str, extra: &str) -> Config {
     Config::parse(&config_text(broker, sim, prefix, extra), Format::Toml)
         .expect("test config is valid")
 }
@@ -247,7 +247,7 @@ pub struct RawReader {
 }
 
 impl RawReader {
-    pub fn new(broker: &TansuBroker, prefix: &str) -> Self {
+    pub fn new(broker: &KafkaBroker, prefix: &str) -> Self {
         Self::on(&broker.kafka_config(), prefix)
     }
 

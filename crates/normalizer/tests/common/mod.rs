@@ -18,7 +18,7 @@ use nowstream_model::{
     User, Version, Versioned,
 };
 use nowstream_runtime::{Config, Format, KafkaConfig};
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 
 /// Raw partitions in these tests: enough for two replicas to split.
@@ -43,7 +43,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new(broker: &TansuBroker) -> Self {
+    pub fn new(broker: &KafkaBroker) -> Self {
         Self::on(broker.bootstrap_servers())
     }
 

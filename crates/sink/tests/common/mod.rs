@@ -21,7 +21,7 @@ use nowstream_model::{
 use nowstream_runtime::{Config, Format, Health, KafkaConfig};
 use nowstream_sei_local::{RunningSeiLocal, SeiLocal, SeiLocalConfig};
 use nowstream_sink::SinkError;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
@@ -35,7 +35,7 @@ pub const PARTITIONS: i32 = 3;
 
 /// A broker, a sei-local and a topic prefix of their own.
 pub struct Env {
-    pub broker: TansuBroker,
+    pub broker: &'static KafkaBroker,
     pub sei: RunningSeiLocal,
     pub prefix: String,
 }
@@ -46,7 +46,7 @@ impl Env {
     }
 
     pub async fn start_with(sei: SeiLocalConfig) -> Result<Self> {
-        let broker = TansuBroker::start()?;
+        let broker = KafkaBroker::shared()?;
         let sei = SeiLocal::start(sei).await?;
         let prefix = format!("{}.", unique("t"));
         let env = Self {

@@ -9,7 +9,7 @@ use nowstream_bus::{
     dlq::headers, ensure_topics,
 };
 use nowstream_runtime::KafkaConfig;
-use nowstream_testkit::{TansuBroker, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -57,7 +57,7 @@ async fn ensure(kafka: &KafkaConfig, topic: &str, partitions: i32) -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_group_member_receives_every_unacknowledged_record() -> Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let kafka = broker.kafka_config();
     let topic = unique("raw");
     let group = unique("group");
@@ -111,7 +111,7 @@ async fn a_new_group_member_receives_every_unacknowledged_record() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_restart_while_producing_loses_nothing() -> Result<()> {
-    let mut broker = TansuBroker::start()?;
+    let mut broker = KafkaBroker::start()?;
     let kafka = broker.kafka_config();
     let topic = unique("restart");
     ensure(&kafka, &topic, 3).await?;
@@ -163,7 +163,7 @@ async fn a_broker_restart_while_producing_loses_nothing() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_lettered_records_keep_key_bytes_and_say_why() -> Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let kafka = broker.kafka_config();
     let source = unique("source");
     let dlq = unique("dlq");
@@ -224,7 +224,7 @@ async fn dead_lettered_records_keep_key_bytes_and_say_why() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensure_topics_is_idempotent_and_refuses_too_few_partitions() -> Result<()> {
-    let broker = TansuBroker::start()?;
+    let broker = KafkaBroker::shared()?;
     let kafka = broker.kafka_config();
     let checkpoints = unique("checkpoints");
     let spec = TopicSpec::compacted(&checkpoints, 2);
