@@ -253,6 +253,33 @@ fn registered_brokers(bootstrap: &str) -> Vec<i32> {
 }
 
 /// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's own format).
+/// Like Kafka's `Uuid.randomUuid`, never one that starts with `-`: command lines would read it
+/// as an option.
 fn random_cluster_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_are_kafka_shaped_and_never_read_as_an_option() {
+        for _ in 0..2_000 {
+            let id = random_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{id}"
+            );
+        }
+    }
 }

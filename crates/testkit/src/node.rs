@@ -170,7 +170,7 @@ impl Node {
             .jvm("256m")
             .arg("kafka.tools.StorageTool")
             .arg("format")
-            .args(["--cluster-id", cluster_id])
+            .arg(format!("--cluster-id={cluster_id}"))
             .arg("--config")
             .arg(self.properties_path())
             .arg("--ignore-formatted")
