@@ -1,5 +1,5 @@
 //! The documented Python consumer (docs/examples/consume_entities.py) decodes what nowstream
-//! writes: run against a tansu broker, with confluent-kafka and fastavro.
+//! writes: run against an Apache Kafka broker, with confluent-kafka and fastavro.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! bus against a real Kafka-protocol broker (tansu), as the stages will use it.
+//! bus against a real Apache Kafka broker, as the stages will use it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! downloading the same pages. The ratio (fetch / download) is the number to track: it shows
 //! what keying, encoding, producing and checkpointing cost on top of the Table API itself.
 //!
-//! `cargo bench -p nowstream-fetcher --bench fetch` (needs tansu: `scripts/install-tansu`).
+//! `cargo bench -p nowstream-fetcher --bench fetch` (needs Apache Kafka: `scripts/install-kafka`).
 //! `NOWSTREAM_BENCH_RECORDS` sets the number of incidents (default 20000).
 
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let download_secs = started.elapsed().as_secs_f64();
 
-    // 2. The fetcher: download, key, encode, produce to tansu, checkpoint every page.
+    // 2. The fetcher: download, key, encode, produce to Kafka, checkpoint every page.
     let broker = KafkaBroker::shared()?;
     let prefix = format!("{}.", unique("bench"));
     let config = Config::parse(

@@ -1,4 +1,4 @@
-//! The fetcher against the ServiceNow simulator and a tansu broker: backfill and live changes.
+//! The fetcher against the ServiceNow simulator and an Apache Kafka broker: backfill and live changes.
 
 mod common;
 

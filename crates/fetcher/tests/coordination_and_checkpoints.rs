@@ -1,4 +1,4 @@
-//! Checkpoint store and replica coordination against a real tansu broker.
+//! Checkpoint store and replica coordination against a real Apache Kafka broker.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

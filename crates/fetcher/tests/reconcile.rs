@@ -1,4 +1,4 @@
-//! Deletion detection by reconciliation, over the real simulator and a tansu broker, with an
+//! Deletion detection by reconciliation, over the real simulator and an Apache Kafka broker, with an
 //! integration user that holds exactly SEI's documented roles and so gets 403 on
 //! `sys_audit_delete`, as on a default instance.
 

@@ -1,4 +1,4 @@
-//! End-to-end throughput through a real broker (tansu): the normalizer's records/s next to
+//! End-to-end throughput through a real broker (Apache Kafka): the normalizer's records/s next to
 //! the broker's own passthrough records/s (consume and produce the same bytes, acknowledging
 //! inputs after their outputs, no transform) in the same run, on the same input.
 //!
@@ -177,7 +177,7 @@ async fn main() {
         return;
     }
     let count = records();
-    let broker = KafkaBroker::shared().expect("tansu starts");
+    let broker = KafkaBroker::shared().expect("Kafka starts");
     let kafka = broker.kafka_config();
     let prefix = format!("{}.", unique("bench"));
     let topics = TopicNames::new(prefix.clone()).expect("prefix");
@@ -225,7 +225,7 @@ async fn main() {
 
     let rate = |took: Duration| count as f64 / took.as_secs_f64().max(f64::EPSILON);
     println!(
-        "{count} raw incidents through tansu, {PARTITIONS} partitions \
+        "{count} raw incidents through Apache Kafka, {PARTITIONS} partitions \
          ({} bytes per raw record, {entity} per entity):",
         sample.len()
     );

@@ -900,7 +900,7 @@ mod through_the_stage {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_excluded_value_reaches_any_sei_topic_or_the_dlq_through_the_running_stage() {
-        let broker = KafkaBroker::shared().expect("tansu starts");
+        let broker = KafkaBroker::shared().expect("Kafka starts");
         let setup = Setup::new(&broker);
         setup.create_raw_topics().await;
         run_sample(setup).await;

@@ -1,4 +1,4 @@
-//! Sink throughput into sei-local, through a tansu broker, for batch sizes 100, 500 and 2,000.
+//! Sink throughput into sei-local, through an Apache Kafka broker, for batch sizes 100, 500 and 2,000.
 //!
 //! `cargo bench -p nowstream-sink --bench sink` prints records per second for each size. It
 //! measures, it asserts nothing; under `cargo test` it does nothing. Each size gets its own
@@ -57,12 +57,12 @@ async fn bench() -> Result<()> {
             }
         })
         .collect();
-    println!("sink → sei-local, {RECORDS} records over 4 entities, through tansu");
+    println!("sink → sei-local, {RECORDS} records over 4 entities, through Apache Kafka");
     for batch_size in BATCH_SIZES {
         let env = match Env::start().await {
             Ok(env) => env,
             Err(error) if error.downcast_ref::<BrokerError>().is_some() => {
-                println!("tansu is not available, nothing measured: {error}");
+                println!("Kafka is not available, nothing measured: {error}");
                 return Ok(());
             }
             Err(error) => return Err(error),

@@ -1,4 +1,4 @@
-//! Shared set-up of the fetcher's tests: a simulator, a tansu broker, a config pointing the
+//! Shared set-up of the fetcher's tests: a simulator, an Apache Kafka broker, a config pointing the
 //! fetcher at both, and a reader that collects what reached the raw topics.
 #![allow(dead_code)]
 

@@ -1,4 +1,4 @@
-//! Shared set-up of the stage's tests: a tansu broker, raw records written the way the fetcher
+//! Shared set-up of the stage's tests: an Apache Kafka broker, raw records written the way the fetcher
 //! writes them, a config for the stage, the binary as a child process, and a reader that
 //! collects what reached the entity topics and the DLQ.
 #![allow(dead_code)]

@@ -1,4 +1,4 @@
-//! Shared set-up of the sink's acceptance tests: a tansu broker, an in-process sei-local,
+//! Shared set-up of the sink's acceptance tests: an Apache Kafka broker, an in-process sei-local,
 //! generated entity records with the state SEI must end in, and helpers to run the sink
 //! in-process or as its binary.
 
