@@ -100,6 +100,11 @@ where
     T: AvroRecord + Serialize + DeserializeOwned,
 {
     let contract = T::contract();
+    assert!(
+        !contract.released().is_empty(),
+        "{} has no released version to write with",
+        contract.full_name()
+    );
     let mut versions = vec![("current".to_owned(), None)];
     versions.extend(
         contract
