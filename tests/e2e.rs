@@ -95,8 +95,8 @@ impl Stack {
 bootstrap_servers = "{servers}"
 topic_prefix = "{prefix}."
 [kafka.properties]
-"session.timeout.ms" = "2000"
-"heartbeat.interval.ms" = "500"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
 
 [sei]
 url = "{sei}"

@@ -41,7 +41,7 @@ async fn killing_the_sink_at_random_moments_loses_nothing() -> Result<()> {
         )
         .replace(
             "[sei]",
-            "[kafka.properties]\n\"auto.commit.interval.ms\" = \"300\"\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n\n[sei]",
+            "[kafka.properties]\n\"auto.commit.interval.ms\" = \"300\"\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\n[sei]",
         );
     let config = dir.path().join("sink.toml");
     std::fs::write(&config, config_text)?;

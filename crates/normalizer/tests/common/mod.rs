@@ -56,7 +56,7 @@ impl Setup {
             exclude_fields: Vec::new(),
             normalizer: String::new(),
             listen: "127.0.0.1:0".to_owned(),
-            session_timeout_ms: 2_000,
+            session_timeout_ms: 6_000,
             kafka_properties: String::new(),
         }
     }
