@@ -14,6 +14,14 @@ pub struct NormalizerConfig {
     /// partitions. A replay runs under its own group derived from this one
     /// (`<group_id>-replay-<unix time>`), so it never moves the running stage's offsets.
     pub group_id: String,
+    /// `group.instance.id` of this replica's consumer (static membership, KIP-345). Give
+    /// each replica a stable, distinct value (its pod name through
+    /// `NOWSTREAM__NORMALIZER__GROUP_INSTANCE_ID`): a replica restarted within `session.timeout.ms`
+    /// then gets its partitions back at once, without a rebalance. The price: a replica that
+    /// stops does not leave the group, so its partitions wait for the session timeout before
+    /// another replica takes them (see docs/architecture.md, "Failover"). Absent: dynamic
+    /// membership.
+    pub group_instance_id: Option<String>,
     /// Records read but whose output Kafka has not acknowledged yet. Reading stops at this
     /// many: backpressure that bounds memory when the broker is slow. Ignored with
     /// `exactly_once`, where `transaction_max_records` bounds the work in flight.
@@ -54,6 +62,7 @@ impl Default for NormalizerConfig {
     fn default() -> Self {
         Self {
             group_id: "nowstream-normalizer".to_owned(),
+            group_instance_id: None,
             max_in_flight: 10_000,
             topic_partitions: 6,
             replication_factor: 1,
@@ -81,6 +90,13 @@ impl NormalizerConfig {
             !self.group_id.trim().is_empty(),
             "group_id",
             "must not be empty",
+        );
+        require(
+            self.group_instance_id
+                .as_deref()
+                .is_none_or(|id| !id.trim().is_empty()),
+            "group_instance_id",
+            "must not be empty when set; leave it out for dynamic membership",
         );
         require(
             self.max_in_flight >= 1,
