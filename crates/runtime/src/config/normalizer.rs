@@ -169,6 +169,49 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_group_instance_id_is_refused() {
+        let config = NormalizerConfig {
+            group_instance_id: Some(" ".into()),
+            ..NormalizerConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(paths, vec!["normalizer.group_instance_id"]);
+    }
+
+    /// The Helm chart's `kafka.staticMembership` sets the pod's name this way.
+    #[test]
+    fn the_group_instance_id_comes_from_the_environment() {
+        let config = crate::ConfigLoader::new()
+            .text(
+                "[kafka]\nbootstrap_servers = \"k:9092\"\n[[integrations]]\nid = \"1\"\nurl = \"https://a.service-now.com\"\n[integrations.auth]\ntype = \"basic\"\nusername = \"u\"\npassword = \"p\"\n",
+                crate::Format::Toml,
+            )
+            .env_vars([
+                ("NOWSTREAM__NORMALIZER__GROUP_INSTANCE_ID", "nowstream-normalizer-6f9c-x2k4"),
+                ("NOWSTREAM__SINK__GROUP_INSTANCE_ID", "nowstream-sink-77b4-q9z1"),
+                ("NOWSTREAM__FETCHER__GROUP_INSTANCE_ID", "nowstream-fetcher-5d8e-m3p7"),
+            ])
+            .load()
+            .unwrap();
+        assert_eq!(
+            config.normalizer.group_instance_id.as_deref(),
+            Some("nowstream-normalizer-6f9c-x2k4")
+        );
+        assert_eq!(
+            config.sink.group_instance_id.as_deref(),
+            Some("nowstream-sink-77b4-q9z1")
+        );
+        assert_eq!(
+            config.fetcher.group_instance_id.as_deref(),
+            Some("nowstream-fetcher-5d8e-m3p7")
+        );
+    }
+
+    #[test]
     fn durations_read_as_human_readable_text() {
         let config: NormalizerConfig = crate::Config::parse(
             "[kafka]\nbootstrap_servers = \"k:9092\"\n[[integrations]]\nid = \"1\"\nurl = \"https://a.service-now.com\"\n[integrations.auth]\ntype = \"basic\"\nusername = \"u\"\npassword = \"p\"\n[normalizer]\ntransaction_linger = \"250ms\"\nexactly_once = true\n",
