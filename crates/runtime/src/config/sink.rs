@@ -177,6 +177,20 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_group_instance_id_is_refused() {
+        let config = SinkConfig {
+            group_instance_id: Some(" ".into()),
+            ..SinkConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(paths, vec!["sink.group_instance_id"]);
+    }
+
+    #[test]
     fn broken_rules_are_named_by_their_key_path() {
         let config = SinkConfig {
             batch_max_records: 1000,
