@@ -19,7 +19,35 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
+/// The consumer properties that make a stage's group consumer a static member (KIP-345):
+/// `group.instance.id` when the stage configures one, nothing otherwise (dynamic membership).
+///
+/// Only a stage's own group consumer gets these, never a reader in a group of its own: one
+/// instance id may belong to one live member per group, and a second consumer of the same
+/// process in the same group would fence the first.
+pub fn static_membership(group_instance_id: Option<&str>) -> Vec<(&'static str, &str)> {
+    group_instance_id
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| vec![("group.instance.id", id)])
+        .unwrap_or_default()
+}
+
 /// Topic name with the configured prefix in front.
 pub fn prefixed(kafka: &KafkaConfig, topic: &str) -> String {
     format!("{}{}", kafka.topic_prefix, topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_configured_instance_id_makes_a_static_member() {
+        assert_eq!(
+            static_membership(Some("normalizer-0")),
+            vec![("group.instance.id", "normalizer-0")]
+        );
+        assert!(static_membership(None).is_empty());
+        assert!(static_membership(Some("  ")).is_empty());
+    }
 }

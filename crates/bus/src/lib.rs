@@ -18,7 +18,7 @@ mod error;
 pub mod producer;
 
 pub use admin::{TopicSpec, ensure_topics};
-pub use client::client_config;
+pub use client::{client_config, static_membership};
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};
 pub use error::BusError;

@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use nowstream_bus::client_config;
+use nowstream_bus::{client_config, static_membership};
 use nowstream_runtime::KafkaConfig;
 
 use crate::FetchError;
@@ -65,10 +65,24 @@ pub struct Coordinator {
 impl Coordinator {
     /// Joins `group` on `topic` and keeps the membership alive in a background task.
     pub fn join(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<Self, FetchError> {
+        Self::join_as(kafka, group, None, topic)
+    }
+
+    /// Like [`Coordinator::join`]; with `group_instance_id`, as a static member (see
+    /// [`nowstream_bus::static_membership`]).
+    pub fn join_as(
+        kafka: &KafkaConfig,
+        group: &str,
+        group_instance_id: Option<&str>,
+        topic: &str,
+    ) -> Result<Self, FetchError> {
         let (sender, owned) = watch::channel(BTreeSet::new());
         let mut config = client_config(kafka);
         config.set("group.id", group);
         config.set("enable.auto.commit", "false");
+        for (key, value) in static_membership(group_instance_id) {
+            config.set(key, value);
+        }
         let consumer: StreamConsumer<AssignmentContext> = config
             .create_with_context(AssignmentContext { owned: sender })
             .map_err(|source| FetchError::Coordination {

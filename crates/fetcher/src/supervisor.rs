@@ -102,7 +102,12 @@ pub async fn run(
         .flat_map(|integration| WorkUnit::all_for(&integration.id))
         .collect();
 
-    let coordinator = Coordinator::join(&config.kafka, &settings.group_id, &coordination_topic)?;
+    let coordinator = Coordinator::join_as(
+        &config.kafka,
+        &settings.group_id,
+        settings.group_instance_id.as_deref(),
+        &coordination_topic,
+    )?;
     let mut owned = coordinator.owned();
     readiness.set_ready();
     let states = UnitStates::new(&health);

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nowstream_bus::{AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics};
+use nowstream_bus::{
+    AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics, static_membership,
+};
 use nowstream_model::{Entity, TopicNames};
 use nowstream_runtime::{Config, Health};
 use tokio_util::sync::CancellationToken;
@@ -156,7 +158,10 @@ async fn run_session(
             &[
                 ("enable.auto.commit", "false"),
                 ("isolation.level", "read_committed"),
-            ],
+            ]
+            .into_iter()
+            .chain(static_membership(settings.group_instance_id.as_deref()))
+            .collect::<Vec<_>>(),
         ) {
             Ok(consumer) => Arc::new(consumer),
             Err(error) => return (Summary::default(), Err(error.into())),
@@ -180,7 +185,12 @@ async fn run_session(
         let _ = lag.await;
         return (pipeline.summary, result);
     }
-    let consumer = match AckConsumer::subscribe(&config.kafka, &settings.group_id, &subscribed) {
+    let consumer = match AckConsumer::subscribe_with(
+        &config.kafka,
+        &settings.group_id,
+        &subscribed,
+        &static_membership(settings.group_instance_id.as_deref()),
+    ) {
         Ok(consumer) => Arc::new(consumer),
         Err(error) => return (Summary::default(), Err(error.into())),
     };

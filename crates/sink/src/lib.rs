@@ -36,7 +36,9 @@ pub mod request;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nowstream_bus::{AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics};
+use nowstream_bus::{
+    AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics, static_membership,
+};
 use nowstream_model::{Entity, TopicNames};
 use nowstream_runtime::{Config, Health};
 use tokio_util::sync::CancellationToken;
@@ -93,10 +95,11 @@ pub async fn run(
     let producer = Producer::new(&config.kafka)?;
     let dlq = DlqWriter::new(producer.clone(), topics.dlq(), STAGE);
     let subscribed: Vec<&str> = entity_topics.iter().map(String::as_str).collect();
-    let consumer = Arc::new(AckConsumer::subscribe(
+    let consumer = Arc::new(AckConsumer::subscribe_with(
         &config.kafka,
         &settings.group_id,
         &subscribed,
+        &static_membership(settings.group_instance_id.as_deref()),
     )?);
     kafka_ready.set_ready();
     sei_ready.set_ready();

@@ -49,6 +49,14 @@ pub struct FetcherConfig {
     pub exactly_once: bool,
     /// Consumer group through which replicas share the units.
     pub group_id: String,
+    /// `group.instance.id` of this replica's coordination consumer (static membership, KIP-345). Give
+    /// each replica a stable, distinct value (its pod name through
+    /// `NOWSTREAM__FETCHER__GROUP_INSTANCE_ID`): a replica restarted within `session.timeout.ms`
+    /// then gets its partitions back at once, without a rebalance. The price: a replica that
+    /// stops does not leave the group, so its partitions wait for the session timeout before
+    /// another replica takes them (see docs/architecture.md, "Failover"). Absent: dynamic
+    /// membership.
+    pub group_instance_id: Option<String>,
     /// Partitions of the coordination topic: the most replicas that can get work.
     pub coordination_partitions: i32,
     /// Partitions of each `servicenow.raw.<table>` topic when the fetcher creates it.
@@ -98,6 +106,7 @@ impl Default for FetcherConfig {
             unit_backoff_max: Duration::from_secs(10 * 60),
             exactly_once: false,
             group_id: "nowstream-fetcher".to_owned(),
+            group_instance_id: None,
             coordination_partitions: 12,
             raw_topic_partitions: 6,
             replication_factor: 1,

@@ -14,6 +14,14 @@ pub struct NormalizerConfig {
     /// partitions. A replay runs under its own group derived from this one
     /// (`<group_id>-replay-<unix time>`), so it never moves the running stage's offsets.
     pub group_id: String,
+    /// `group.instance.id` of this replica's consumer (static membership, KIP-345). Give
+    /// each replica a stable, distinct value (its pod name through
+    /// `NOWSTREAM__NORMALIZER__GROUP_INSTANCE_ID`): a replica restarted within `session.timeout.ms`
+    /// then gets its partitions back at once, without a rebalance. The price: a replica that
+    /// stops does not leave the group, so its partitions wait for the session timeout before
+    /// another replica takes them (see docs/architecture.md, "Failover"). Absent: dynamic
+    /// membership.
+    pub group_instance_id: Option<String>,
     /// Records read but whose output Kafka has not acknowledged yet. Reading stops at this
     /// many: backpressure that bounds memory when the broker is slow. Ignored with
     /// `exactly_once`, where `transaction_max_records` bounds the work in flight.
@@ -54,6 +62,7 @@ impl Default for NormalizerConfig {
     fn default() -> Self {
         Self {
             group_id: "nowstream-normalizer".to_owned(),
+            group_instance_id: None,
             max_in_flight: 10_000,
             topic_partitions: 6,
             replication_factor: 1,
@@ -81,6 +90,13 @@ impl NormalizerConfig {
             !self.group_id.trim().is_empty(),
             "group_id",
             "must not be empty",
+        );
+        require(
+            self.group_instance_id
+                .as_deref()
+                .is_none_or(|id| !id.trim().is_empty()),
+            "group_instance_id",
+            "must not be empty when set; leave it out for dynamic membership",
         );
         require(
             self.max_in_flight >= 1,
@@ -149,6 +165,49 @@ mod tests {
         assert_eq!(
             paths,
             vec!["normalizer.max_in_flight", "normalizer.transactional_id"]
+        );
+    }
+
+    #[test]
+    fn a_blank_group_instance_id_is_refused() {
+        let config = NormalizerConfig {
+            group_instance_id: Some(" ".into()),
+            ..NormalizerConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(paths, vec!["normalizer.group_instance_id"]);
+    }
+
+    /// The Helm chart's `kafka.staticMembership` sets the pod's name this way.
+    #[test]
+    fn the_group_instance_id_comes_from_the_environment() {
+        let config = crate::ConfigLoader::new()
+            .text(
+                "[kafka]\nbootstrap_servers = \"k:9092\"\n[[integrations]]\nid = \"1\"\nurl = \"https://a.service-now.com\"\n[integrations.auth]\ntype = \"basic\"\nusername = \"u\"\npassword = \"p\"\n",
+                crate::Format::Toml,
+            )
+            .env_vars([
+                ("NOWSTREAM__NORMALIZER__GROUP_INSTANCE_ID", "nowstream-normalizer-6f9c-x2k4"),
+                ("NOWSTREAM__SINK__GROUP_INSTANCE_ID", "nowstream-sink-77b4-q9z1"),
+                ("NOWSTREAM__FETCHER__GROUP_INSTANCE_ID", "nowstream-fetcher-5d8e-m3p7"),
+            ])
+            .load()
+            .unwrap();
+        assert_eq!(
+            config.normalizer.group_instance_id.as_deref(),
+            Some("nowstream-normalizer-6f9c-x2k4")
+        );
+        assert_eq!(
+            config.sink.group_instance_id.as_deref(),
+            Some("nowstream-sink-77b4-q9z1")
+        );
+        assert_eq!(
+            config.fetcher.group_instance_id.as_deref(),
+            Some("nowstream-fetcher-5d8e-m3p7")
         );
     }
 

@@ -12,6 +12,14 @@ use super::error::Problem;
 pub struct SinkConfig {
     /// Consumer group of the sink; replicas in one group share the entity topics' partitions.
     pub group_id: String,
+    /// `group.instance.id` of this replica's consumer (static membership, KIP-345). Give
+    /// each replica a stable, distinct value (its pod name through
+    /// `NOWSTREAM__SINK__GROUP_INSTANCE_ID`): a replica restarted within `session.timeout.ms`
+    /// then gets its partitions back at once, without a rebalance. The price: a replica that
+    /// stops does not leave the group, so its partitions wait for the session timeout before
+    /// another replica takes them (see docs/architecture.md, "Failover"). Absent: dynamic
+    /// membership.
+    pub group_instance_id: Option<String>,
     /// A batch is sent once it holds this many records (one batch per integration and entity).
     pub batch_max_records: usize,
     /// A batch is sent before its entity JSON would pass this many bytes (uncompressed), so a
@@ -58,6 +66,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             group_id: "nowstream-sink".to_owned(),
+            group_instance_id: None,
             batch_max_records: 500,
             batch_max_bytes: 4 * 1024 * 1024,
             linger: Duration::from_millis(500),
@@ -89,6 +98,13 @@ impl SinkConfig {
             !self.group_id.trim().is_empty(),
             "group_id",
             "must not be empty",
+        );
+        require(
+            self.group_instance_id
+                .as_deref()
+                .is_none_or(|id| !id.trim().is_empty()),
+            "group_instance_id",
+            "must not be empty when set; leave it out for dynamic membership",
         );
         require(
             self.batch_max_records >= 1,
@@ -158,6 +174,20 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nowstream.toml");
         let config = crate::ConfigLoader::new().file(&path).load().unwrap();
         assert_eq!(config.sink, SinkConfig::default());
+    }
+
+    #[test]
+    fn a_blank_group_instance_id_is_refused() {
+        let config = SinkConfig {
+            group_instance_id: Some(" ".into()),
+            ..SinkConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(paths, vec!["sink.group_instance_id"]);
     }
 
     #[test]
