@@ -1,11 +1,6 @@
 //! Two fetcher processes in one group share the work units; when one dies, the other takes its
 //! units over and nothing is missed.
-//!
-//! The SIGKILL case runs on librdkafka's mock cluster: tansu 0.6.0 evicts a member that stopped
-//! heartbeating without starting a new group generation, so the survivor's SyncGroup returns
-//! its *old* assignment and the dead member's partitions stay orphaned (seen in librdkafka's
-//! `cgrp` debug log: the leader assigns 4 partitions to itself, the broker answers with 2).
-//! The graceful (SIGTERM, LeaveGroup) case runs on tansu, which handles leaving correctly.
+//! Both cases run on Apache Kafka (`KafkaBroker::shared()`).
 
 mod common;
 
@@ -17,7 +12,6 @@ use nowstream_model::RecordOp;
 use nowstream_runtime::KafkaConfig;
 use nowstream_servicenow_sim::RunningSim;
 use nowstream_testkit::{KafkaBroker, unique};
-use rdkafka::mocking::MockCluster;
 use serde_json::json;
 
 /// `session.timeout.ms` in the test config (see `common::Setup`).
@@ -222,39 +216,12 @@ async fn split_and_take_over(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replicas_units_are_taken_over_within_the_session_timeout_and_a_poll() {
-    let cluster = MockCluster::new(1).expect("mock cluster starts");
-    let bootstrap = cluster.bootstrap_servers();
-    let kafka = KafkaConfig {
-        bootstrap_servers: bootstrap.clone(),
-        topic_prefix: String::new(),
-        properties: Default::default(),
-    };
-    // The mock cluster serves no CreateTopics: the topics exist before the fetchers start, as
-    // in a deployment where operators manage topics.
-    let prefix = format!("{}.", unique("replicas"));
-    for table in RAW_TABLES {
-        cluster
-            .create_topic(&format!("{prefix}servicenow.raw.{table}"), 3, 1)
-            .expect("raw topic");
-    }
-    cluster
-        .create_topic(&format!("{prefix}servicenow.fetcher.checkpoints"), 3, 1)
-        .expect("checkpoint topic");
-    cluster
-        .create_topic(&format!("{prefix}servicenow.fetcher.dlq"), 3, 1)
-        .expect("fetcher dead-letter topic");
-    cluster
-        .create_topic(
-            &format!("{prefix}servicenow.fetcher.coordination"),
-            COORDINATION_PARTITIONS as i32,
-            1,
-        )
-        .expect("coordination topic");
+    let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(200, 50, 20, 0).await;
     split_and_take_over(
-        &bootstrap,
-        &kafka,
-        &prefix,
+        &broker.bootstrap_servers(),
+        &broker.kafka_config(),
+        &format!("{}.", unique("replicas")),
         &sim,
         Stop::Kill,
         SESSION_TIMEOUT + POLL_INTERVAL + SLACK,
