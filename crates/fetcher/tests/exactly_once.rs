@@ -263,11 +263,17 @@ async fn a_restarted_exactly_once_fetcher_reads_its_checkpoints_to_the_end_witho
     let restarted_at = Instant::now();
     let fetcher = FetcherProcess::spawn(&config, "info");
     let resumed = reader
-        .read_until(Duration::from_secs(120), |reader| reader.seen.len() > before)
+        .read_until(Duration::from_secs(120), |reader| {
+            reader.seen.len() > before
+        })
         .await;
     let first_output = restarted_at.elapsed();
     println!("restart to first new committed record: {first_output:?}");
-    assert!(resumed, "nothing new after the restart:\n{}", fetcher.text());
+    assert!(
+        resumed,
+        "nothing new after the restart:\n{}",
+        fetcher.text()
+    );
     let text = fetcher.text();
     let loaded = text.lines().filter(|line| line.contains(LOADED)).count();
     for line in text.lines().filter(|line| line.contains(LOADED)) {

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{NormalizerProcess, RawWriter, Setup, key, raw};
@@ -20,14 +20,17 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 
 const KILLS: usize = 10;
-/// Longer than the tests' `session.timeout.ms` (2 s): the group has dropped a killed member
-/// when its successor joins.
-const RESTART_PAUSE: Duration = Duration::from_millis(2_500);
+/// Pause between a kill and the restart. The group drops the killed member after
+/// `session.timeout.ms` (6 s, Apache Kafka's `group.min.session.timeout.ms`); the successor's
+/// join waits for that.
+const RESTART_PAUSE: Duration = Duration::from_millis(500);
 
 /// Counts committed outputs per key on the incident entity topic.
 struct CommittedOutputs {
     consumer: StreamConsumer,
     seen: HashMap<String, usize>,
+    /// The highest input number (`inc-<n>`) with a committed output.
+    newest: Option<usize>,
 }
 
 impl CommittedOutputs {
@@ -47,6 +50,7 @@ impl CommittedOutputs {
         Self {
             consumer,
             seen: HashMap::new(),
+            newest: None,
         }
     }
 
@@ -55,8 +59,12 @@ impl CommittedOutputs {
         while let Some(left) = until.checked_duration_since(Instant::now()) {
             match tokio::time::timeout(left, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
-                    let key = String::from_utf8_lossy(message.key().unwrap_or_default());
-                    *self.seen.entry(key.into_owned()).or_default() += 1;
+                    let output = String::from_utf8_lossy(message.key().unwrap_or_default());
+                    let number = output
+                        .strip_prefix(&key("inc-"))
+                        .and_then(|number| number.parse::<usize>().ok());
+                    self.newest = self.newest.max(number);
+                    *self.seen.entry(output.into_owned()).or_default() += 1;
                 }
                 Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(_) => break,
@@ -103,6 +111,8 @@ impl CommittedOutputs {
 /// the sys_ids written.
 struct Feed {
     stop: Arc<AtomicBool>,
+    /// How many inputs are written so far.
+    written: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<Vec<String>>,
 }
 
@@ -111,19 +121,37 @@ impl Feed {
         let stop = Arc::new(AtomicBool::new(false));
         let writer = RawWriter::new(setup);
         let stopped = Arc::clone(&stop);
+        let written_so_far = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&written_so_far);
         let task = tokio::spawn(async move {
             let mut written = Vec::new();
             while !stopped.load(Ordering::Acquire) {
                 let batch: Vec<_> = (written.len()..written.len() + 20)
-                    .map(|n| raw(Entity::Incident, &format!("inc-{n:05}"), 1, RecordOp::Upsert))
+                    .map(|n| {
+                        raw(
+                            Entity::Incident,
+                            &format!("inc-{n:05}"),
+                            1,
+                            RecordOp::Upsert,
+                        )
+                    })
                     .collect();
                 writer.write(&batch).await;
                 written.extend(batch.into_iter().map(|record| record.sys_id));
+                count.store(written.len(), Ordering::Release);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             written
         });
-        Self { stop, task }
+        Self {
+            stop,
+            written: written_so_far,
+            task,
+        }
+    }
+
+    fn written(&self) -> usize {
+        self.written.load(Ordering::Acquire)
     }
 
     async fn stop(self) -> Vec<String> {
@@ -136,6 +164,8 @@ impl Feed {
 /// and small, frequent transactions, its raw topics created.
 async fn exactly_once_setup(broker: &KafkaBroker) -> Setup {
     let mut setup = Setup::new(broker);
+    // The broker refuses sessions shorter than its group.min.session.timeout.ms (6 s).
+    setup.session_timeout_ms = 6_000;
     setup.normalizer = format!(
         "exactly_once = true\ntransactional_id = \"{}\"\ntransaction_max_records = 40\n\
          transaction_linger = \"300ms\"",
@@ -158,19 +188,21 @@ async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
     let mut stage = NormalizerProcess::spawn(&config, &[]);
     let mut restarted_at = Instant::now();
     for kill in 1..=KILLS {
-        // Each life commits something before it is killed, so every kill lands in a running
-        // stream: with 40 inputs per transaction and new inputs every 100 ms, usually with a
-        // transaction open.
-        let before = outputs.seen.len();
+        // Each life commits the output of an input written after it started before it is
+        // killed, so every kill lands in a running stream: with 40 inputs per transaction and
+        // new inputs every 100 ms, usually with a transaction open.
+        let first_new = feed.written();
         assert!(
             outputs
-                .read_until(Duration::from_secs(120), |outputs| outputs.seen.len() > before)
+                .read_until(Duration::from_secs(120), |outputs| outputs
+                    .newest
+                    .is_some_and(|newest| newest >= first_new))
                 .await,
             "life {kill} committed nothing:\n{}",
             stage.text()
         );
         println!(
-            "life {kill}: first new committed output {:?} after its start",
+            "life {kill}: first committed output of a new input {:?} after its start",
             restarted_at.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(137 * kill as u64 % 900)).await;
@@ -182,11 +214,8 @@ async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
         restarted_at = Instant::now();
     }
     let inputs = feed.stop().await;
-    let all = |outputs: &CommittedOutputs| {
-        inputs
-            .iter()
-            .all(|id| outputs.seen.contains_key(&key(id)))
-    };
+    let all =
+        |outputs: &CommittedOutputs| inputs.iter().all(|id| outputs.seen.contains_key(&key(id)));
     outputs.read_until(Duration::from_secs(180), all).await;
     outputs.read_for(Duration::from_secs(3)).await;
     println!(
@@ -202,7 +231,7 @@ async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs_stay_exactly_once()
- {
+{
     let broker = KafkaBroker::shared().expect("broker starts");
     let setup = exactly_once_setup(broker).await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -213,7 +242,8 @@ async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs
     let mut first = NormalizerProcess::spawn(&config, &[]);
     assert!(
         outputs
-            .read_until(Duration::from_secs(120), |outputs| outputs.seen.len() >= 100)
+            .read_until(Duration::from_secs(120), |outputs| outputs.seen.len()
+                >= 100)
             .await,
         "the first replica committed nothing:\n{}",
         first.text()
@@ -237,18 +267,16 @@ async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs
     let before = outputs.seen.len();
     assert!(
         outputs
-            .read_until(Duration::from_secs(120), |outputs| outputs.seen.len() > before + 40)
+            .read_until(Duration::from_secs(120), |outputs| outputs.seen.len()
+                > before + 40)
             .await,
         "the second replica took over:\n{}",
         second.text()
     );
     assert!(second.is_running(), "{}", second.text());
     let inputs = feed.stop().await;
-    let all = |outputs: &CommittedOutputs| {
-        inputs
-            .iter()
-            .all(|id| outputs.seen.contains_key(&key(id)))
-    };
+    let all =
+        |outputs: &CommittedOutputs| inputs.iter().all(|id| outputs.seen.contains_key(&key(id)));
     outputs.read_until(Duration::from_secs(180), all).await;
     outputs.read_for(Duration::from_secs(3)).await;
     outputs.assert_each_once(&inputs);
