@@ -107,6 +107,8 @@ pub async fn run(
     readiness.set_ready();
     let states = UnitStates::new(&health);
 
+    // Errors after which the whole fetcher stops: credentials refused everywhere, or a unit
+    // fenced by another replica (`FetchError::Fenced`).
     let (rejected, mut credentials_rejected) = mpsc::unbounded_channel::<FetchError>();
     let mut running: HashMap<WorkUnit, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let mut outcome = Ok(());
