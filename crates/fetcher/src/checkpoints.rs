@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use nowstream_bus::{OutRecord, Producer, client_config};
@@ -18,8 +18,11 @@ use nowstream_runtime::KafkaConfig;
 
 use crate::FetchError;
 
-/// How long reading the checkpoint topic to its end may take before start-up fails.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long reading the checkpoint topic may make no progress before the load fails. Longer
+/// than the transaction timeout of the exactly-once writers, so a transaction a killed replica
+/// left open on the topic (it holds `read_committed` readers back) is aborted by the broker
+/// before the load gives up.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -80,74 +83,14 @@ fn read_to_end(
     kafka: &KafkaConfig,
     topic: &str,
 ) -> Result<HashMap<String, Checkpoint>, FetchError> {
-    let failed = |reason: String| FetchError::Checkpoints {
-        topic: topic.to_owned(),
-        reason,
-    };
-    let mut config = client_config(kafka);
-    // Manual assignment, no group: reading checkpoints must not join or disturb any group.
-    config.set("enable.auto.commit", "false");
-    config.set("group.id", "nowstream-fetcher-checkpoint-reader");
-    // With exactly_once a checkpoint belongs to a transaction: one from an aborted transaction
-    // covers records that were never committed, so resuming from it would skip them.
-    config.set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = config
-        .create()
-        .map_err(|error| failed(format!("cannot create reader: {error}")))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|error| failed(format!("metadata: {error}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-
-    // The end of each partition as of now; later checkpoints are not needed to start.
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(|error| failed(format!("watermarks of partition {partition}: {error}")))?;
-        if high > low {
-            remaining.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(|error| failed(format!("assign partition {partition}: {error}")))?;
-        }
-    }
     let mut checkpoints = HashMap::new();
-    if remaining.is_empty() {
-        return Ok(checkpoints);
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|error| failed(format!("assign: {error}")))?;
-    let deadline = Instant::now() + LOAD_TIMEOUT;
-    while !remaining.is_empty() {
-        if Instant::now() > deadline {
-            return Err(failed(format!(
-                "not read to its end within {LOAD_TIMEOUT:?} ({} partitions left)",
-                remaining.len()
-            )));
-        }
-        let Some(result) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = result.map_err(|error| failed(format!("read: {error}")))?;
-        if remaining
-            .get(&message.partition())
-            .is_some_and(|&high| message.offset() + 1 >= high)
-        {
-            remaining.remove(&message.partition());
-        }
+    let started = Instant::now();
+    let partitions = read_committed_to_end(kafka, topic, LOAD_TIMEOUT, |message| {
         let Some(key) = message
             .key()
             .map(|key| String::from_utf8_lossy(key).into_owned())
         else {
-            continue;
+            return;
         };
         match message.payload() {
             None => {
@@ -168,6 +111,116 @@ fn read_to_end(
                 }
             },
         }
-    }
+    })?;
+    // Tests (and operators) read this line to tell a prompt resume from one that waited.
+    tracing::info!(
+        %topic,
+        partitions,
+        checkpoints = checkpoints.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "checkpoints read to the end"
+    );
     Ok(checkpoints)
+}
+
+/// Reads every committed message of `topic` that was written before the call, handing each to
+/// `visit`; returns how many partitions held anything.
+///
+/// The end is each partition's high watermark taken at the start, and a partition counts as
+/// read once the consumer's *position* reached it, not once a message at `high - 1` arrived:
+/// under transactions the last offsets are commit or abort markers, and aborted records sit
+/// below them, none of which a `read_committed` consumer ever receives. The position moves past
+/// them all. With plain (non-transactional) writes the two tests agree.
+///
+/// A transaction still open when the watermark was taken holds the position back (the last
+/// stable offset) until it commits or aborts; so callers that own a `transactional.id` should
+/// initialise it first, which ends their own predecessor's transaction at once. `stall` bounds
+/// how long the position may stay still before the read fails.
+pub(crate) fn read_committed_to_end(
+    kafka: &KafkaConfig,
+    topic: &str,
+    stall: Duration,
+    mut visit: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<usize, FetchError> {
+    let failed = |reason: String| FetchError::Checkpoints {
+        topic: topic.to_owned(),
+        reason,
+    };
+    let mut config = client_config(kafka);
+    // Manual assignment, no group: reading must not join or disturb any group.
+    config.set("enable.auto.commit", "false");
+    config.set("group.id", "nowstream-fetcher-checkpoint-reader");
+    // With exactly_once a checkpoint belongs to a transaction: one from an aborted transaction
+    // covers records that were never committed, so resuming from it would skip them.
+    config.set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|error| failed(format!("cannot create reader: {error}")))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|error| failed(format!("metadata: {error}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+
+    // The end of each partition as of now; later messages are not needed to start.
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|error| failed(format!("watermarks of partition {partition}: {error}")))?;
+        if high > low {
+            remaining.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(|error| failed(format!("assign partition {partition}: {error}")))?;
+        }
+    }
+    let read = remaining.len();
+    if remaining.is_empty() {
+        return Ok(read);
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| failed(format!("assign: {error}")))?;
+    let mut last_progress = Instant::now();
+    while !remaining.is_empty() {
+        if last_progress.elapsed() > stall {
+            return Err(failed(format!(
+                "not read to its end: no progress for {stall:?} ({} partitions left; a \
+                 transaction left open by a stopped producer holds read_committed readers back \
+                 until transaction.timeout.ms)",
+                remaining.len()
+            )));
+        }
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            let message = result.map_err(|error| failed(format!("read: {error}")))?;
+            last_progress = Instant::now();
+            if remaining
+                .get(&message.partition())
+                .is_some_and(|&high| message.offset() < high)
+            {
+                visit(&message);
+            }
+        }
+        // Polling also consumed any control records (markers), which moves the position.
+        let positions = consumer
+            .position()
+            .map_err(|error| failed(format!("position: {error}")))?;
+        for element in positions.elements() {
+            if let Offset::Offset(position) = element.offset()
+                && remaining
+                    .get(&element.partition())
+                    .is_some_and(|&high| position >= high)
+            {
+                remaining.remove(&element.partition());
+                last_progress = Instant::now();
+            }
+        }
+    }
+    Ok(read)
 }

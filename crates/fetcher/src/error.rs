@@ -25,6 +25,18 @@ pub enum FetchError {
         step: String,
         reason: String,
     },
+    /// Another producer initialised the same `transactional.id`: another replica took this
+    /// unit over while this one still believed it owned it (paused, or cut off, for longer than
+    /// the session timeout). Nothing this replica writes can commit any more.
+    #[error(
+        "Kafka transaction {transactional_id}: fenced: another fetcher replica initialised the \
+         same transactional.id and owns the unit now; this replica's open transaction was \
+         aborted and it stops ({reason})"
+    )]
+    Fenced {
+        transactional_id: String,
+        reason: String,
+    },
     #[error("ServiceNow integration {integration_id}, table {table}: {source}")]
     ServiceNow {
         integration_id: String,

@@ -18,6 +18,7 @@ pub mod oauth_login;
 pub mod preflight;
 pub mod raw;
 pub mod reconcile;
+pub mod resume;
 pub mod supervision;
 pub mod supervisor;
 pub mod token_file;

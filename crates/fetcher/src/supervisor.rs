@@ -112,6 +112,8 @@ pub async fn run(
     readiness.set_ready();
     let states = UnitStates::new(&health);
 
+    // Errors after which the whole fetcher stops: credentials refused everywhere, or a unit
+    // fenced by another replica (`FetchError::Fenced`).
     let (rejected, mut credentials_rejected) = mpsc::unbounded_channel::<FetchError>();
     let mut running: HashMap<WorkUnit, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let mut outcome = Ok(());
@@ -177,7 +179,11 @@ pub async fn run(
                 }
             }
             Some(error) = credentials_rejected.recv() => {
-                tracing::error!(%error, "stopping the fetcher: ServiceNow refused the credentials of every unit before any page was read; this needs a configuration fix");
+                if matches!(error, FetchError::Fenced { .. }) {
+                    tracing::error!(%error, "stopping the fetcher: it was fenced, so another replica took over its units while it was paused or cut off; restarted, it rejoins the group");
+                } else {
+                    tracing::error!(%error, "stopping the fetcher: ServiceNow refused the credentials of every unit before any page was read; this needs a configuration fix");
+                }
                 outcome = Err(error);
                 break;
             }
@@ -256,6 +262,13 @@ async fn supervise_unit(
                     let _ = credentials_rejected.send(error);
                     return Next::Stop;
                 }
+            }
+            Exit::Failed(UnitFailure::Retry(error @ FetchError::Fenced { .. })) => {
+                // Another replica owns the unit now: retrying would fence it back and publish
+                // from this replica's stale checkpoint. The whole replica stops, since its view
+                // of which units it owns is out of date; restarted, it joins the group afresh.
+                let _ = credentials_rejected.send(error);
+                return Next::Stop;
             }
             Exit::Failed(UnitFailure::Retry(error)) => {
                 tracing::warn!(%unit, %error, ?pause, "unit failed; starting over from its checkpoint after the pause");

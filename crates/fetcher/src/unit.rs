@@ -57,8 +57,9 @@ pub struct UnitEnv {
 pub use crate::failure::UnitFailure;
 
 /// Versions published in the current overlap window, so a poll that re-reads the window does
-/// not publish the same version again. Empty after a restart: then the window is re-published
-/// once, which downstream upserts absorb.
+/// not publish the same version again. After a restart it starts empty, and the window is
+/// re-published once, which downstream upserts absorb; with `exactly_once` it is first filled
+/// from the raw topics ([`crate::resume`]), so nothing is published twice.
 ///
 /// Bounded twice: versions older than the window's start are forgotten after every page (no
 /// poll reads them again), and at most [`RECENT_VERSIONS_LIMIT`] are kept; past that the
@@ -140,6 +141,27 @@ pub async fn run_unit(
         }
     }
     let mut recent = RecentVersions::default();
+    if env.settings.exactly_once
+        && let Some(found) = &checkpoint
+    {
+        let overlap = chrono::Duration::from_std(env.settings.overlap).unwrap_or_default();
+        let since = found.last_updated_on - overlap;
+        let published = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(()),
+            published = crate::resume::published_since(
+                env.checkpoints.kafka(), &env.topics, &unit, since,
+            ) => published.map_err(UnitFailure::Retry)?,
+        };
+        for record in &published {
+            recent.remember(record);
+        }
+        tracing::info!(
+            unit = %key,
+            versions = published.len(),
+            "exactly_once: versions already published in the overlap window are not published again"
+        );
+    }
     // Only the first scan without a checkpoint is the backfill. A table that is still empty
     // (no deletions yet, say) never gets a checkpoint, and its polls must not be logged as
     // completed backfills every poll interval.

@@ -6,14 +6,18 @@
 //!
 //! Exactly-once (`fetcher.exactly_once`): records and checkpoint go in one Kafka transaction
 //! from a producer whose `transactional.id` is derived from the unit, so a unit's new owner
-//! fences its previous owner's unfinished transaction.
+//! fences its previous owner's unfinished transaction. A writer that was fenced stays fenced:
+//! it never initialises its id again, since that would in turn fence the new owner and let a
+//! replica with a stale checkpoint publish pages twice.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use rdkafka::producer::Producer as _;
+use rdkafka::types::RDKafkaErrorCode;
 
 use nowstream_bus::{OutRecord, Producer};
 use nowstream_runtime::KafkaConfig;
@@ -81,6 +85,8 @@ pub struct TransactionalWriter {
     kafka: KafkaConfig,
     transactional_id: String,
     producer: Mutex<Option<Producer>>,
+    /// Set once the broker fenced this id: every later write fails at once.
+    fenced: AtomicBool,
 }
 
 impl PageWriter {
@@ -93,6 +99,7 @@ impl PageWriter {
             kafka: kafka.clone(),
             transactional_id: transactional_id.to_owned(),
             producer: Mutex::new(None),
+            fenced: AtomicBool::new(false),
         };
         // Initialise now, so configuration problems show at start-up, not at the first page.
         let producer = writer.init().await?;
@@ -159,6 +166,9 @@ impl TransactionalWriter {
         checkpoint: &Encoded,
     ) -> Result<(), FetchError> {
         let mut slot = self.producer.lock().await;
+        if self.fenced.load(Ordering::Acquire) {
+            return Err(self.fenced_error("fenced earlier".into()));
+        }
         let producer = match slot.take() {
             Some(producer) => producer,
             None => self.init().await?,
@@ -166,18 +176,45 @@ impl TransactionalWriter {
         let result = self
             .transaction(&producer, records, letters, checkpoint)
             .await;
-        match result {
-            Ok(()) => *slot = Some(producer),
-            Err(_) => {
-                let rdkafka = producer.rdkafka().clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    rdkafka.abort_transaction(TRANSACTION_TIMEOUT)
-                })
+        let Err(error) = result else {
+            *slot = Some(producer);
+            return Ok(());
+        };
+        if let Some(reason) = fencing(&producer) {
+            self.fenced.store(true, Ordering::Release);
+            return Err(self.fenced_error(reason));
+        }
+        let rdkafka = producer.rdkafka().clone();
+        let aborted =
+            tokio::task::spawn_blocking(move || rdkafka.abort_transaction(TRANSACTION_TIMEOUT))
                 .await;
-                // Dropped: the next page starts from a freshly initialised producer.
+        if let Some(reason) = fencing(&producer) {
+            self.fenced.store(true, Ordering::Release);
+            return Err(self.fenced_error(reason));
+        }
+        match aborted {
+            Ok(Ok(())) => *slot = Some(producer),
+            // A producer that cannot abort is replaced now rather than at the next page: the
+            // unit reloads its checkpoint before that page, and the new producer's
+            // `init_transactions` ends the open transaction that would hold the load back.
+            _ => {
+                drop(producer);
+                match self.init().await {
+                    Ok(fresh) => *slot = Some(fresh),
+                    Err(init_error) => {
+                        tracing::warn!(transactional_id = %self.transactional_id, error = %init_error, "cannot initialise a new transactional producer; the next page tries again");
+                    }
+                }
             }
         }
-        result
+        Err(error)
+    }
+
+    fn fenced_error(&self, reason: String) -> FetchError {
+        FetchError::Fenced {
+            transactional_id: self.transactional_id.clone(),
+            reason,
+        }
     }
 
     async fn transaction(
@@ -209,6 +246,19 @@ impl TransactionalWriter {
     fn error(&self, step: &str, reason: String) -> FetchError {
         transaction_error(&self.transactional_id, step, reason)
     }
+}
+
+/// The reason, if `producer` was fenced by another producer with its `transactional.id`: the
+/// broker then fails everything it does with a fatal error.
+fn fencing(producer: &Producer) -> Option<String> {
+    let (code, reason) = producer.rdkafka().client().fatal_error()?;
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
+    .then_some(reason)
 }
 
 fn transaction_error(id: &str, step: &str, reason: String) -> FetchError {

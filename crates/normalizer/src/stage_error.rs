@@ -39,6 +39,20 @@ pub enum NormalizerError {
         /// librdkafka's explanation.
         reason: String,
     },
+    /// Another producer initialised this replica's `transactional.id` (`exactly_once`): two
+    /// replicas share one id, or this one was replaced while it was paused. Not transient: a
+    /// new session would initialise the id again and fence the other replica in turn.
+    #[error(
+        "transaction of producer {transactional_id}: fenced: another normalizer initialised the \
+         same transactional.id; this replica's open transaction was aborted and it stops \
+         (give every replica its own normalizer.transactional_id) ({reason})"
+    )]
+    Fenced {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// librdkafka's explanation.
+        reason: String,
+    },
     /// Asking the broker about topics, offsets or the group failed.
     #[error("cannot {action}: {reason}")]
     Broker {
@@ -64,6 +78,7 @@ impl NormalizerError {
             Self::InvalidConfig { .. }
             | Self::Policy(_)
             | Self::TopicPrefix(_)
+            | Self::Fenced { .. }
             | Self::TaskFailed(_) => false,
         }
     }

@@ -7,6 +7,9 @@
 //! batch's outputs exactly when its inputs count as consumed, never one without the other.
 //! Offsets are never committed any other way: auto-commit is off.
 //!
+//! * A producer fenced by another one with the same `transactional.id` stops the stage with
+//!   [`NormalizerError::Fenced`]: re-initialising would fence the other replica back, and two
+//!   replicas sharing an id is a deployment error an operator must see.
 //! * A transaction that fails is aborted and the *same* batch retried (re-normalized
 //!   outputs are identical); a producer whose abort failed is dropped and a fresh one
 //!   initialised, which fences the old one and aborts anything it left open.
@@ -29,6 +32,7 @@ use nowstream_bus::{
 use nowstream_runtime::{KafkaConfig, NormalizerConfig, ReadinessHandle};
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
 use rdkafka::producer::Producer as _;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -211,6 +215,14 @@ impl TransactionalPipeline {
                     return Ok(());
                 }
                 Err(error) => {
+                    if let Some(fenced) = self.fencing() {
+                        // No abort, no retry: the broker already aborted the transaction, and
+                        // a fresh producer would fence the replica that fenced this one.
+                        self.producer = None;
+                        self.summary.transactions_aborted += 1;
+                        metrics::transaction("aborted");
+                        return Err(fenced);
+                    }
                     self.summary.transactions_aborted += 1;
                     metrics::transaction("aborted");
                     self.abort().await;
@@ -334,6 +346,23 @@ impl TransactionalPipeline {
         }
         metrics::in_flight(0);
         Ok(())
+    }
+
+    /// The error to stop with, if another producer fenced this one: librdkafka then holds a
+    /// fatal error that fails everything the producer does.
+    fn fencing(&self) -> Option<NormalizerError> {
+        let producer = self.producer.as_ref()?;
+        let (code, reason) = producer.rdkafka().client().fatal_error()?;
+        matches!(
+            code,
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+        .then(|| NormalizerError::Fenced {
+            transactional_id: self.transactional_id.clone(),
+            reason,
+        })
     }
 
     /// Aborts the open transaction; a producer that cannot abort is dropped, and the next

@@ -1,154 +1,285 @@
-//! `exactly_once = true`: outputs and input offsets in one Kafka transaction. tansu has no
-//! transactions, so these run on librdkafka's in-process mock cluster.
+//! `normalizer.exactly_once = true` on Apache Kafka: each batch's outputs and its input
+//! offsets in one transaction, read back with `isolation.level=read_committed`.
 //!
-//! What the mock lets a test observe: it has transactions, but no `read_committed` isolation
-//! (aborted records stay visible), no fencing, and it accepts `TxnOffsetCommit` without
-//! storing the offsets. So failures are staged where they show: a refused `EndTxn` (the
-//! commit) or `TxnOffsetCommit` (the input offsets) must abort the transaction and publish the
-//! same batch again in a new one (the aborted attempt's records stay visible as extra copies;
-//! each input is counted as published once), and the group must have no offsets committed
-//! outside a transaction (any such commit *would* be stored and visible).
+//! Every input is a distinct record, so every input must show up as exactly one committed
+//! output: a second copy would be a batch committed twice (offsets lost with a kill, a zombie),
+//! a missing one an input whose offset was committed without its output.
 
 mod common;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use common::{OutputReader, RawWriter, Setup, key, raw};
+use common::{NormalizerProcess, RawWriter, Setup, key, raw};
 use nowstream_model::{Entity, RecordOp};
-use nowstream_normalizer::Summary;
-use nowstream_runtime::Health;
+use nowstream_testkit::{KafkaBroker, unique};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
 
-const RECORDS: usize = 200;
+const KILLS: usize = 10;
+/// Pause between a kill and the restart. The group drops the killed member after
+/// `session.timeout.ms` (6 s, Apache Kafka's `group.min.session.timeout.ms`); the successor's
+/// join waits for that.
+const RESTART_PAUSE: Duration = Duration::from_millis(500);
 
-/// Runs the stage with `exactly_once` over `RECORDS` raw incidents while `api` answers
-/// `errors` first; checks everything was published and no offset committed outside a
-/// transaction; returns the stage's summary and how many entity messages were visible.
-async fn run_with_refusals(
-    api: RDKafkaApiKey,
-    errors: &[RDKafkaRespErr],
-) -> anyhow::Result<(Summary, usize)> {
-    let cluster = MockCluster::new(3)?;
-    let mut setup = Setup::on(cluster.bootstrap_servers());
-    // The mock's group coordinator never completed the join with the 2 s session the tansu
-    // tests use; librdkafka's own mock tests use 6 s.
-    setup.session_timeout_ms = 6_000;
-    setup.normalizer = "exactly_once = true\ntransaction_linger = \"200ms\"".into();
-    let topics = setup.topics();
-    // The mock does not serve CreateTopics: create what the stage needs up front, which is
-    // also how a deployment without topic-creation rights runs.
-    for entity in Entity::ALL {
-        cluster.create_topic(
-            &topics.raw(entity.source_table())?,
-            common::RAW_PARTITIONS,
-            3,
-        )?;
-        cluster.create_topic(&topics.entity(entity), 3, 3)?;
+/// Counts committed outputs per key on the incident entity topic.
+struct CommittedOutputs {
+    consumer: StreamConsumer,
+    seen: HashMap<String, usize>,
+    /// The highest input number (`inc-<n>`) with a committed output.
+    newest: Option<usize>,
+}
+
+impl CommittedOutputs {
+    fn new(setup: &Setup) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &setup.bootstrap_servers)
+            .set("group.id", unique("committed-reader"))
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()
+            .expect("reader is created");
+        consumer
+            .subscribe(&[setup.topics().entity(Entity::Incident).as_str()])
+            .expect("reader subscribes");
+        Self {
+            consumer,
+            seen: HashMap::new(),
+            newest: None,
+        }
     }
-    cluster.create_topic(&topics.dlq(), 3, 3)?;
-    let inputs: Vec<_> = (0..RECORDS)
-        .map(|n| raw(Entity::Incident, &format!("inc-{n}"), 1, RecordOp::Upsert))
-        .collect();
-    RawWriter::new(&setup).write(&inputs).await;
 
-    cluster.request_errors(api, errors);
-    let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(nowstream_normalizer::run(
-        setup.config(),
-        Health::new(),
-        shutdown.clone(),
-    ));
-    let mut reader = OutputReader::new(&setup);
-    let all = |reader: &OutputReader| {
-        (0..RECORDS).all(|n| {
-            reader
-                .get(Entity::Incident, &key(&format!("inc-{n}")))
-                .is_some()
-        })
-    };
-    let published = reader.read_until(Duration::from_secs(60), all).await;
-    // Let the stage finish whatever transaction is open before counting.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    shutdown.cancel();
-    let summary = stage.await??;
-    assert!(
-        published,
-        "only {} of {RECORDS} published: {summary}",
-        reader.latest.len()
-    );
-    reader.read_until(Duration::from_secs(2), |_| false).await;
-    assert_eq!(
-        summary.records_out, RECORDS as u64,
-        "each input committed once: {summary}"
-    );
-
-    // Offsets reached the group only through transactions, which the mock does not store.
-    let group: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", &setup.group)
-        .create()?;
-    let mut partitions = TopicPartitionList::new();
-    for partition in 0..common::RAW_PARTITIONS {
-        partitions.add_partition(&topics.raw("incident")?, partition);
+    async fn read_for(&mut self, window: Duration) {
+        let until = Instant::now() + window;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match tokio::time::timeout(left, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    let output = String::from_utf8_lossy(message.key().unwrap_or_default());
+                    let number = output
+                        .strip_prefix(&key("inc-"))
+                        .and_then(|number| number.parse::<usize>().ok());
+                    self.newest = self.newest.max(number);
+                    *self.seen.entry(output.into_owned()).or_default() += 1;
+                }
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => break,
+            }
+        }
     }
-    let committed = group.committed_offsets(partitions, Duration::from_secs(10))?;
-    for element in committed.elements() {
+
+    async fn read_until(&mut self, timeout: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            self.read_for(Duration::from_millis(300)).await;
+        }
+        true
+    }
+
+    fn assert_each_once(&self, inputs: &[String]) {
+        let missing: Vec<&String> = inputs
+            .iter()
+            .filter(|id| !self.seen.contains_key(&key(id)))
+            .collect();
         assert!(
-            !matches!(element.offset(), Offset::Offset(_)),
-            "{}[{}] has an offset committed outside a transaction: {:?}",
-            element.topic(),
-            element.partition(),
-            element.offset()
+            missing.is_empty(),
+            "{} of {} inputs have no committed output, e.g. {:?}",
+            missing.len(),
+            inputs.len(),
+            missing.first()
+        );
+        let mut twice: Vec<(&String, &usize)> =
+            self.seen.iter().filter(|(_, count)| **count > 1).collect();
+        twice.sort();
+        assert!(
+            twice.is_empty(),
+            "{} outputs were committed more than once, e.g. {:?}",
+            twice.len(),
+            &twice[..twice.len().min(5)]
         );
     }
-    let visible = reader.messages;
-    drop((reader, group, cluster));
-    Ok((summary, visible))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refused_commit_is_aborted_and_the_same_batch_committed_again() -> anyhow::Result<()> {
-    // The first commits are refused (and the abort after the first, too).
-    let (summary, visible) = run_with_refusals(
-        RDKafkaApiKey::EndTxn,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 3],
-    )
-    .await?;
-    assert!(
-        summary.transactions_aborted >= 1,
-        "the refused commit was aborted: {summary}"
-    );
-    assert!(summary.transactions_committed >= 1, "{summary}");
-    assert!(
-        visible > RECORDS,
-        "the aborted attempt's copies are visible on the mock, so the batch was produced again: \
-         {visible} messages"
-    );
-    Ok(())
+/// Writes raw incidents `inc-00000`, `inc-00001`, … in small batches until stopped; returns
+/// the sys_ids written.
+struct Feed {
+    stop: Arc<AtomicBool>,
+    /// How many inputs are written so far.
+    written: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<Vec<String>>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn input_offsets_travel_in_the_transaction_so_a_refused_offset_commit_aborts_the_output()
--> anyhow::Result<()> {
-    // Refusing the transactional offset commit must sink the whole transaction: the outputs
-    // were produced in it, so they are aborted and produced again with the offsets.
-    let (summary, visible) = run_with_refusals(
-        RDKafkaApiKey::TxnOffsetCommit,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 1],
-    )
-    .await?;
+impl Feed {
+    fn start(setup: &Setup) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = RawWriter::new(setup);
+        let stopped = Arc::clone(&stop);
+        let written_so_far = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&written_so_far);
+        let task = tokio::spawn(async move {
+            let mut written = Vec::new();
+            while !stopped.load(Ordering::Acquire) {
+                let batch: Vec<_> = (written.len()..written.len() + 20)
+                    .map(|n| {
+                        raw(
+                            Entity::Incident,
+                            &format!("inc-{n:05}"),
+                            1,
+                            RecordOp::Upsert,
+                        )
+                    })
+                    .collect();
+                writer.write(&batch).await;
+                written.extend(batch.into_iter().map(|record| record.sys_id));
+                count.store(written.len(), Ordering::Release);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            written
+        });
+        Self {
+            stop,
+            written: written_so_far,
+            task,
+        }
+    }
+
+    fn written(&self) -> usize {
+        self.written.load(Ordering::Acquire)
+    }
+
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.expect("feed task")
+    }
+}
+
+/// A setup with `exactly_once`, a stable transactional id (as a StatefulSet's pod name gives)
+/// and small, frequent transactions, its raw topics created.
+async fn exactly_once_setup(broker: &KafkaBroker) -> Setup {
+    let mut setup = Setup::new(broker);
+    // The broker refuses sessions shorter than its group.min.session.timeout.ms (6 s).
+    setup.session_timeout_ms = 6_000;
+    setup.normalizer = format!(
+        "exactly_once = true\ntransactional_id = \"{}\"\ntransaction_max_records = 40\n\
+         transaction_linger = \"300ms\"",
+        unique("normalizer-0")
+    );
+    setup.create_raw_topics().await;
+    setup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
+    let broker = KafkaBroker::shared().expect("broker starts");
+    let setup = exactly_once_setup(broker).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = setup.write(dir.path(), "normalizer.toml");
+    let mut outputs = CommittedOutputs::new(&setup);
+    let feed = Feed::start(&setup);
+    let started = Instant::now();
+
+    let mut stage = NormalizerProcess::spawn(&config, &[]);
+    let mut restarted_at = Instant::now();
+    for kill in 1..=KILLS {
+        // Each life commits the output of an input written after it started before it is
+        // killed, so every kill lands in a running stream: with 40 inputs per transaction and
+        // new inputs every 100 ms, usually with a transaction open.
+        let first_new = feed.written();
+        assert!(
+            outputs
+                .read_until(Duration::from_secs(120), |outputs| outputs
+                    .newest
+                    .is_some_and(|newest| newest >= first_new))
+                .await,
+            "life {kill} committed nothing:\n{}",
+            stage.text()
+        );
+        println!(
+            "life {kill}: first committed output of a new input {:?} after its start",
+            restarted_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(137 * kill as u64 % 900)).await;
+        assert!(stage.is_running(), "the stage died:\n{}", stage.text());
+        stage.kill();
+        println!("kill {kill} at {:?}", started.elapsed());
+        tokio::time::sleep(RESTART_PAUSE).await;
+        stage = NormalizerProcess::spawn(&config, &[]);
+        restarted_at = Instant::now();
+    }
+    let inputs = feed.stop().await;
+    let all =
+        |outputs: &CommittedOutputs| inputs.iter().all(|id| outputs.seen.contains_key(&key(id)));
+    outputs.read_until(Duration::from_secs(180), all).await;
+    outputs.read_for(Duration::from_secs(3)).await;
+    println!(
+        "{} inputs, {} outputs after {KILLS} kills in {:?}",
+        inputs.len(),
+        outputs.seen.values().sum::<usize>(),
+        started.elapsed()
+    );
+    outputs.assert_each_once(&inputs);
+    let status = stage.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs_stay_exactly_once()
+{
+    let broker = KafkaBroker::shared().expect("broker starts");
+    let setup = exactly_once_setup(broker).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = setup.write(dir.path(), "normalizer.toml");
+    let mut outputs = CommittedOutputs::new(&setup);
+    let feed = Feed::start(&setup);
+
+    let mut first = NormalizerProcess::spawn(&config, &[]);
     assert!(
-        summary.transactions_aborted >= 1,
-        "the transaction whose offsets were refused was aborted: {summary}"
+        outputs
+            .read_until(Duration::from_secs(120), |outputs| outputs.seen.len()
+                >= 100)
+            .await,
+        "the first replica committed nothing:\n{}",
+        first.text()
+    );
+    // A second replica deployed with the same transactional_id: its init_transactions fences
+    // the first, whose next transaction step fails.
+    let mut second = NormalizerProcess::spawn(&config, &[]);
+    let status = first.wait_exit(Duration::from_secs(120)).await;
+    let text = first.text();
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "the fenced replica must stop with an error instead of initialising its id again and \
+         fencing the other back ({status:?}):\n{text}"
     );
     assert!(
-        visible > RECORDS,
-        "{visible} messages: the batch was produced again"
+        text.contains("fenced") && text.contains("transactional_id"),
+        "the error names the fencing and what to fix:\n{text}"
     );
-    Ok(())
+
+    // The replica that fenced it carries on with every partition.
+    let before = outputs.seen.len();
+    assert!(
+        outputs
+            .read_until(Duration::from_secs(120), |outputs| outputs.seen.len()
+                > before + 40)
+            .await,
+        "the second replica took over:\n{}",
+        second.text()
+    );
+    assert!(second.is_running(), "{}", second.text());
+    let inputs = feed.stop().await;
+    let all =
+        |outputs: &CommittedOutputs| inputs.iter().all(|id| outputs.seen.contains_key(&key(id)));
+    outputs.read_until(Duration::from_secs(180), all).await;
+    outputs.read_for(Duration::from_secs(3)).await;
+    outputs.assert_each_once(&inputs);
+    let status = second.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
 }
