@@ -123,6 +123,37 @@ fn read_to_end(
     Ok(checkpoints)
 }
 
+/// A partition's low and high watermarks. A topic created a moment ago may not have its leader
+/// known to every broker yet (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`,
+/// `UNKNOWN_TOPIC_OR_PARTITION` for a short while on Apache Kafka): such answers are asked again
+/// until `patience` runs out; any other error is returned at once.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    patience: Duration,
+) -> Result<(i64, i64), rdkafka::error::KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = Instant::now() + patience;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Err(error)
+                if matches!(
+                    error.rdkafka_error_code(),
+                    Some(
+                        Code::NotLeaderForPartition
+                            | Code::LeaderNotAvailable
+                            | Code::UnknownTopicOrPartition
+                    )
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Reads every committed message of `topic` that was written before the call, handing each to
 /// `visit`; returns how many partitions held anything.
 ///
@@ -170,8 +201,7 @@ pub(crate) fn read_committed_to_end(
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        let (low, high) = watermarks(&consumer, topic, partition, stall)
             .map_err(|error| failed(format!("watermarks of partition {partition}: {error}")))?;
         if high > low {
             remaining.insert(partition, high);
