@@ -202,11 +202,6 @@ replication_factor = {replication}
         &self.topic_prefix
     }
 
-    /// How many stage processes were started, restarts included.
-    pub fn starts(&self) -> usize {
-        self.starts
-    }
-
     pub fn spawn(&mut self, stage: &'static str) -> anyhow::Result<()> {
         self.starts += 1;
         let log_path = self.dir.path().join(format!("{stage}-{}.log", self.starts));
