@@ -12,13 +12,30 @@ use nowstream_runtime::KafkaConfig;
 use crate::BusError;
 use crate::client::client_config;
 
-/// A topic as a stage expects it: name (already prefixed), partition count and topic configs.
+/// What a topic holds, which decides its retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    /// Plain delete policy with the broker's retention (the fetcher's coordination topic).
+    Log,
+    /// `cleanup.policy=compact`: Kafka keeps the newest value per key, which is exactly what
+    /// raw records, entities and checkpoints need. Tombstones stay readable for
+    /// `kafka.tombstone_retention` (`delete.retention.ms`).
+    Compacted,
+    /// A dead-letter topic: delete policy, every record kept for `kafka.dlq_retention`
+    /// (`retention.ms`), never compacted, so every failure stays visible.
+    DeadLetters,
+}
+
+/// A topic as a stage expects it: name (already prefixed), partition count, replication and
+/// what it holds. The topic configs follow from these and the `[kafka]` section
+/// ([`topic_configs`]), so every stage creates a topic the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i32,
-    /// Topic-level configs, e.g. `("cleanup.policy", "compact")` for checkpoints.
+    pub kind: TopicKind,
+    /// Topic configs that replace or add to those [`topic_configs`] derives.
     pub configs: Vec<(String, String)>,
 }
 
@@ -29,6 +46,7 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             replication_factor: 1,
+            kind: TopicKind::Log,
             configs: Vec::new(),
         }
     }
@@ -36,7 +54,18 @@ impl TopicSpec {
     /// A compacted topic: Kafka keeps the newest value per key, which is exactly what
     /// checkpoints and entity tables need.
     pub fn compacted(name: impl Into<String>, partitions: i32) -> Self {
-        Self::new(name, partitions).with_config("cleanup.policy", "compact")
+        Self {
+            kind: TopicKind::Compacted,
+            ..Self::new(name, partitions)
+        }
+    }
+
+    /// A dead-letter topic, kept `kafka.dlq_retention`.
+    pub fn dead_letters(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            kind: TopicKind::DeadLetters,
+            ..Self::new(name, partitions)
+        }
     }
 
     pub fn with_config(mut self, key: &str, value: &str) -> Self {
@@ -50,13 +79,70 @@ impl TopicSpec {
     }
 }
 
+/// `min.insync.replicas` for a topic of `replication_factor` replicas: one fewer, at least 1.
+///
+/// With `acks=all` a write then survives the loss of any one broker after it was acknowledged,
+/// while one broker down (a rolling restart) does not stop writes. Kafka's own default (1)
+/// would acknowledge a write held by the leader alone, which the leader's loss then loses.
+pub fn min_insync_replicas(replication_factor: i32) -> i32 {
+    (replication_factor - 1).max(1)
+}
+
+/// The topic configs a topic is created with, from its kind, its replication and `kafka`:
+///
+/// | config | value |
+/// |---|---|
+/// | `cleanup.policy` | `compact` for [`TopicKind::Compacted`], `delete` otherwise |
+/// | `min.insync.replicas` | [`min_insync_replicas`] of the replication factor |
+/// | `max.message.bytes` | `kafka.max_message_bytes` (the producers' limit is 1 KiB below) |
+/// | `delete.retention.ms` | compacted topics: `kafka.tombstone_retention` |
+/// | `retention.ms` | dead-letter topics: `kafka.dlq_retention` |
+///
+/// The spec's own `configs` come last and replace a derived value of the same key.
+pub fn topic_configs(kafka: &KafkaConfig, spec: &TopicSpec) -> Vec<(String, String)> {
+    let cleanup_policy = match spec.kind {
+        TopicKind::Compacted => "compact",
+        TopicKind::Log | TopicKind::DeadLetters => "delete",
+    };
+    let mut configs = vec![
+        ("cleanup.policy".to_owned(), cleanup_policy.to_owned()),
+        (
+            "min.insync.replicas".to_owned(),
+            min_insync_replicas(spec.replication_factor).to_string(),
+        ),
+        (
+            "max.message.bytes".to_owned(),
+            kafka.max_message_bytes.to_string(),
+        ),
+    ];
+    match spec.kind {
+        TopicKind::Compacted => configs.push((
+            "delete.retention.ms".to_owned(),
+            kafka.tombstone_retention.as_millis().to_string(),
+        )),
+        TopicKind::DeadLetters => configs.push((
+            "retention.ms".to_owned(),
+            kafka.dlq_retention.as_millis().to_string(),
+        )),
+        TopicKind::Log => {}
+    }
+    for (key, value) in &spec.configs {
+        match configs.iter_mut().find(|(existing, _)| existing == key) {
+            Some(existing) => existing.1.clone_from(value),
+            None => configs.push((key.clone(), value.clone())),
+        }
+    }
+    configs
+}
+
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A broker that does not answer CreateTopics at all should not hold start-up for long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed create, how long to wait for the topics to show up anyway.
 const EXISTING_TOPIC_WAIT: Duration = Duration::from_secs(5);
 
-/// Creates every missing topic; topics that already exist are left as they are.
+/// Creates every missing topic with [`topic_configs`]; topics that already exist are left as
+/// they are (configs included: changing an existing topic is an operator's decision).
 ///
 /// An existing topic with fewer partitions than asked for is reported, not altered: adding
 /// partitions moves keys to other partitions and would break per-record order, so that is an
@@ -83,10 +169,15 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
                 servers: kafka.bootstrap_servers.clone(),
                 source: Box::new(source),
             })?;
+    let configs: Vec<Vec<(String, String)>> = specs
+        .iter()
+        .map(|spec| topic_configs(kafka, spec))
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|spec| {
-            spec.configs.iter().fold(
+        .zip(&configs)
+        .map(|(spec, configs)| {
+            configs.iter().fold(
                 NewTopic::new(
                     &spec.name,
                     spec.partitions,

@@ -142,6 +142,9 @@ async fn oversized_record_is_dead_lettered_and_the_unit_goes_on() -> anyhow::Res
     let mut setup = Setup::new(&broker, &sim, &prefix);
     setup.integration = r#"exclude_fields = ["description"]"#.to_owned();
     setup.fetcher = "page_size = 20".to_owned();
+    // The 1 MB limit librdkafka has by default (nowstream's default is 8 MiB, which the
+    // record would fit under).
+    setup.kafka_properties = r#""message.max.bytes" = "1000000""#.to_owned();
     let shutdown = CancellationToken::new();
     let fetcher = tokio::spawn(nowstream_fetcher::run(
         setup.config(),

@@ -23,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 fn kafka(bootstrap: &str) -> KafkaConfig {
     KafkaConfig {
         bootstrap_servers: bootstrap.to_owned(),
-        topic_prefix: String::new(),
-        properties: Default::default(),
+        ..KafkaConfig::default()
     }
 }
 

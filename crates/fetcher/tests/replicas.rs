@@ -226,8 +226,7 @@ async fn a_killed_replicas_units_are_taken_over_within_the_session_timeout_and_a
     let bootstrap = cluster.bootstrap_servers();
     let kafka = KafkaConfig {
         bootstrap_servers: bootstrap.clone(),
-        topic_prefix: String::new(),
-        properties: Default::default(),
+        ..KafkaConfig::default()
     };
     // The mock cluster serves no CreateTopics: the topics exist before the fetchers start, as
     // in a deployment where operators manage topics.

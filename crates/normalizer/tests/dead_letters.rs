@@ -284,6 +284,8 @@ async fn an_output_over_the_producer_limit_is_dead_lettered_and_the_stream_goes_
 -> anyhow::Result<()> {
     let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(&broker);
+    // librdkafka's 1 MB limit (nowstream's default, 8 MiB, would take the 2 MB record).
+    setup.kafka_properties = "\"message.max.bytes\" = \"1000000\"".into();
     setup.exclude_fields = vec!["Comments".into(), "short_description".into()];
     setup.create_raw_topics().await;
     let incidents = setup.topics().raw("incident")?;

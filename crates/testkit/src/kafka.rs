@@ -200,8 +200,7 @@ impl Nodes {
     fn kafka_config(&self) -> KafkaConfig {
         KafkaConfig {
             bootstrap_servers: self.bootstrap_servers(),
-            topic_prefix: String::new(),
-            properties: Default::default(),
+            ..KafkaConfig::default()
         }
     }
 
@@ -248,7 +247,13 @@ fn registered_brokers(bootstrap: &str) -> Vec<i32> {
     };
     consumer
         .fetch_metadata(None, Duration::from_secs(2))
-        .map(|metadata| metadata.brokers().iter().map(|broker| broker.id()).collect())
+        .map(|metadata| {
+            metadata
+                .brokers()
+                .iter()
+                .map(|broker| broker.id())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
