@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -156,6 +156,12 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
         .filter(|spec| !existing.contains(&spec.name))
         .cloned()
         .collect();
+    let already_there: Vec<String> = specs
+        .iter()
+        .filter(|spec| existing.contains(&spec.name))
+        .map(|spec| spec.name.clone())
+        .collect();
+    warn_about_small_record_limits(kafka, &already_there).await;
     if missing.is_empty() {
         return check_partitions(kafka, specs, &[]).await;
     }
@@ -211,6 +217,74 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
         );
     }
     check_partitions(kafka, specs_to_check, &create_failures).await
+}
+
+/// Existing topics whose `max.message.bytes` is below `kafka.max_message_bytes`, with their
+/// limit: the broker would refuse some records the producers accept there (topics created
+/// before the limit was raised, or by hand). A topic the broker does not describe is skipped.
+pub async fn topics_below_record_limit(
+    kafka: &KafkaConfig,
+    topics: &[String],
+) -> Result<Vec<(String, usize)>, BusError> {
+    if topics.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka)
+            .create()
+            .map_err(|source| BusError::Client {
+                role: "admin client",
+                servers: kafka.bootstrap_servers.clone(),
+                source: Box::new(source),
+            })?;
+    let resources: Vec<ResourceSpecifier<'_>> = topics
+        .iter()
+        .map(|topic| ResourceSpecifier::Topic(topic))
+        .collect();
+    let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+    let results = admin
+        .describe_configs(&resources, &options)
+        .await
+        .map_err(|error| BusError::Admin {
+            topic: "*".into(),
+            reason: format!("DescribeConfigs failed: {error}"),
+        })?;
+    Ok(topics
+        .iter()
+        .zip(results)
+        .filter_map(|(topic, result)| {
+            let limit: usize = result
+                .ok()?
+                .get("max.message.bytes")?
+                .value
+                .as_deref()?
+                .parse()
+                .ok()?;
+            (limit < kafka.max_message_bytes).then(|| (topic.clone(), limit))
+        })
+        .collect())
+}
+
+/// Warns about every existing topic that is smaller than the records nowstream writes: ensuring
+/// topics never alters one, so this is how an operator learns to (`kafka-configs.sh --alter`).
+async fn warn_about_small_record_limits(kafka: &KafkaConfig, topics: &[String]) {
+    match topics_below_record_limit(kafka, topics).await {
+        Ok(small) => {
+            for (topic, limit) in small {
+                tracing::warn!(
+                    %topic,
+                    topic_max_message_bytes = limit,
+                    kafka_max_message_bytes = kafka.max_message_bytes,
+                    "existing topic allows smaller records than kafka.max_message_bytes: the broker \
+                     will refuse larger ones; raise the topic's max.message.bytes or lower \
+                     kafka.max_message_bytes"
+                );
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, "could not describe existing topics' record limits");
+        }
+    }
 }
 
 /// Names of every topic the cluster reports now.

@@ -18,7 +18,10 @@ mod error;
 pub mod message_size;
 pub mod producer;
 
-pub use admin::{TopicKind, TopicSpec, ensure_topics, min_insync_replicas, topic_configs};
+pub use admin::{
+    TopicKind, TopicSpec, ensure_topics, min_insync_replicas, topic_configs,
+    topics_below_record_limit,
+};
 pub use client::client_config;
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};

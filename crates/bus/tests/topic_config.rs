@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use nowstream_bus::message_size::RECORD_OVERHEAD;
 use nowstream_bus::{
     AckConsumer, OutRecord, Producer, TopicKind, TopicSpec, client_config, ensure_topics,
-    max_message_bytes,
+    max_message_bytes, topics_below_record_limit,
 };
 use nowstream_runtime::KafkaConfig;
 use nowstream_testkit::{KafkaBroker, KafkaCluster, unique};
@@ -343,4 +343,32 @@ fn on_three_brokers_min_insync_is_one_less_than_the_replicas_and_large_records_r
         .await?;
         largest_record_round_trip(&kafka, &topic).await
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_topic_smaller_than_the_record_limit_is_found_and_left_alone() -> Result<()> {
+    let broker = KafkaBroker::shared()?;
+    let kafka = broker.kafka_config();
+    // As a topic created before the limit was raised (Kafka's own default, 1 MiB + 12).
+    let small = unique("small");
+    let fitting = unique("fitting");
+    ensure_topics(
+        &kafka,
+        &[
+            TopicSpec::compacted(&small, 1).with_config("max.message.bytes", "1048588"),
+            TopicSpec::compacted(&fitting, 1),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        topics_below_record_limit(&kafka, &[small.clone(), fitting.clone()]).await?,
+        [(small.clone(), 1_048_588)]
+    );
+    // Ensuring it again (a stage's start-up) warns but does not alter it.
+    ensure_topics(&kafka, &[TopicSpec::compacted(&small, 1)]).await?;
+    assert_eq!(
+        describe(&kafka, &small).await?["max.message.bytes"].value,
+        "1048588"
+    );
+    Ok(())
 }
