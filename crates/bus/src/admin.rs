@@ -161,7 +161,12 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
         .filter(|spec| existing.contains(&spec.name))
         .map(|spec| spec.name.clone())
         .collect();
-    warn_about_small_record_limits(kafka, &already_there).await;
+    // Advisory only, so it runs beside start-up: a broker that does not serve DescribeConfigs
+    // (librdkafka's mock cluster) would otherwise hold start-up for the request timeout.
+    if !already_there.is_empty() {
+        let kafka = kafka.clone();
+        tokio::spawn(async move { warn_about_small_record_limits(&kafka, &already_there).await });
+    }
     if missing.is_empty() {
         return check_partitions(kafka, specs, &[]).await;
     }
