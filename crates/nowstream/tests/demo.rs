@@ -122,10 +122,7 @@ async fn the_demo_also_runs_on_an_apache_kafka_broker_given_by_its_bootstrap_add
     .await?;
     let printed = String::from_utf8(output)?;
     assert!(summary.complete, "{printed}");
-    assert!(
-        printed.contains("Kafka at the given bootstrap address"),
-        "{printed}"
-    );
+    assert!(printed.contains("Kafka at the given bootstrap address"), "{printed}");
     assert_eq!(summary.counts["incidents"], (100, 100), "{printed}");
     Ok(())
 }

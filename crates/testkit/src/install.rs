@@ -98,10 +98,7 @@ mod tests {
         .expect_err("nothing is installed in an empty directory");
         let message = error.to_string();
         assert!(message.contains("scripts/install-kafka"), "{message}");
-        assert!(
-            message.contains(".cache/nowstream/kafka-4.1.1"),
-            "{message}"
-        );
+        assert!(message.contains(".cache/nowstream/kafka-4.1.1"), "{message}");
     }
 
     #[test]

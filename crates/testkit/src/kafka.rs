@@ -247,13 +247,7 @@ fn registered_brokers(bootstrap: &str) -> Vec<i32> {
     };
     consumer
         .fetch_metadata(None, Duration::from_secs(2))
-        .map(|metadata| {
-            metadata
-                .brokers()
-                .iter()
-                .map(|broker| broker.id())
-                .collect()
-        })
+        .map(|metadata| metadata.brokers().iter().map(|broker| broker.id()).collect())
         .unwrap_or_default()
 }
 

@@ -361,8 +361,6 @@ fn watch_over(broker_pid: u32) {
         Ok(mut watchdog) => {
             std::thread::spawn(move || watchdog.wait());
         }
-        Err(error) => {
-            tracing::warn!(%error, broker_pid, "no watchdog for the Kafka broker: it may outlive the test")
-        }
+        Err(error) => tracing::warn!(%error, broker_pid, "no watchdog for the Kafka broker: it may outlive the test"),
     }
 }

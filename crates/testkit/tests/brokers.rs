@@ -110,10 +110,7 @@ fn a_killed_broker_restarts_with_its_committed_records() {
     broker.kill();
     assert!(!broker.is_running());
     broker.restart().expect("broker restarts");
-    assert_eq!(
-        read_committed(&broker.bootstrap_servers(), &topic, 1),
-        vec!["kept"]
-    );
+    assert_eq!(read_committed(&broker.bootstrap_servers(), &topic, 1), vec!["kept"]);
 }
 
 #[test]
