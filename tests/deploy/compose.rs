@@ -846,3 +846,39 @@ fn kafka_topics_creates_every_topic_the_stages_use_with_their_settings() {
         );
     }
 }
+
+#[test]
+fn kafka_topics_gives_every_topic_the_configs_the_stages_would_create_it_with() {
+    use nowstream_bus::{TopicSpec, topic_configs};
+
+    let created = run_topic_script();
+    let config = loaded(with_defaults(), "sink");
+    let names = TopicNames::new(config.kafka.topic_prefix.clone()).unwrap();
+    let mut specs: Vec<TopicSpec> = RAW_TABLES
+        .iter()
+        .map(|table| names.raw(table).unwrap())
+        .chain(Entity::ALL.iter().map(|entity| names.entity(*entity)))
+        .chain([names.checkpoints()])
+        .map(|name| TopicSpec::compacted(name, 1))
+        .collect();
+    specs.extend(
+        [names.dlq(), names.fetcher_dlq()]
+            .into_iter()
+            .map(|name| TopicSpec::dead_letters(name, 1)),
+    );
+    specs.push(TopicSpec::new(
+        format!("{}{COORDINATION_TOPIC}", config.kafka.topic_prefix),
+        1,
+    ));
+    assert_eq!(specs.len(), created.len(), "one spec per created topic");
+    for spec in specs {
+        let topic = &created[&spec.name];
+        let spec = spec.with_replication_factor(topic.replication as i32);
+        let expected: BTreeSet<String> = topic_configs(&config.kafka, &spec)
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        let given: BTreeSet<String> = topic.configs.iter().cloned().collect();
+        assert_eq!(given, expected, "{}", spec.name);
+    }
+}

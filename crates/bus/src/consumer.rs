@@ -16,6 +16,7 @@ use crate::BusError;
 pub use crate::acks::AckToken;
 use crate::acks::AckTracker;
 use crate::client::client_config;
+use crate::message_size::fit_consumer;
 
 /// A consumed record, owned so it can cross tasks while its output is being produced.
 #[derive(Debug, Clone)]
@@ -125,6 +126,7 @@ impl AckConsumer {
         if config.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", "earliest");
         }
+        fit_consumer(&mut config, kafka);
         config.set("group.id", group);
         config.set("enable.auto.offset.store", "false");
         config.set("enable.auto.commit", "true");

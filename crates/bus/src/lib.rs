@@ -15,9 +15,13 @@ pub mod client;
 pub mod consumer;
 pub mod dlq;
 mod error;
+pub mod message_size;
 pub mod producer;
 
-pub use admin::{TopicSpec, ensure_topics};
+pub use admin::{
+    TopicKind, TopicSpec, ensure_topics, min_insync_replicas, topic_configs,
+    topics_below_record_limit,
+};
 pub use client::{client_config, static_membership};
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};

@@ -10,19 +10,9 @@ use nowstream_runtime::KafkaConfig;
 
 use crate::BusError;
 use crate::client::client_config;
+use crate::message_size::limit_producer;
 
-/// librdkafka's default `message.max.bytes`.
-pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
-
-/// The largest record (key, value and headers, plus a little framing) a producer built from
-/// `kafka` accepts: its `message.max.bytes`. A larger one is refused at enqueue time, and
-/// would be refused again however often it is retried.
-pub fn max_message_bytes(kafka: &KafkaConfig) -> usize {
-    client_config(kafka)
-        .get("message.max.bytes")
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
-}
+pub use crate::message_size::{DEFAULT_MESSAGE_MAX_BYTES, max_message_bytes};
 
 /// One record to write. Borrowed so producing a page of records copies nothing twice.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +139,7 @@ impl Producer {
                 config.set(key, default);
             }
         }
+        limit_producer(&mut config, kafka);
         // Required for the no-loss / no-reorder guarantee: not overridable.
         config.set("enable.idempotence", "true");
         config.set("acks", "all");
@@ -239,19 +230,8 @@ impl Producer {
 mod tests {
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode;
-    use secrecy::SecretString;
 
     use super::*;
-
-    #[test]
-    fn the_size_limit_is_librdkafkas_default_unless_configured() {
-        let mut kafka = KafkaConfig::default();
-        assert_eq!(max_message_bytes(&kafka), DEFAULT_MESSAGE_MAX_BYTES);
-        kafka
-            .properties
-            .insert("message.max.bytes".into(), SecretString::from("4000000"));
-        assert_eq!(max_message_bytes(&kafka), 4_000_000);
-    }
 
     #[test]
     fn only_a_size_refusal_counts_as_too_large() {

@@ -28,8 +28,6 @@ use crate::{FetchError, instance, metrics};
 /// The coordination topic's name (after the prefix).
 pub const COORDINATION_TOPIC: &str = "servicenow.fetcher.coordination";
 
-/// Retention of `servicenow.fetcher.dlq`: 14 days.
-pub const FETCHER_DLQ_RETENTION_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 /// How long units get to finish their current page on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -309,11 +307,10 @@ fn topic_specs(
         TopicSpec::compacted(topics.checkpoints(), 3)
             .with_replication_factor(settings.replication_factor),
     );
-    // Dead letters are kept two weeks (like Kafka's default retention, doubled): long enough
-    // to notice, inspect and re-fetch them; they are never needed to resume.
+    // Dead letters are kept `kafka.dlq_retention` (14 days by default): long enough to
+    // notice, inspect and re-fetch them; they are never needed to resume.
     specs.push(
-        TopicSpec::new(topics.fetcher_dlq(), 3)
-            .with_config("retention.ms", &FETCHER_DLQ_RETENTION_MS.to_string())
+        TopicSpec::dead_letters(topics.fetcher_dlq(), 3)
             .with_replication_factor(settings.replication_factor),
     );
     specs.push(

@@ -17,7 +17,7 @@ async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second(
     let broker = KafkaBroker::shared()?;
     let sim = start_sim(20_000, 5_000, 1_000, 3_000).await;
     let prefix = format!("{}.", unique("bf"));
-    let config = config(&broker, &sim, &prefix, "page_size = 1000");
+    let config = config(broker, &sim, &prefix, "page_size = 1000");
     let shutdown = CancellationToken::new();
     let fetcher = tokio::spawn(nowstream_fetcher::run(
         config,
@@ -27,7 +27,7 @@ async fn a_backfill_publishes_every_record_even_when_thousands_share_one_second(
 
     let expected = sim_records(&sim);
     assert_eq!(expected[0].1.len(), 20_000);
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&expected, Duration::from_secs(600))
         .await;
@@ -51,7 +51,7 @@ async fn live_creates_updates_and_deletes_appear_within_a_poll() -> anyhow::Resu
     let broker = KafkaBroker::shared()?;
     let sim = start_sim(200, 50, 20, 0).await;
     let prefix = format!("{}.", unique("live"));
-    let config = config(&broker, &sim, &prefix, "");
+    let config = config(broker, &sim, &prefix, "");
     let shutdown = CancellationToken::new();
     let fetcher = tokio::spawn(nowstream_fetcher::run(
         config,
@@ -60,7 +60,7 @@ async fn live_creates_updates_and_deletes_appear_within_a_poll() -> anyhow::Resu
     ));
 
     let incidents = sim_ids(&sim, "incident");
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     assert!(
         reader
             .read_until(Duration::from_secs(120), |seen| incidents

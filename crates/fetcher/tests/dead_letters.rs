@@ -139,9 +139,12 @@ async fn oversized_record_is_dead_lettered_and_the_unit_goes_on() -> anyhow::Res
     let big_position = position(&sim, "incident", &big);
 
     let prefix = format!("{}.", unique("oversized"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.integration = r#"exclude_fields = ["description"]"#.to_owned();
     setup.fetcher = "page_size = 20".to_owned();
+    // The 1 MB limit librdkafka has by default (nowstream's default is 8 MiB, which the
+    // record would fit under).
+    setup.kafka_properties = r#""message.max.bytes" = "1000000""#.to_owned();
     let shutdown = CancellationToken::new();
     let fetcher = tokio::spawn(nowstream_fetcher::run(
         setup.config(),
@@ -150,12 +153,12 @@ async fn oversized_record_is_dead_lettered_and_the_unit_goes_on() -> anyhow::Res
     ));
 
     let others: HashSet<String> = incidents.iter().filter(|id| **id != big).cloned().collect();
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&[("incident", others)], Duration::from_secs(120))
         .await;
 
-    let mut dlq = DlqReader::new(&broker, &prefix);
+    let mut dlq = DlqReader::new(broker, &prefix);
     let letter = dlq
         .letter_for(&big, Duration::from_secs(60))
         .await
@@ -188,7 +191,7 @@ async fn oversized_record_is_dead_lettered_and_the_unit_goes_on() -> anyhow::Res
 
     assert!(
         checkpoint_reaches(
-            &broker,
+            broker,
             &prefix,
             "4711:incident",
             &big_position,
@@ -242,7 +245,7 @@ async fn unconvertible_rows_are_dead_lettered_with_their_table_and_sys_id() -> a
     })?;
 
     let prefix = format!("{}.", unique("unconvertible"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.integration = r#"exclude_fields = ["description"]"#.to_owned();
     setup.fetcher = "page_size = 10".to_owned();
     let shutdown = CancellationToken::new();
@@ -256,12 +259,12 @@ async fn unconvertible_rows_are_dead_lettered_with_their_table_and_sys_id() -> a
         .into_iter()
         .filter(|id| *id != bad)
         .collect();
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&[("incident", others)], Duration::from_secs(120))
         .await;
 
-    let mut dlq = DlqReader::new(&broker, &prefix);
+    let mut dlq = DlqReader::new(broker, &prefix);
     let letter = dlq
         .letter_for(&bad, Duration::from_secs(60))
         .await
@@ -278,7 +281,7 @@ async fn unconvertible_rows_are_dead_lettered_with_their_table_and_sys_id() -> a
     assert!(!value.contains(LEAK), "an excluded value reached the DLQ");
     assert!(
         checkpoint_reaches(
-            &broker,
+            broker,
             &prefix,
             "4711:incident",
             &bad_position,
@@ -317,7 +320,7 @@ async fn record_whose_response_is_over_the_limit_is_dead_lettered_by_sys_id() ->
     sim.update("incident", &big, json!({"comments": "c".repeat(300_000)}))?;
 
     let prefix = format!("{}.", unique("response"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.fetcher = "page_size = 10\nmax_response_bytes = 100000".to_owned();
     let shutdown = CancellationToken::new();
     let fetcher = tokio::spawn(nowstream_fetcher::run(
@@ -327,11 +330,11 @@ async fn record_whose_response_is_over_the_limit_is_dead_lettered_by_sys_id() ->
     ));
 
     let others: HashSet<String> = incidents.iter().filter(|id| **id != big).cloned().collect();
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&[("incident", others)], Duration::from_secs(120))
         .await;
-    let mut dlq = DlqReader::new(&broker, &prefix);
+    let mut dlq = DlqReader::new(broker, &prefix);
     let letter = dlq
         .letter_for(&big, Duration::from_secs(60))
         .await

@@ -26,8 +26,7 @@ use nowstream_testkit::unique;
 fn kafka(bootstrap: &str) -> KafkaConfig {
     KafkaConfig {
         bootstrap_servers: bootstrap.to_owned(),
-        topic_prefix: String::new(),
-        properties: Default::default(),
+        ..KafkaConfig::default()
     }
 }
 

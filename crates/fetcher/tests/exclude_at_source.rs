@@ -42,7 +42,7 @@ async fn excluded_fields_are_never_fetched_but_dot_walked_departments_still_are(
     );
 
     let prefix = format!("{}.", unique("exclude"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.integration = r#"exclude_fields = ["Summary", "u_root_cause"]
 exclude_at_source = true"#
         .to_owned();
@@ -57,7 +57,7 @@ exclude_at_source = true"#
     let incidents = sim_ids(&sim, "incident");
     let changes = sim_ids(&sim, "change_request");
     let users = sim_ids(&sim, "sys_user");
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     let complete = reader
         .read_until(Duration::from_secs(120), |seen| {
             incidents.is_subset(&seen.ids("incident", RecordOp::Upsert))

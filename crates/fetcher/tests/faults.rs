@@ -127,7 +127,7 @@ impl Scenario {
         let broker = KafkaBroker::shared().expect("broker starts");
         let sim = Arc::new(Simulator::start(sim).await.expect("simulator starts"));
         let prefix = format!("{}.", unique("faults"));
-        let mut setup = Setup::new(&broker, &sim, &prefix);
+        let mut setup = Setup::new(broker, &sim, &prefix);
         setup.fetcher = "page_size = 50".to_owned();
         adjust(&mut setup);
         let shutdown = CancellationToken::new();
@@ -150,7 +150,7 @@ impl Scenario {
     /// Waits until every incident, change request and user in `expected` reached the raw
     /// topics, checks the fetcher is still running, then stops it and checks it ended well.
     async fn assert_everything_published(&mut self, expected: &[(&str, HashSet<String>)]) {
-        let mut reader = RawReader::new(&self.broker, &self.prefix);
+        let mut reader = RawReader::new(self.broker, &self.prefix);
         reader
             .assert_all_of(expected, Duration::from_secs(180))
             .await;

@@ -87,7 +87,7 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
     let dir = tempfile::tempdir().expect("temp dir");
 
     // A clean backfill first: how many requests and how long it takes, on this machine now.
-    let (clean, clean_prefix) = setup(&broker, &sim);
+    let (clean, clean_prefix) = setup(broker, &sim);
     sim.reset_stats();
     let mut fetcher = FetcherProcess::spawn(&clean.write(dir.path(), "clean.toml"), "info");
     assert_eq!(incident_unit_started(&fetcher).await, None);
@@ -106,7 +106,7 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
     // How long the incident unit takes to page through everything: the span the kills are
     // spread over (reading the topics back takes longer, and is not what is measured).
     let clean_duration = fetching_since.elapsed();
-    let mut reader = RawReader::new(&broker, &clean_prefix);
+    let mut reader = RawReader::new(broker, &clean_prefix);
     assert!(
         reader
             .read_all_of(&expected, Duration::from_secs(600))
@@ -121,7 +121,7 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
     );
 
     // The same backfill, killed five times at random moments while it runs.
-    let (killed, prefix) = setup(&broker, &sim);
+    let (killed, prefix) = setup(broker, &sim);
     let config = killed.write(dir.path(), "killed.toml");
     sim.reset_stats();
     let mut rng = StdRng::seed_from_u64(0x6b69_6c6c);
@@ -158,7 +158,7 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
         }
         if lifetime == KILLS {
             // The last one runs to the end.
-            let mut reader = RawReader::new(&broker, &prefix);
+            let mut reader = RawReader::new(broker, &prefix);
             reader
                 .assert_all_of(&expected, Duration::from_secs(600))
                 .await;

@@ -25,11 +25,11 @@ async fn every_mapped_field_arrives_when_the_dictionary_lists_only_custom_fields
     let prefix = format!("{}.", unique("mapped"));
     let shutdown = CancellationToken::new();
     let fetcher = tokio::spawn(nowstream_fetcher::run(
-        config(&broker, &sim, &prefix, ""),
+        config(broker, &sim, &prefix, ""),
         Health::new(),
         shutdown.clone(),
     ));
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&sim_records(&sim), Duration::from_secs(180))
         .await;
@@ -86,12 +86,12 @@ async fn a_record_without_a_number_is_published_and_reported_by_table_and_sys_id
     sim.update("incident", &sys_id, serde_json::json!({"number": ""}))?;
     let prefix = format!("{}.", unique("identity"));
     let dir = tempfile::tempdir()?;
-    let mut setup = common::Setup::new(&broker, &sim, &prefix);
+    let mut setup = common::Setup::new(broker, &sim, &prefix);
     setup.json_logs = true;
     let path = setup.write(dir.path(), "fetcher.toml");
     let fetcher = common::FetcherProcess::spawn(&path, "info");
 
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&sim_records(&sim), Duration::from_secs(180))
         .await;

@@ -149,7 +149,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
 
     // Password grant: tokens expire early (401, then a new token), and then all at once.
     let prefix = format!("{}.", unique("secrets"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.json_logs = true;
     setup.fetcher = "page_size = 10".to_owned();
     setup.auth = oauth_auth(
@@ -159,7 +159,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
         ),
     );
     let mut fetcher = FetcherProcess::spawn(&setup.write(dir.path(), "password.toml"), "trace");
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     wait_for_backfill(&mut reader, &sim, &fetcher).await;
     sim.expire_all_tokens();
     let created = sim
@@ -190,7 +190,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
 
     // Refresh-token grant from a file: the refresh token itself must stay out of the logs.
     let prefix = format!("{}.", unique("secrets"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.json_logs = true;
     setup.fetcher = "page_size = 20".to_owned();
     let token_file = write_token(dir.path(), &refresh_token);
@@ -202,7 +202,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
         ),
     );
     let mut fetcher = FetcherProcess::spawn(&setup.write(dir.path(), "refresh.toml"), "trace");
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     wait_for_backfill(&mut reader, &sim, &fetcher).await;
     fetcher.kill();
     assert_no_secret(&fetcher.text(), &secrets, "refresh-token grant");
@@ -239,7 +239,7 @@ async fn failed_logins_log_no_secret_even_at_trace_level() {
         ),
     ];
     for (name, auth) in attempts {
-        let mut setup = Setup::new(&broker, &sim, &format!("{}.", unique("secrets")));
+        let mut setup = Setup::new(broker, &sim, &format!("{}.", unique("secrets")));
         setup.json_logs = true;
         setup.auth = auth;
         setup.kafka_properties = format!("\"sasl.password\" = \"{kafka_secret}\"");

@@ -63,13 +63,13 @@ async fn start(sim: SimConfig, auth: impl AsyncFnOnce(&RunningSim, &Path) -> Str
     let sim = Simulator::start(sim).await.expect("simulator starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let prefix = format!("{}.", unique("oauth"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.auth = auth(&sim, dir.path()).await;
     setup.fetcher = "page_size = 10".to_owned();
     setup.json_logs = true;
     let config = setup.write(dir.path(), "fetcher.toml");
     let fetcher = FetcherProcess::spawn(&config, "info");
-    let reader = RawReader::new(&broker, &prefix);
+    let reader = RawReader::new(broker, &prefix);
     Run {
         _broker: broker,
         sim,

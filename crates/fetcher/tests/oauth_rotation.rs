@@ -186,7 +186,7 @@ async fn a_rotated_refresh_token_is_written_back_so_a_restarted_fetcher_can_auth
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o640))
         .expect("mode set");
 
-    let mut first = Run::start(&broker, &sim, dir.path(), &token_file);
+    let mut first = Run::start(broker, &sim, dir.path(), &token_file);
     first.assert_full_backfill(&sim).await;
     // The first token and at least two renewals, every one of them a rotation.
     let stored = first.wait_stored(|stored| stored >= 3).await;
@@ -220,7 +220,7 @@ async fn a_rotated_refresh_token_is_written_back_so_a_restarted_fetcher_can_auth
     // What a restart without the write-back would have started from is dead.
     assert_eq!(refresh_grant_status(&sim, &original).await, 401);
 
-    let mut second = Run::start(&broker, &sim, dir.path(), &token_file);
+    let mut second = Run::start(broker, &sim, dir.path(), &token_file);
     second.assert_full_backfill(&sim).await;
     assert_eq!(
         sim.stats().count(TOKEN_PATH, 401),

@@ -34,7 +34,7 @@ async fn polls_with_the_default_overlap_publish_a_late_commit_and_nothing_unchan
         .await
         .expect("simulator starts");
     let prefix = format!("{}.", unique("overlap"));
-    let setup = Setup::new(&broker, &sim, &prefix);
+    let setup = Setup::new(broker, &sim, &prefix);
     // The test defaults pin a 2 s overlap; this test is about the product's default.
     let text = setup.text().replace("overlap = \"2s\"\n", "");
     let config = Config::parse(&text, Format::Toml).expect("valid config");
@@ -50,7 +50,7 @@ async fn polls_with_the_default_overlap_publish_a_late_commit_and_nothing_unchan
         shutdown.clone(),
     ));
 
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&sim_records(&sim), Duration::from_secs(180))
         .await;

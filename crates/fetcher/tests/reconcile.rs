@@ -56,10 +56,10 @@ async fn records_deleted_in_servicenow_reach_the_raw_topics_as_deletes_by_reconc
     let sim = start_sim().await;
     let prefix = format!("{}.", unique("rec"));
     let dir = tempfile::tempdir()?;
-    let config = setup(&broker, &sim, &prefix).write(dir.path(), "fetcher.toml");
+    let config = setup(broker, &sim, &prefix).write(dir.path(), "fetcher.toml");
     let mut fetcher = FetcherProcess::spawn(&config, "info");
 
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&sim_records(&sim), Duration::from_secs(180))
         .await;

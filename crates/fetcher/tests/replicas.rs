@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, RAW_TABLES, RawReader, Setup, sim_records, start_sim, unit_event};
+use common::{FetcherProcess, RawReader, Setup, sim_records, start_sim, unit_event};
 use nowstream_model::RecordOp;
 use nowstream_runtime::KafkaConfig;
 use nowstream_servicenow_sim::RunningSim;

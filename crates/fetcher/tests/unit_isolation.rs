@@ -106,13 +106,13 @@ async fn a_table_forbidden_to_one_integration_degrades_only_that_unit_and_every_
     let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(config).await.expect("simulator starts");
     let prefix = format!("{}.", unique("isolation"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.fetcher = FAST_BACKOFF.to_owned();
     let text = setup.text() + &second_integration(&sim);
     let fetcher = Running::start(Config::parse(&text, Format::Toml).expect("valid config"));
 
     let expected = sim_records(&sim);
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     let all_arrived = reader
         .read_until(Duration::from_secs(180), |seen| {
             expected.iter().all(|(table, ids)| {
@@ -206,12 +206,12 @@ async fn a_passing_401_on_one_table_backs_that_unit_off_and_it_recovers_without_
     let broker = KafkaBroker::shared().expect("broker starts");
     let sim = Simulator::start(config).await.expect("simulator starts");
     let prefix = format!("{}.", unique("passing401"));
-    let mut setup = Setup::new(&broker, &sim, &prefix);
+    let mut setup = Setup::new(broker, &sim, &prefix);
     setup.fetcher = FAST_BACKOFF.to_owned();
     let fetcher = Running::start(setup.config());
     let degraded_seen = fetcher.watch_degraded();
 
-    let mut reader = RawReader::new(&broker, &prefix);
+    let mut reader = RawReader::new(broker, &prefix);
     reader
         .assert_all_of(&sim_records(&sim), Duration::from_secs(180))
         .await;

@@ -17,7 +17,7 @@ async fn a_wrong_password_stops_the_fetcher_with_an_error_naming_the_integration
     let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(50, 10, 5, 0).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut setup = Setup::new(&broker, &sim, &format!("{}.", unique("creds")));
+    let mut setup = Setup::new(broker, &sim, &format!("{}.", unique("creds")));
     setup.auth = basic_auth("not-the-password");
     let config = setup.write(dir.path(), "fetcher.toml");
 
@@ -64,7 +64,7 @@ async fn a_wrong_oauth_client_secret_stops_the_fetcher_without_a_retry_storm() {
     let broker = KafkaBroker::shared().expect("broker starts");
     let sim = start_sim(50, 10, 5, 0).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut setup = Setup::new(&broker, &sim, &format!("{}.", unique("creds")));
+    let mut setup = Setup::new(broker, &sim, &format!("{}.", unique("creds")));
     setup.auth = oauth_auth(
         "not-the-client-secret",
         &format!(

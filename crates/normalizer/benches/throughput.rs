@@ -204,7 +204,7 @@ async fn main() {
 
     let shutdown = CancellationToken::new();
     let stage = tokio::spawn(nowstream_normalizer::run(
-        normalizer_config(&broker, &prefix),
+        normalizer_config(broker, &prefix),
         Health::new(),
         shutdown.clone(),
     ));
@@ -214,7 +214,7 @@ async fn main() {
     assert!(summary.records_out as usize >= count, "{summary}");
 
     // The passthrough copies each raw record whole; the normalizer writes the smaller entity.
-    let config = normalizer_config(&broker, &prefix);
+    let config = normalizer_config(broker, &prefix);
     let sample = incident(0).encode().expect("encodes");
     let entity = nowstream_normalizer::Normalizer::new(topics.clone(), &config.integrations)
         .expect("policy")

@@ -43,7 +43,7 @@ pub(crate) struct Prepared {
 }
 
 /// Checks the configuration and creates missing topics: the entity topics compacted (a
-/// tombstone then removes a deleted record for good), the DLQ plain, and the raw topics the
+/// tombstone then removes a deleted record for good), the DLQ with `kafka.dlq_retention`, and the raw topics the
 /// way the fetcher creates them, so the stage can subscribe whichever starts first.
 pub(crate) async fn prepare(config: &Config) -> Result<Prepared, NormalizerError> {
     metrics::describe();
@@ -69,7 +69,7 @@ pub(crate) async fn prepare(config: &Config) -> Result<Prepared, NormalizerError
         })
         .collect();
     specs.push(
-        TopicSpec::new(topics.dlq(), settings.topic_partitions)
+        TopicSpec::dead_letters(topics.dlq(), settings.topic_partitions)
             .with_replication_factor(settings.replication_factor),
     );
     specs.extend(raw_topics.iter().map(|name| {

@@ -73,7 +73,7 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
     println!("seed {seed} (set NOWSTREAM_TEST_SEED to reproduce)");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let broker = KafkaBroker::shared()?;
-    let mut setup = Setup::new(&broker);
+    let mut setup = Setup::new(broker);
     setup.normalizer = "max_in_flight = 5000".into();
     // Outputs wait a while in the producer before they are sent, so a kill always finds many
     // of them unacknowledged: a stage that committed inputs before their outputs' ack would

@@ -33,7 +33,7 @@ async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
 -> anyhow::Result<()> {
     const COUNT: usize = 300;
     let broker = KafkaBroker::shared()?;
-    let mut setup = Setup::new(&broker);
+    let mut setup = Setup::new(broker);
     setup.create_raw_topics().await;
     RawWriter::new(&setup).write(&incidents(0..COUNT)).await;
 
@@ -121,7 +121,7 @@ async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
 async fn a_replay_since_a_time_renormalizes_only_what_was_published_after_it() -> anyhow::Result<()>
 {
     let broker = KafkaBroker::shared()?;
-    let mut setup = Setup::new(&broker);
+    let mut setup = Setup::new(broker);
     setup.create_raw_topics().await;
     let writer = RawWriter::new(&setup);
     writer.write(&incidents(0..100)).await;

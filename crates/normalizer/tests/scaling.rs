@@ -44,7 +44,7 @@ enum Ending {
 /// checks that everything is normalized, A's partitions included.
 async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
     let broker = KafkaBroker::shared()?;
-    let mut setup = Setup::new(&broker);
+    let mut setup = Setup::new(broker);
     // tansu 0.6.0 answers a follower's JoinGroup only after a delay and, with heartbeats more
     // frequent than that delay, starts the next rebalance before the follower synced: two
     // members then rebalance each other forever. Kafka holds SyncGroup until the leader's

@@ -83,11 +83,14 @@ pub async fn run(
         .map(|entity| topics.entity(*entity))
         .collect();
     // Entity topics are compacted (as the normalizer creates them): a tombstone then removes a
-    // deleted record for good. The DLQ keeps every record.
+    // deleted record for good. The DLQ keeps every record for `kafka.dlq_retention`.
     let specs: Vec<TopicSpec> = entity_topics
         .iter()
         .map(|name| TopicSpec::compacted(name.clone(), settings.topic_partitions))
-        .chain([TopicSpec::new(topics.dlq(), settings.topic_partitions)])
+        .chain([TopicSpec::dead_letters(
+            topics.dlq(),
+            settings.topic_partitions,
+        )])
         .map(|spec| spec.with_replication_factor(settings.replication_factor))
         .collect();
     ensure_topics(&config.kafka, &specs).await?;

@@ -200,8 +200,7 @@ impl Nodes {
     fn kafka_config(&self) -> KafkaConfig {
         KafkaConfig {
             bootstrap_servers: self.bootstrap_servers(),
-            topic_prefix: String::new(),
-            properties: Default::default(),
+            ..KafkaConfig::default()
         }
     }
 

@@ -40,7 +40,10 @@ pub use error::{ConfigError, Problem, ValidationErrors};
 pub use fetcher::{DeletionDetection, FetcherConfig};
 pub use http::HttpConfig;
 pub use integration::{AuthConfig, BasicAuth, IntegrationConfig, OAuthConfig, OAuthGrant};
-pub use kafka::KafkaConfig;
+pub use kafka::{
+    DEFAULT_DLQ_RETENTION, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TOMBSTONE_RETENTION, KafkaConfig,
+    RECORD_BATCH_FRAMING,
+};
 pub use load::{ConfigLoader, Format, SECRETS_DIR_VARIABLE};
 pub use normalizer::NormalizerConfig;
 pub use satellite::Satellite;

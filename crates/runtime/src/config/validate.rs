@@ -12,7 +12,13 @@ use url::Url;
 use super::Config;
 use super::error::{Problem, ValidationErrors};
 use super::integration::{AuthConfig, IntegrationConfig, OAuthConfig, OAuthGrant};
+use super::kafka::RECORD_BATCH_FRAMING;
 use super::secret::SecretScope;
+
+/// The smallest `kafka.max_message_bytes`: room for a dead letter's headers and a useful value.
+const MIN_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The largest: librdkafka's ceiling for `message.max.bytes`.
+const MAX_MAX_MESSAGE_BYTES: usize = 1_000_000_000;
 
 impl Config {
     /// Checks every cross-field rule and reports all broken ones together.
@@ -60,6 +66,44 @@ impl Config {
                 "kafka.properties.bootstrap.servers",
                 "set kafka.bootstrap_servers instead, so there is one place for it",
             ));
+        }
+        self.check_topic_settings(problems);
+    }
+
+    /// Topic limits that Kafka or librdkafka would refuse, or that would let a producer
+    /// accept records its topics refuse.
+    fn check_topic_settings(&self, problems: &mut Vec<Problem>) {
+        let kafka = &self.kafka;
+        if !(MIN_MAX_MESSAGE_BYTES..=MAX_MAX_MESSAGE_BYTES).contains(&kafka.max_message_bytes) {
+            problems.push(Problem::new(
+                "kafka.max_message_bytes",
+                format!(
+                    "must be between {MIN_MAX_MESSAGE_BYTES} and {MAX_MAX_MESSAGE_BYTES} bytes"
+                ),
+            ));
+        }
+        let producer_limit = kafka
+            .properties
+            .get("message.max.bytes")
+            .and_then(|value| value.expose_secret().trim().parse::<usize>().ok());
+        if producer_limit.is_some_and(|limit| limit > kafka.producer_max_message_bytes()) {
+            problems.push(Problem::new(
+                "kafka.properties.message.max.bytes",
+                format!(
+                    "must be at most kafka.max_message_bytes less {RECORD_BATCH_FRAMING} bytes of \
+                     batch framing ({}), or the topics refuse records the producer accepts; \
+                     raise kafka.max_message_bytes instead",
+                    kafka.producer_max_message_bytes()
+                ),
+            ));
+        }
+        for (key, retention) in [
+            ("kafka.tombstone_retention", kafka.tombstone_retention),
+            ("kafka.dlq_retention", kafka.dlq_retention),
+        ] {
+            if retention.as_millis() < 1 {
+                problems.push(Problem::new(key, "must be at least 1ms"));
+            }
         }
     }
 
