@@ -719,7 +719,7 @@ proptest! {
 }
 
 /// A sample of generated records, spoiled or not, through the running stage and a real
-/// broker (`exactly_once` on the in-process mock cluster: tansu has no transactions).
+/// Apache Kafka broker.
 mod through_the_stage {
     use std::collections::BTreeSet;
     use std::time::Duration;
