@@ -38,8 +38,8 @@ async fn run_with_refusals(
 ) -> anyhow::Result<(Summary, usize)> {
     let cluster = MockCluster::new(3)?;
     let mut setup = Setup::on(cluster.bootstrap_servers());
-    // The mock's group coordinator never completed the join with the 2 s session the tansu
-    // tests use; librdkafka's own mock tests use 6 s.
+    // The mock's group coordinator never completed the join with a 2 s session; librdkafka's
+    // own mock tests use 6 s.
     setup.session_timeout_ms = 6_000;
     setup.normalizer = "exactly_once = true\ntransaction_linger = \"200ms\"".into();
     let topics = setup.topics();

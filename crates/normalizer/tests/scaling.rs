@@ -45,10 +45,7 @@ enum Ending {
 async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
     let broker = KafkaBroker::shared()?;
     let mut setup = Setup::new(broker);
-    // tansu 0.6.0 answers a follower's JoinGroup only after a delay and, with heartbeats more
-    // frequent than that delay, starts the next rebalance before the follower synced: two
-    // members then rebalance each other forever. Kafka holds SyncGroup until the leader's
-    // arrives. The librdkafka default heartbeat (3 s) avoids the race.
+    // A session of 12 s keeps librdkafka's heartbeat at its 3 s default (a quarter of it).
     setup.session_timeout_ms = 12_000;
     setup.create_raw_topics().await;
     let dir = tempfile::tempdir()?;
@@ -115,9 +112,8 @@ async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // tansu 0.6.0 drops a dead member without a new generation, so B keeps only its own
-        // partitions (Kafka would give B all of them after the session timeout). A's
-        // replacement joins once the broker dropped A and gets A's partitions back.
+        // A's replacement joins once the broker dropped A (B took A's partitions meanwhile)
+        // and gets its share back.
         let session = Duration::from_millis(u64::from(setup.session_timeout_ms) + 1_000);
         tokio::time::sleep(session.saturating_sub(killed_at.elapsed())).await;
         a = NormalizerProcess::spawn(&a_config, &[]);
