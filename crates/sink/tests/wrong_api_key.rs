@@ -46,6 +46,13 @@ async fn a_wrong_api_key_stops_the_sink_without_committing_and_a_fixed_key_deliv
     let mut sink = SinkProcess::spawn(&config, &dir.path().join("wrong.log"))?;
     let readiness = wait_not_ready(&sink, Duration::from_secs(60)).await?;
     assert_eq!(readiness["ready"], false);
+    // Not ready may mean "not yet in its group" on Apache Kafka: wait for SEI's refusal itself.
+    let refused_by = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < refused_by
+        && !sink.log_lines().iter().any(|line| line["level"] == "ERROR")
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Give every other in-flight batch time to be refused too: still only one line.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let errors: Vec<serde_json::Value> = sink
