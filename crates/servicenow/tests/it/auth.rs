@@ -1,6 +1,6 @@
 //! Basic auth and OAuth against the simulator, and secrets staying out of errors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! again with half the rows; a single record over it is reported by sys_id and the scan goes
 //! on past it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
 //! Who may call, and how much they may send.
 
-mod common;
+use crate::common;
 
 use common::{Client, INTEGRATION, KEY, OTHER_KEY, TENANT, batch, gzip, start, user};
 use nowstream_model::Entity;

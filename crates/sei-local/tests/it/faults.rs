@@ -1,6 +1,6 @@
 //! Fault injection and request counters, as a retrying client sees them.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Each fault mode is observable over HTTP, deterministically.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

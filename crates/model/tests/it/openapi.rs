@@ -1,7 +1,7 @@
 //! The OpenAPI document of the SEI ingestion contract agrees with the Avro schemas and
 //! with the entity JSON the Rust types produce.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

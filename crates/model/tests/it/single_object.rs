@@ -1,6 +1,6 @@
 //! Single-object encoding: the header follows the Avro spec, and bad input gets named errors.
 
-mod common;
+use crate::common;
 
 use nowstream_model::canonical_form::canonical_form;
 use nowstream_model::single_object::{HEADER_LEN, HeaderError, MAGIC, read_header};

@@ -1,6 +1,6 @@
 //! Keyset paging over rows that share one `sys_updated_on` second.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! `sys_audit_delete` and `sys_properties` refuse them, the user's time zone is served, and the
 //! dictionary can list custom fields only.
 
-mod common;
+use crate::common;
 
 use common::{client, send, small_config, start};
 use nowstream_servicenow_sim::{

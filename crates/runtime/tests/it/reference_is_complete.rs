@@ -35,7 +35,7 @@ fn accepted_fields(text: &str) -> Vec<String> {
 
 #[test]
 fn every_config_key_is_shown_in_the_example_reference() {
-    let example = include_str!("../examples/nowstream.toml");
+    let example = include_str!("../../examples/nowstream.toml");
     let documented = |key: &str| {
         example.lines().any(|line| {
             let line = line.trim_start_matches(['#', ' ']);

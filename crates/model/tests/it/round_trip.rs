@@ -1,6 +1,6 @@
 //! Every contract record survives Avro single-object encoding and SEI entity JSON unchanged.
 
-mod common;
+use crate::common;
 
 use std::fmt::Debug;
 

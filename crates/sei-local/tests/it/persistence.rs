@@ -1,6 +1,6 @@
 //! A SQLite file keeps records, tombstones and Idempotency-Keys across restarts.
 
-mod common;
+use crate::common;
 
 use common::{Client, INTEGRATION, TENANT, batch, config, user};
 use nowstream_model::Entity;

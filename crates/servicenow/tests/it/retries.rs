@@ -1,6 +1,6 @@
 //! Rate limits, server errors, broken bodies and refusals against the simulator.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

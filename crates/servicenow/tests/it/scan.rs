@@ -1,7 +1,7 @@
 //! Keyset scans against the simulator: ties within one second, row ACLs, cancelled
 //! transactions, resuming.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
 //! Generated data is a function of the seed and counts only.
 
-mod common;
+use crate::common;
 
 use common::{get, small_config, start};
 use nowstream_servicenow_sim::{GeneratorConfig, SimConfig};

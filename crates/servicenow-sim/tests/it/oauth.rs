@@ -1,7 +1,7 @@
 //! OAuth: authorization-code round trip, password / refresh_token / client_credentials grants,
 //! token expiry.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

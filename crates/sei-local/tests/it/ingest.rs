@@ -1,6 +1,6 @@
 //! Batches: validation, versions, tombstones, idempotency, reading back.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use common::{Client, INTEGRATION, TENANT, batch, incident, start, user};

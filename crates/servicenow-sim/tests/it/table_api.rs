@@ -1,7 +1,7 @@
 //! Table API semantics over real HTTP: display values, dot-walking, fields, paging headers,
 //! writes, errors, ACLs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

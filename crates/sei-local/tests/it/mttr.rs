@@ -24,7 +24,7 @@
 //! Week 03-04: 0.5, 0.75, 1 → mean = median = 0.75 h, Elite. Week 03-11: 40, 60, 336 →
 //! mean 145.333… h, median 60 h, Medium.
 
-mod common;
+use crate::common;
 
 use common::{Client, INTEGRATION, OTHER_KEY, OTHER_TENANT, batch, start};
 use reqwest::StatusCode;

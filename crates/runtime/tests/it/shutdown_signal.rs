@@ -1,5 +1,6 @@
-//! SIGTERM and SIGINT end the shutdown future. This file is its own test process with a
-//! single test, so the signals sent here reach no other test.
+//! SIGTERM and SIGINT end the shutdown future. The signals go to the whole test process, which
+//! the other runtime tests share: none of them listens for signals, and the handlers are
+//! installed before the first signal is sent, so the process is not terminated by it.
 
 use std::time::Duration;
 

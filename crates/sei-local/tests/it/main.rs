@@ -1,0 +1,8 @@
+//! The integration tests of nowstream-sei-local, built as one test binary (one link, one process).
+
+mod common;
+mod auth_and_limits;
+mod faults;
+mod ingest;
+mod mttr;
+mod persistence;
