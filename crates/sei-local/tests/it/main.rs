@@ -1,7 +1,7 @@
 //! The integration tests of nowstream-sei-local, built as one test binary (one link, one process).
 
-mod common;
 mod auth_and_limits;
+mod common;
 mod faults;
 mod ingest;
 mod mttr;

@@ -1,7 +1,7 @@
 //! The integration tests of nowstream-servicenow-sim, built as one test binary (one link, one process).
 
-mod common;
 mod acls_and_zones;
+mod common;
 mod faults;
 mod generator;
 mod keyset;
