@@ -203,8 +203,12 @@ fn the_workspace_keeps_its_layering() {
     );
 }
 
-/// A metadata document with the given (crate, [(dependency, kind)]) packages.
-fn synthetic(packages: &[(&str, &[(&str, Option<&str>)])]) -> Value {
+/// One synthetic package: its name and its (dependency, kind) lines; `None` is a normal
+/// dependency, as `cargo metadata` writes it.
+type Package<'a> = (&'a str, &'a [(&'a str, Option<&'a str>)]);
+
+/// A metadata document with the given packages.
+fn synthetic(packages: &[Package<'_>]) -> Value {
     let packages: Vec<Value> = packages
         .iter()
         .map(|(name, deps)| {

@@ -17,9 +17,10 @@
 //! format. [`stored_value`] reads the stored value only and never falls back to the display
 //! value: it serves keys, versions, cursors, identities and role names, where a label read in
 //! place of a value would be a wrong key, a time in the wrong zone or a role that is not one.
-//! (Preflight once fell back to the display value; it no longer does: no Table API mode sends
-//! a display value without a value for these fields, and if one did, refusing is the honest
-//! answer.) Only text shown to people may fall back: [`FieldText::value_or_display`], and
+//! (A fallback to the display value, as preflight's own reader had, is deliberately not
+//! offered: no Table API mode sends a display value without a value for such fields, and if
+//! one did, reading nothing is the honest answer.) Only text shown to people may fall back:
+//! [`FieldText::value_or_display`], and
 //! journals, whose entries ServiceNow renders into the display value only
 //! ([`FieldText::display_or_value`]).
 
