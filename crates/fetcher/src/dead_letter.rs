@@ -22,11 +22,12 @@
 use serde_json::{Map, Value};
 
 use nowstream_bus::{DeadLetter, DlqReason, OutRecord, cut_to_fit, record_size};
+use nowstream_model::ExclusionPolicy;
 use nowstream_model::keys::record_key;
-use nowstream_normalizer::ExclusionPolicy;
+use nowstream_model::table_api::stored_value;
 
 use crate::metrics;
-use crate::raw::{RecordError, field_value};
+use crate::raw::RecordError;
 use crate::writer::{Encoded, Lettered};
 
 /// The `nowstream.stage` of the fetcher's dead letters.
@@ -89,7 +90,7 @@ impl DeadLetters {
         self.letter(
             source,
             &error.table,
-            field_value(row, "sys_id").unwrap_or_default(),
+            &stored_value(row, "sys_id").unwrap_or_default(),
             DlqReason::new(error.code, error.to_string()),
             None,
             row,

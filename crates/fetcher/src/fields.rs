@@ -21,18 +21,17 @@
 //! dropping it would lose it. The fetcher is where this is checked because it is the stage that
 //! chose the field list and can name the request that lacked the field.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
 use nowstream_model::Entity;
-use nowstream_normalizer::field_sources;
-use nowstream_normalizer::mapping::derived_fields;
+use nowstream_model::field_sources::{derived_fields, field_sources};
+use nowstream_model::table_api::{stored_value, tables};
 use nowstream_servicenow::client::{Client, ClientError, ScanRequest};
-use nowstream_servicenow::table::tables;
 
 use crate::metrics;
-use crate::raw::field_value;
 
 /// Fields every record is asked for whatever the dictionary lists: key and version.
 pub const SYSTEM_FIELDS: [&str; 4] = [
@@ -96,7 +95,7 @@ pub fn report_missing_identity<'a>(
         let missing: Vec<&str> = identity
             .iter()
             .copied()
-            .filter(|field| field_value(record, field).is_none())
+            .filter(|field| stored_value(record, field).is_none())
             .collect();
         if missing.is_empty() {
             continue;
@@ -109,7 +108,7 @@ pub fn report_missing_identity<'a>(
             tracing::warn!(
                 integration = %integration_id,
                 %table,
-                sys_id = field_value(record, "sys_id").unwrap_or("(no sys_id)"),
+                sys_id = %stored_value(record, "sys_id").unwrap_or(Cow::Borrowed("(no sys_id)")),
                 missing = %missing.join(","),
                 "record arrived without a mapped identity field; it is published as returned \
                  (check the integration user's field ACLs on this table)"
@@ -173,8 +172,8 @@ pub async fn dictionary_columns(
         columns.extend(
             page.records
                 .iter()
-                .filter_map(|row| field_value(row, "element"))
-                .map(str::to_owned),
+                .filter_map(|row| stored_value(row, "element"))
+                .map(Cow::into_owned),
         );
     }
     Ok(columns)

@@ -23,12 +23,12 @@ use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use url::Url;
 
+use nowstream_model::table_api::tables;
 use nowstream_runtime::{AuthConfig, Config, FetcherConfig, IntegrationConfig, OAuthGrant};
 use nowstream_servicenow::client::{Client, ClientConfig, ClientError, ListRequest, TablePage};
 use nowstream_servicenow::query::SYS_ID;
-use nowstream_servicenow::table::tables;
 
-use nowstream_normalizer::ExclusionPolicy;
+use nowstream_model::ExclusionPolicy;
 
 use crate::oauth_login::without_stored_token;
 use crate::{fields, instance};

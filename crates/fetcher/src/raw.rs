@@ -2,13 +2,16 @@
 //!
 //! The payload is the record exactly as ServiceNow returned it (with
 //! `sysparm_display_value=all`); only the key fields are read here, always from their `value`
-//! (UTC), never from the display value, which is in the integration user's time zone.
+//! (UTC), never from the display value, which is in the integration user's time zone
+//! ([`stored_value`], the model's reader).
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use nowstream_model::table_api::{parse_time, stored_value};
 use nowstream_model::{RawRecord, RecordOp};
-use nowstream_servicenow::table::parse_time;
 
 /// A record the fetcher cannot key or version. ServiceNow always sends these fields, so this
 /// points at a proxy or instance returning something that is not a Table API record.
@@ -30,42 +33,31 @@ pub struct Origin<'a> {
     pub fetched_at: DateTime<Utc>,
 }
 
-/// The stored value of a field: `{"value": …}` with `display_value=all`, a plain string
-/// otherwise.
-pub fn field_value<'a>(record: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
-    match record.get(field)? {
-        Value::String(text) => Some(text.as_str()),
-        Value::Object(object) => object.get("value").and_then(Value::as_str),
-        _ => None,
-    }
-    .filter(|value| !value.is_empty())
-}
-
 /// A new or changed record of `table`.
 pub fn upsert(
     origin: &Origin<'_>,
     table: &str,
     record: &Map<String, Value>,
 ) -> Result<RawRecord, RecordError> {
-    let sys_id = field_value(record, "sys_id").unwrap_or_default();
+    let sys_id = stored_value(record, "sys_id").unwrap_or_default();
     let problem = |code: &'static str, problem: String| RecordError {
         code,
         table: table.to_owned(),
         sys_id: if sys_id.is_empty() {
             "(no sys_id)".into()
         } else {
-            sys_id.to_owned()
+            sys_id.to_string()
         },
         problem,
     };
     if sys_id.is_empty() {
         return Err(problem("no_sys_id", "has no sys_id".into()));
     }
-    let updated_on = field_value(record, "sys_updated_on")
+    let updated_on = stored_value(record, "sys_updated_on")
         .ok_or_else(|| problem("no_sys_updated_on", "has no sys_updated_on".into()))?;
-    let sys_updated_on = parse_time(updated_on)
+    let sys_updated_on = parse_time(&updated_on)
         .map_err(|error| problem("bad_sys_updated_on", format!("sys_updated_on: {error}")))?;
-    let sys_mod_count = field_value(record, "sys_mod_count")
+    let sys_mod_count = stored_value(record, "sys_mod_count")
         .map(|count| {
             count.parse::<i64>().map_err(|_| {
                 problem(
@@ -84,7 +76,7 @@ pub fn upsert(
     Ok(RawRecord {
         integration_id: origin.integration_id.to_owned(),
         table: table.to_owned(),
-        sys_id: sys_id.to_owned(),
+        sys_id: sys_id.to_string(),
         sys_updated_on,
         sys_mod_count,
         op: RecordOp::Upsert,
@@ -100,30 +92,30 @@ pub fn deletion(
     origin: &Origin<'_>,
     audit_row: &Map<String, Value>,
 ) -> Result<RawRecord, RecordError> {
-    let audit_id = field_value(audit_row, "sys_id").unwrap_or("(no sys_id)");
+    let audit_id = stored_value(audit_row, "sys_id").unwrap_or(Cow::Borrowed("(no sys_id)"));
     let problem = |code: &'static str, problem: &str| RecordError {
         code,
         table: "sys_audit_delete".into(),
-        sys_id: audit_id.to_owned(),
+        sys_id: audit_id.to_string(),
         problem: problem.to_owned(),
     };
-    let table = field_value(audit_row, "tablename")
+    let table = stored_value(audit_row, "tablename")
         .ok_or_else(|| problem("no_tablename", "has no tablename"))?;
-    let sys_id = field_value(audit_row, "documentkey")
+    let sys_id = stored_value(audit_row, "documentkey")
         .ok_or_else(|| problem("no_documentkey", "has no documentkey"))?;
-    let deleted_on = field_value(audit_row, "sys_updated_on")
-        .or_else(|| field_value(audit_row, "sys_created_on"))
+    let deleted_on = stored_value(audit_row, "sys_updated_on")
+        .or_else(|| stored_value(audit_row, "sys_created_on"))
         .ok_or_else(|| problem("no_sys_updated_on", "has no sys_updated_on"))?;
-    let sys_updated_on = parse_time(deleted_on).map_err(|error| RecordError {
+    let sys_updated_on = parse_time(&deleted_on).map_err(|error| RecordError {
         code: "bad_sys_updated_on",
         table: "sys_audit_delete".into(),
-        sys_id: audit_id.to_owned(),
+        sys_id: audit_id.to_string(),
         problem: format!("sys_updated_on: {error}"),
     })?;
     Ok(RawRecord {
         integration_id: origin.integration_id.to_owned(),
-        table: table.to_owned(),
-        sys_id: sys_id.to_owned(),
+        table: table.into_owned(),
+        sys_id: sys_id.into_owned(),
         sys_updated_on,
         sys_mod_count: None,
         op: RecordOp::Delete,

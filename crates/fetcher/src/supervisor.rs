@@ -9,8 +9,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use nowstream_bus::{Producer, TopicSpec, ensure_topics, max_message_bytes};
+use nowstream_model::ExclusionPolicy;
 use nowstream_model::TopicNames;
-use nowstream_normalizer::ExclusionPolicy;
 use nowstream_runtime::{Config, Health};
 
 use crate::backoff::Backoff;

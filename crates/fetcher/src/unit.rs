@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use nowstream_model::ExclusionPolicy;
 use nowstream_model::keys::record_key;
+use nowstream_model::table_api::stored_value;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
-use nowstream_normalizer::ExclusionPolicy;
 use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
 
@@ -335,11 +336,11 @@ async fn publish_page(
     }
 
     for oversized in &page.oversized {
-        let sys_id = raw::field_value(&oversized.keys, "sys_id").unwrap_or_default();
+        let sys_id = stored_value(&oversized.keys, "sys_id").unwrap_or_default();
         letters.push(env.dead_letters.response_too_large(
             source,
             unit.source_table(),
-            sys_id,
+            &sys_id,
             oversized.limit,
             &oversized.keys,
         ));

@@ -2,15 +2,12 @@
 
 use std::fmt;
 
-use nowstream_servicenow::table::tables;
+use nowstream_model::Entity;
+use nowstream_model::table_api::tables;
 
-/// The tables whose records the fetcher publishes to `servicenow.raw.<table>`.
-pub const RECORD_TABLES: [&str; 4] = [
-    tables::INCIDENT,
-    tables::CHANGE_REQUEST,
-    tables::SYS_USER,
-    tables::SYS_DICTIONARY,
-];
+/// The tables whose records the fetcher publishes to `servicenow.raw.<table>`: the source
+/// table of every entity.
+pub const RECORD_TABLES: [&str; 4] = Entity::SOURCE_TABLES;
 
 /// Tables whose deletions are read from `sys_audit_delete`. `sys_dictionary` is left out: a
 /// removed custom-field definition is rare and SEI keeps definitions for history.

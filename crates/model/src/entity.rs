@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::contract::{self, ContractSchema};
+use crate::table_api::tables;
 
 /// One kind of SEI entity. Ties together the names one entity has in each place: its
 /// Kafka topic, its SEI API path, its ServiceNow source table and its Avro schema.
@@ -58,15 +59,25 @@ impl Entity {
         }
     }
 
-    /// ServiceNow table the entity is fetched from.
+    /// ServiceNow table the entity is fetched from: the one place an entity and its source
+    /// table are paired (the fetcher's record tables and the normalizer's dispatch both come
+    /// from here).
     pub const fn source_table(self) -> &'static str {
         match self {
-            Self::Incident => "incident",
-            Self::ChangeRequest => "change_request",
-            Self::User => "sys_user",
-            Self::FieldDefinition => "sys_dictionary",
+            Self::Incident => tables::INCIDENT,
+            Self::ChangeRequest => tables::CHANGE_REQUEST,
+            Self::User => tables::SYS_USER,
+            Self::FieldDefinition => tables::SYS_DICTIONARY,
         }
     }
+
+    /// The source tables of every entity, in the order of [`ALL`](Self::ALL).
+    pub const SOURCE_TABLES: [&'static str; 4] = [
+        Entity::ALL[0].source_table(),
+        Entity::ALL[1].source_table(),
+        Entity::ALL[2].source_table(),
+        Entity::ALL[3].source_table(),
+    ];
 
     /// Entity topic name without prefix: `sei.servicenow.change_request`.
     pub const fn topic_name(self) -> &'static str {
@@ -141,6 +152,16 @@ mod tests {
             );
             assert_eq!(entity.topic_name(), format!("sei.servicenow.{entity}"));
         }
+    }
+
+    #[test]
+    fn source_tables_list_every_entity_table_in_entity_order() {
+        let from_entities: Vec<&str> = Entity::ALL.iter().map(|e| e.source_table()).collect();
+        assert_eq!(Entity::SOURCE_TABLES.to_vec(), from_entities);
+        assert_eq!(
+            Entity::SOURCE_TABLES,
+            ["incident", "change_request", "sys_user", "sys_dictionary"]
+        );
     }
 
     #[test]

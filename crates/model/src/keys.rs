@@ -108,6 +108,17 @@ impl<P: KeyPart> IntegrationKey<P> {
 }
 
 impl RecordKey {
+    /// A key from parts that already formed a valid key once (an entity's parts, copied
+    /// from the raw record the normalizer keyed); crate-private so outside parts always go
+    /// through [`new`](Self::new).
+    pub(crate) fn from_checked_parts(integration_id: &str, sys_id: &str) -> Self {
+        Self {
+            integration_id: integration_id.to_owned(),
+            part: sys_id.to_owned(),
+            kind: PhantomData,
+        }
+    }
+
     /// The record's sys_id.
     pub fn sys_id(&self) -> &str {
         &self.part

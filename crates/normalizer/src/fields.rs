@@ -1,36 +1,24 @@
 //! Reading typed values out of a record's payload fields.
 //!
-//! The fetcher asks for `sysparm_display_value=all`, so every field should be
-//! `{"value": "...", "display_value": "..."}` (plus `"link"` for references and
-//! `"display_value_internal"` for date-times on some releases). For robustness the reader
-//! also accepts what other Table API modes return: a plain string (taken as the stored
-//! `value`, with no display value), JSON numbers and booleans (as their text), `null`, and
-//! objects with only one of `value`/`display_value` (`{"link", "value"}` for references).
-//! Anything else (arrays, objects with neither key) in a field the mapping reads is an
-//! [`MapError::UnexpectedShape`].
-//!
-//! Empty strings are absent values. Times come only from `value` (UTC); display values
-//! are in the API user's zone and format and are never parsed as times.
+//! A field is read with the model's Table API reader
+//! ([`nowstream_model::table_api::field`], which says what shapes are accepted and when a
+//! display value may stand in for a stored value); a field of any other shape that the
+//! mapping reads is a [`MapError::UnexpectedShape`] naming the record and field. Times come
+//! only from `value` (UTC); display values are in the API user's zone and format and are
+//! never parsed as times.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use nowstream_model::table_api::{FieldText, parse_time, read_field};
 use nowstream_model::{Choice, CustomField, Reference};
-use nowstream_servicenow::table::parse_time;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{MapError, excerpt};
 
 /// Prefix ServiceNow gives columns that customers add to a table.
 pub const CUSTOM_FIELD_PREFIX: &str = "u_";
-
-/// One field's stored value and display value; `None` when empty or absent.
-#[derive(Debug, Default)]
-struct FieldText<'a> {
-    value: Option<Cow<'a, str>>,
-    display: Option<Cow<'a, str>>,
-}
 
 /// The payload fields of one record (after exclusion), with the facts errors must name.
 #[derive(Debug)]
@@ -47,26 +35,24 @@ impl<'a> Fields<'a> {
 
     /// A text field: its stored value, or its display value when only that was returned.
     pub(crate) fn text(&self, name: &str) -> Result<Option<String>, MapError> {
-        let field = self.read(name)?;
-        Ok(field.value.or(field.display).map(Cow::into_owned))
+        Ok(self.read(name)?.value_or_display().map(Cow::into_owned))
     }
 
     /// A journal field (`comments`, `work_notes`): ServiceNow leaves `value` empty and
     /// renders the entries into `display_value`, so the display value comes first.
     pub(crate) fn journal(&self, name: &str) -> Result<Option<String>, MapError> {
-        let field = self.read(name)?;
-        Ok(field.display.or(field.value).map(Cow::into_owned))
+        Ok(self.read(name)?.display_or_value().map(Cow::into_owned))
     }
 
     /// A choice field: stored value and label; `None` when both are empty.
     pub(crate) fn choice(&self, name: &str) -> Result<Option<Choice>, MapError> {
         let field = self.read(name)?;
-        if field.value.is_none() && field.display.is_none() {
+        if field.value.is_none() && field.display_value.is_none() {
             return Ok(None);
         }
         Ok(Some(Choice {
             value: field.value.map(Cow::into_owned),
-            label: field.display.map(Cow::into_owned),
+            label: field.display_value.map(Cow::into_owned),
         }))
     }
 
@@ -76,7 +62,7 @@ impl<'a> Fields<'a> {
         let field = self.read(name)?;
         Ok(field.value.map(|sys_id| Reference {
             sys_id: sys_id.into_owned(),
-            display_value: field.display.map(Cow::into_owned),
+            display_value: field.display_value.map(Cow::into_owned),
         }))
     }
 
@@ -139,7 +125,7 @@ impl<'a> Fields<'a> {
                 name.clone(),
                 CustomField {
                     value: field.value.map(Cow::into_owned),
-                    display_value: field.display.map(Cow::into_owned),
+                    display_value: field.display_value.map(Cow::into_owned),
                 },
             );
         }
@@ -147,42 +133,12 @@ impl<'a> Fields<'a> {
     }
 
     fn read(&self, name: &str) -> Result<FieldText<'a>, MapError> {
-        let shape_error = |found| MapError::UnexpectedShape {
+        read_field(self.map, name).map_err(|error| MapError::UnexpectedShape {
             table: self.table.to_owned(),
             sys_id: self.sys_id.to_owned(),
             field: name.to_owned(),
-            found,
-        };
-        match self.map.get(name) {
-            None => Ok(FieldText::default()),
-            Some(Value::Object(object)) => {
-                let value = object.get("value");
-                let display = object.get("display_value");
-                if value.is_none() && display.is_none() {
-                    return Err(shape_error(
-                        "an object with neither \"value\" nor \"display_value\"",
-                    ));
-                }
-                Ok(FieldText {
-                    value: value
-                        .map(scalar)
-                        .transpose()
-                        .map_err(|_| shape_error("an object whose \"value\" is not a scalar"))?
-                        .flatten(),
-                    display: display
-                        .map(scalar)
-                        .transpose()
-                        .map_err(|_| {
-                            shape_error("an object whose \"display_value\" is not a scalar")
-                        })?
-                        .flatten(),
-                })
-            }
-            Some(plain) => Ok(FieldText {
-                value: scalar(plain).map_err(shape_error)?,
-                display: None,
-            }),
-        }
+            found: error.found,
+        })
     }
 
     fn invalid(&self, name: &str, value: &str, expected: &'static str) -> MapError {
@@ -193,34 +149,6 @@ impl<'a> Fields<'a> {
             value: excerpt(value),
             expected,
         }
-    }
-}
-
-/// The text of a scalar JSON value; `None` for `null` and `""`; `Err` names what a
-/// non-scalar is.
-fn scalar(value: &Value) -> Result<Option<Cow<'_, str>>, &'static str> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(text) if text.is_empty() => Ok(None),
-        Value::String(text) => Ok(Some(Cow::Borrowed(text))),
-        Value::Bool(flag) => Ok(Some(Cow::Borrowed(if *flag { "true" } else { "false" }))),
-        Value::Number(number) => Ok(Some(Cow::Owned(number_text(number)))),
-        Value::Array(_) => Err("a JSON array"),
-        Value::Object(_) => Err("a JSON object"),
-    }
-}
-
-/// A JSON number as ServiceNow would have written it as text: integral numbers without a
-/// fraction (`3.0` → `"3"`), so a choice value matches whichever way it was serialized.
-fn number_text(number: &Number) -> String {
-    /// Largest integer an f64 holds exactly.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    match number.as_f64() {
-        Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() <= EXACT => {
-            // Integral and within ±2^53 (checked above), so the conversion is exact.
-            (float as i64).to_string()
-        }
-        _ => number.to_string(),
     }
 }
 

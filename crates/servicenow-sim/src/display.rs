@@ -7,7 +7,7 @@
 //! plus `"link"` for non-empty references.
 
 use chrono::FixedOffset;
-use nowstream_servicenow::table::{TIME_FORMAT, parse_time};
+use nowstream_model::table_api::{TIME_FORMAT, parse_time};
 use serde_json::{Map, Value};
 
 use crate::schema::FieldKind;

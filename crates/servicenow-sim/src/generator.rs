@@ -7,7 +7,7 @@
 //! `close_code`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use nowstream_servicenow::table::{format_time, tables};
+use nowstream_model::table_api::{format_time, tables};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1304,7 +1304,7 @@ fn choice_lists() -> Vec<ChoiceList> {
 mod tests {
     use super::*;
     use crate::store::field;
-    use nowstream_servicenow::table::parse_time;
+    use nowstream_model::table_api::parse_time;
 
     fn small(seed: u64) -> GeneratorConfig {
         GeneratorConfig {

@@ -6,7 +6,7 @@
 //! plain strings, and this module says how to read them. Custom `u_*` fields are not listed
 //! here; they come from `sys_dictionary` rows at run time (see [`crate::store`]).
 
-use nowstream_servicenow::table::tables;
+use nowstream_model::table_api::tables;
 
 /// How a field's raw string is interpreted when rendering display values and links.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use indexmap::IndexMap;
-use nowstream_servicenow::table::{format_time, tables};
+use nowstream_model::table_api::{format_time, tables};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;

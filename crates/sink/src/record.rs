@@ -8,10 +8,7 @@
 use std::fmt;
 
 use nowstream_bus::{ConsumedMessage, DlqReason};
-use nowstream_model::{
-    AvroRecord, ChangeRequest, Entity, FieldDefinition, Incident, RecordKey, TopicNames, User,
-};
-use serde::Serialize;
+use nowstream_model::{Entity, EntityRecord, RecordKey, TopicNames};
 
 /// Where a record is delivered: one SEI ingestion endpoint. Batches never mix targets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -202,32 +199,14 @@ impl Identity {
 
 /// Decodes the Avro value as the topic's entity and writes it as ingestion JSON.
 fn entity_json(entity: Entity, bytes: &[u8]) -> Result<(Identity, String), String> {
-    fn convert<T: AvroRecord + Serialize>(
-        bytes: &[u8],
-        identity: impl Fn(&T) -> (&str, &str),
-    ) -> Result<(Identity, String), String> {
-        let record = T::decode(bytes).map_err(|error| error.to_string())?;
-        let json = serde_json::to_string(&record)
-            .map_err(|error| format!("cannot write the entity as JSON: {error}"))?;
-        let (integration_id, sys_id) = identity(&record);
-        Ok((
-            Identity {
-                integration_id: integration_id.to_owned(),
-                sys_id: sys_id.to_owned(),
-            },
-            json,
-        ))
-    }
-    match entity {
-        Entity::Incident => convert::<Incident>(bytes, |r| (&r.integration_id, &r.sys_id)),
-        Entity::ChangeRequest => {
-            convert::<ChangeRequest>(bytes, |r| (&r.integration_id, &r.sys_id))
-        }
-        Entity::User => convert::<User>(bytes, |r| (&r.integration_id, &r.sys_id)),
-        Entity::FieldDefinition => {
-            convert::<FieldDefinition>(bytes, |r| (&r.integration_id, &r.sys_id))
-        }
-    }
+    let record = EntityRecord::decode(entity, bytes).map_err(|error| error.to_string())?;
+    let json = serde_json::to_string(&record)
+        .map_err(|error| format!("cannot write the entity as JSON: {error}"))?;
+    let identity = Identity {
+        integration_id: record.integration_id().to_owned(),
+        sys_id: record.sys_id().to_owned(),
+    };
+    Ok((identity, json))
 }
 
 #[cfg(test)]
@@ -236,6 +215,7 @@ pub(crate) mod tests {
 
     use super::*;
     use chrono::{DateTime, Utc};
+    use nowstream_model::{AvroRecord, User};
 
     pub(crate) fn user(integration_id: &str, sys_id: &str, seconds: i64) -> User {
         User {

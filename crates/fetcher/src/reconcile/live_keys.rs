@@ -8,14 +8,15 @@
 //! Memory: a sys_id of 32 hex digits is held as a `u128` in a sorted `Vec` (16 bytes per
 //! record); anything else (rare: imported records) as a string.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+use nowstream_model::table_api::stored_value;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest};
 use nowstream_servicenow::query::SYS_ID;
 use tokio_util::sync::CancellationToken;
 
 use super::ranges::SysIdRange;
-use crate::raw::field_value;
 
 /// A set of sys_ids, compact for ServiceNow's hex sys_ids.
 #[derive(Debug, Default)]
@@ -139,9 +140,9 @@ pub async fn scan(
         for sys_id in page
             .records
             .iter()
-            .filter_map(|record| field_value(record, SYS_ID))
+            .filter_map(|record| stored_value(record, SYS_ID))
         {
-            keys.insert(sys_id);
+            keys.insert(&sys_id);
             page_last = Some(sys_id);
         }
         // Only progress is checked, not the order inside a page: a database collation may
@@ -149,14 +150,14 @@ pub async fn scan(
         // candidate is asked for directly before it is deleted. A cursor that does not move
         // would loop for ever.
         match (page_last, &last) {
-            (Some(got), Some(previous)) if got <= previous.as_str() => {
+            (Some(got), Some(previous)) if got.as_ref() <= previous.as_str() => {
                 return Err(KeyScanError::OutOfOrder {
                     table: table.to_owned(),
                     after: previous.clone(),
-                    got: got.to_owned(),
+                    got: got.into_owned(),
                 });
             }
-            (Some(got), _) => last = Some(got.to_owned()),
+            (Some(got), _) => last = Some(got.into_owned()),
             (None, _) => break,
         }
         offset = 0;
@@ -197,8 +198,8 @@ pub async fn still_present(
         present.extend(
             page.records
                 .iter()
-                .filter_map(|record| field_value(record, SYS_ID))
-                .map(str::to_owned),
+                .filter_map(|record| stored_value(record, SYS_ID))
+                .map(Cow::into_owned),
         );
     }
     Ok(present)

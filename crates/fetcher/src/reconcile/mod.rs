@@ -38,10 +38,10 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio_util::sync::CancellationToken;
 
+use nowstream_model::table_api::tables;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, RecordOp};
 use nowstream_runtime::DeletionDetection;
 use nowstream_servicenow::client::ClientError;
-use nowstream_servicenow::table::tables;
 
 use crate::unit::{UnitEnv, UnitFailure, encode};
 use crate::units::{DELETION_TABLES, WorkUnit};

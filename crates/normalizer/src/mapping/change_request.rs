@@ -2,44 +2,9 @@
 
 use nowstream_model::ChangeRequest;
 
-use super::SourceKind::{Choice, Journal, Reference, Text, Time};
-use super::{Common, FieldSource};
+use super::Common;
 use crate::error::MapError;
 use crate::fields::Fields;
-
-pub(super) const SOURCES: &[FieldSource] = &[
-    FieldSource::new("number", "number", Text),
-    FieldSource::new("short_description", "short_description", Text),
-    FieldSource::new("description", "description", Text),
-    FieldSource::new("comments", "comments", Journal),
-    FieldSource::new("work_notes", "work_notes", Journal),
-    FieldSource::new("priority", "priority", Choice),
-    FieldSource::new("urgency", "urgency", Choice),
-    FieldSource::new("impact", "impact", Choice),
-    FieldSource::new("state", "state", Choice),
-    FieldSource::new("type", "type", Choice),
-    FieldSource::new("scope", "scope", Choice),
-    FieldSource::new("close_code", "close_code", Choice),
-    FieldSource::new("sys_created_on", "sys_created_on", Time),
-    FieldSource::new("start_date", "start_date", Time),
-    FieldSource::new("end_date", "end_date", Time),
-    FieldSource::new("closed_at", "closed_at", Time),
-    FieldSource::new("parent", "parent", Reference),
-    FieldSource::new("assigned_to", "assigned_to", Reference),
-    FieldSource::new("created_by", "opened_by", Reference),
-    FieldSource::new("closed_by", "closed_by", Reference),
-    FieldSource::new("business_service", "business_service", Reference),
-    FieldSource::new(
-        "business_service_department",
-        "business_service.department",
-        Reference,
-    ),
-    FieldSource::new(
-        "requested_by_department",
-        "requested_by.department",
-        Reference,
-    ),
-];
 
 pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<ChangeRequest, MapError> {
     Ok(ChangeRequest {

@@ -1,31 +1,16 @@
 //! `sys_dictionary` → [`FieldDefinition`].
 
-use nowstream_model::FieldDefinition;
+use nowstream_model::field_sources::FIELD_DEFINITION_TABLE as TABLE;
+use nowstream_model::{Entity, FieldDefinition};
 
-use super::SourceKind::{Flag, Integer, Text};
-use super::{Common, FieldSource};
+use super::Common;
 use crate::error::MapError;
 use crate::fields::Fields;
-
-/// `sys_dictionary.name`: the table the defined field belongs to, which the entity cannot
-/// do without.
-const TABLE: &str = "name";
-
-pub(super) const SOURCES: &[FieldSource] = &[
-    FieldSource::new("table", TABLE, Text),
-    FieldSource::new("element", "element", Text),
-    FieldSource::new("column_label", "column_label", Text),
-    FieldSource::new("internal_type", "internal_type", Text),
-    FieldSource::new("reference", "reference", Text),
-    FieldSource::new("mandatory", "mandatory", Flag),
-    FieldSource::new("active", "active", Flag),
-    FieldSource::new("max_length", "max_length", Integer),
-];
 
 pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<FieldDefinition, MapError> {
     let Some(table) = fields.text(TABLE)? else {
         return Err(MapError::MissingField {
-            table: nowstream_servicenow::table::tables::SYS_DICTIONARY.to_owned(),
+            table: Entity::FieldDefinition.source_table().to_owned(),
             sys_id: common.sys_id,
             field: TABLE,
         });

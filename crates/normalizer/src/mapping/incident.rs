@@ -1,51 +1,11 @@
 //! `incident` → [`Incident`].
 
 use nowstream_model::Incident;
+use nowstream_model::field_sources::TIME_TO_RESTORE;
 
-use super::SourceKind::{Choice, Journal, Reference, Text, Time};
-use super::{Common, DerivedField, FieldSource};
+use super::Common;
 use crate::error::MapError;
 use crate::fields::Fields;
-
-pub(super) const SOURCES: &[FieldSource] = &[
-    FieldSource::new("number", "number", Text),
-    FieldSource::new("short_description", "short_description", Text),
-    FieldSource::new("description", "description", Text),
-    FieldSource::new("comments", "comments", Journal),
-    FieldSource::new("work_notes", "work_notes", Journal),
-    FieldSource::new("priority", "priority", Choice),
-    FieldSource::new("urgency", "urgency", Choice),
-    FieldSource::new("impact", "impact", Choice),
-    FieldSource::new("severity", "severity", Choice),
-    FieldSource::new("state", "state", Choice),
-    FieldSource::new("escalation", "escalation", Choice),
-    FieldSource::new("category", "category", Choice),
-    FieldSource::new("close_code", "close_code", Choice),
-    FieldSource::new("sys_created_on", "sys_created_on", Time),
-    FieldSource::new("opened_at", "opened_at", Time),
-    FieldSource::new("resolved_at", "resolved_at", Time),
-    FieldSource::new("closed_at", "closed_at", Time),
-    FieldSource::new("sla_due", "sla_due", Time),
-    FieldSource::new("parent", "parent", Reference),
-    FieldSource::new("assigned_to", "assigned_to", Reference),
-    FieldSource::new("created_by", "opened_by", Reference),
-    FieldSource::new("resolved_by", "resolved_by", Reference),
-    FieldSource::new("business_service", "business_service", Reference),
-    FieldSource::new(
-        "business_service_department",
-        "business_service.department",
-        Reference,
-    ),
-];
-
-/// Entity field of the derived time to restore.
-const TIME_TO_RESTORE: &str = "time_to_restore_ms";
-
-pub(super) const DERIVED: &[DerivedField] = &[DerivedField {
-    entity_field: TIME_TO_RESTORE,
-    inputs: &["opened_at", "resolved_at"],
-    rule: "resolved_at − opened_at in milliseconds; null unless both are set and resolved_at ≥ opened_at",
-}];
 
 pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<Incident, MapError> {
     let opened_at = fields.time("opened_at")?;

@@ -1,9 +1,10 @@
-//! Raw record → SEI entity: which ServiceNow field feeds which entity field, and the one
-//! entry point, [`map_record`].
+//! Raw record → SEI entity, and the one entry point, [`map_record`].
 //!
-//! Each entity module lists its sources ([`field_sources`]) next to the code that reads
-//! them; a test checks the two agree, and the list is what `docs/normalizer-mapping.md`
-//! documents and what `excluded_fields` is computed from.
+//! Which ServiceNow field feeds which entity field ([`field_sources`]) is listed in the
+//! model (`nowstream_model::field_sources`), because the fetcher asks ServiceNow for the same
+//! fields; each entity module here holds the code that reads them, and a test checks the two
+//! agree. The list is what `docs/normalizer-mapping.md` documents and what
+//! `excluded_fields` is computed from.
 
 mod change_request;
 mod field_definition;
@@ -13,85 +14,15 @@ mod user;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use nowstream_model::{CustomField, Entity, RawRecord, RecordKey, RecordOp};
+pub use nowstream_model::field_sources::{
+    DerivedField, FieldSource, SourceKind, derived_fields, field_sources,
+};
+use nowstream_model::{CustomField, Entity, ExclusionPolicy, RawRecord, RecordKey, RecordOp};
 use serde_json::{Map, Value};
 
 use crate::error::MapError;
 use crate::fields::Fields;
-use crate::policy::ExclusionPolicy;
 use crate::record::{EntityRecord, Mapped};
-
-/// How a ServiceNow field's `{value, display_value}` becomes an entity field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKind {
-    /// A string: the stored value (the display value when only that was returned).
-    Text,
-    /// A journal (`comments`, `work_notes`): the rendered display value, else the value.
-    Journal,
-    /// A `Choice`: value and label (display value).
-    Choice,
-    /// A `Reference`: sys_id (value) and display value; null without a sys_id.
-    Reference,
-    /// A UTC time parsed from the value only, never from the display value.
-    Time,
-    /// A boolean from the value (`true`/`false`).
-    Flag,
-    /// An integer from the value.
-    Integer,
-}
-
-/// One entity field and the ServiceNow field it is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FieldSource {
-    /// Field of the SEI entity (Avro and JSON name).
-    pub entity_field: &'static str,
-    /// ServiceNow payload key: an element name, or a dot-walk path such as
-    /// `business_service.department`.
-    pub source: &'static str,
-    /// How the value is read.
-    pub kind: SourceKind,
-}
-
-impl FieldSource {
-    const fn new(entity_field: &'static str, source: &'static str, kind: SourceKind) -> Self {
-        Self {
-            entity_field,
-            source,
-            kind,
-        }
-    }
-}
-
-/// An entity field computed from other ServiceNow fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DerivedField {
-    /// Field of the SEI entity.
-    pub entity_field: &'static str,
-    /// The ServiceNow fields it is computed from; excluding any of them withholds it.
-    pub inputs: &'static [&'static str],
-    /// How it is computed, for the documentation.
-    pub rule: &'static str,
-}
-
-/// Every entity field read from a ServiceNow field, for `entity`. The version and identity
-/// fields (`integration_id`, `sys_id`, `sys_updated_on`, `sys_mod_count`) come from the raw
-/// record and are not listed; nor are `excluded_fields` and `custom_fields`.
-pub fn field_sources(entity: Entity) -> &'static [FieldSource] {
-    match entity {
-        Entity::Incident => incident::SOURCES,
-        Entity::ChangeRequest => change_request::SOURCES,
-        Entity::User => user::SOURCES,
-        Entity::FieldDefinition => field_definition::SOURCES,
-    }
-}
-
-/// Every entity field computed from other fields, for `entity`.
-pub fn derived_fields(entity: Entity) -> &'static [DerivedField] {
-    match entity {
-        Entity::Incident => incident::DERIVED,
-        Entity::ChangeRequest | Entity::User | Entity::FieldDefinition => &[],
-    }
-}
 
 /// What `excluded_fields` holds for every record of `entity` under `policy`, sorted:
 /// the entity fields whose source the policy excludes, the derived fields computed from an

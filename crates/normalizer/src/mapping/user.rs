@@ -2,21 +2,9 @@
 
 use nowstream_model::User;
 
-use super::SourceKind::{Flag, Reference, Text, Time};
-use super::{Common, FieldSource};
+use super::Common;
 use crate::error::MapError;
 use crate::fields::Fields;
-
-pub(super) const SOURCES: &[FieldSource] = &[
-    FieldSource::new("user_name", "user_name", Text),
-    FieldSource::new("name", "name", Text),
-    FieldSource::new("email", "email", Text),
-    FieldSource::new("title", "title", Text),
-    FieldSource::new("active", "active", Flag),
-    FieldSource::new("department", "department", Reference),
-    FieldSource::new("manager", "manager", Reference),
-    FieldSource::new("sys_created_on", "sys_created_on", Time),
-];
 
 pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<User, MapError> {
     Ok(User {

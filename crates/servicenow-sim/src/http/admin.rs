@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nowstream_servicenow::table::parse_time;
+use nowstream_model::table_api::parse_time;
 use serde::Deserialize;
 use serde_json::json;
 

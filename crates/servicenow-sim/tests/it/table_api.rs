@@ -77,9 +77,9 @@ async fn date_time_display_values_are_in_the_users_zone_not_utc() {
     )
     .await;
     let opened = &reply.rows()[0]["opened_at"];
-    let value = nowstream_servicenow::table::parse_time(opened["value"].as_str().unwrap()).unwrap();
+    let value = nowstream_model::table_api::parse_time(opened["value"].as_str().unwrap()).unwrap();
     let shown =
-        nowstream_servicenow::table::parse_time(opened["display_value"].as_str().unwrap()).unwrap();
+        nowstream_model::table_api::parse_time(opened["display_value"].as_str().unwrap()).unwrap();
     assert_eq!(
         value - shown,
         chrono::Duration::hours(5),

@@ -25,6 +25,7 @@
 //! [`ClientConfig::min_page_size`]: super::ClientConfig::min_page_size
 //! [`ClientConfig::max_response_bytes`]: super::ClientConfig::max_response_bytes
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -33,7 +34,7 @@ use serde_json::{Map, Value};
 use super::retry::{Retrier, RetryReason};
 use super::{Client, ClientError, ListReply, ListRequest, OnCancel};
 use crate::query::{SYS_ID, UPDATED_ON, compare_values, keyset};
-use crate::table::{TimeError, format_time, parse_time};
+use nowstream_model::table_api::{FieldShape, TimeError, format_time, parse_time, read_field};
 
 /// Position in a keyset scan: the last row read. Both parts come from the rows' stored
 /// `value`s (UTC), never from display values (user's zone and format).
@@ -78,7 +79,7 @@ impl Cursor {
     pub fn from_record(record: &Map<String, Value>) -> Result<Self, CursorError> {
         let updated_on = stored_value(record, UPDATED_ON)?;
         let sys_id = stored_value(record, SYS_ID)?;
-        Ok(Cursor::new(parse_time(updated_on)?, sys_id))
+        Ok(Cursor::new(parse_time(&updated_on)?, sys_id))
     }
 
     /// `sys_updated_on` as ServiceNow writes it in values and queries.
@@ -110,19 +111,18 @@ fn comes_after(cursor: &Cursor, previous: &Cursor) -> bool {
     }
 }
 
+/// The stored value of a cursor field, which must have the `sysparm_display_value=all`
+/// shape: a plain value means the request lost its parameters, and reading on would mix
+/// stored values and display values without noticing.
 fn stored_value<'a>(
     record: &'a Map<String, Value>,
     field: &'static str,
-) -> Result<&'a str, CursorError> {
-    let value = record
-        .get(field)
-        .and_then(|f| f.get("value"))
-        .and_then(Value::as_str)
+) -> Result<Cow<'a, str>, CursorError> {
+    let read = read_field(record, field)
+        .ok()
+        .filter(|read| read.shape == FieldShape::Pair)
         .ok_or(CursorError::MissingValue { field })?;
-    if value.is_empty() {
-        return Err(CursorError::Empty { field });
-    }
-    Ok(value)
+    read.value.ok_or(CursorError::Empty { field })
 }
 
 /// Where a scan starts.

@@ -1,4 +1,4 @@
-//! The exclusion policy: which ServiceNow fields must never leave the normalizer.
+//! The exclusion policy: which ServiceNow fields must never reach SEI.
 //!
 //! SEI lets an integration exclude fields (`exclude_fields`), by SEI's names ("Summary",
 //! "Description", "Comments") or by ServiceNow field names, custom ones included
@@ -113,7 +113,9 @@ pub enum PolicyError {
 }
 
 /// Which fields an integration excludes. Cheap to share: build once at start-up with
-/// [`ExclusionPolicy::new`] and pass by reference to [`map_record`](crate::map_record).
+/// [`ExclusionPolicy::new`] and pass by reference. Both stages apply it: the fetcher strips
+/// dead letters and (with `exclude_at_source`) the fields it asks for, the normalizer strips
+/// every payload before mapping; it lives in the model so neither stage links the other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExclusionPolicy {
     /// Every canonical name, sorted: what [`names`](Self::names) reports.
@@ -201,7 +203,7 @@ impl ExclusionPolicy {
 
     /// The excluded custom (`u_*`) field names: listed in every entity's `excluded_fields`,
     /// because custom columns differ per table and per instance.
-    pub(crate) fn custom_field_names(&self) -> impl Iterator<Item = &str> {
+    pub fn custom_field_names(&self) -> impl Iterator<Item = &str> {
         self.names()
             .filter(|name| name.starts_with("u_") && !name.contains('.'))
     }

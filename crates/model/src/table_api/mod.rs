@@ -1,0 +1,16 @@
+//! The shape of ServiceNow's Table API records, as every crate reads them: the fetcher keys
+//! and versions them, the ServiceNow client pages through them, the normalizer maps them and
+//! the simulator writes them. One home, so all of them agree on what a field's stored value
+//! is, what a ServiceNow time looks like and what each table is called.
+//!
+//! - [`field`]: one field of a record fetched with `sysparm_display_value=all`
+//!   (`{"value", "display_value", "link"}`), and how its stored and display values are read.
+//! - [`time`]: the UTC `yyyy-MM-dd HH:mm:ss` of date-time values and encoded queries.
+//! - [`tables`]: the names of the tables the project reads.
+
+pub mod field;
+pub mod tables;
+pub mod time;
+
+pub use field::{FieldShape, FieldShapeError, FieldText, FieldValue, read_field, stored_value};
+pub use time::{TIME_FORMAT, TimeError, format_time, parse_time};
