@@ -1,8 +1,8 @@
 //! The fetcher process: topics, clients, group membership, and the units this replica owns.
 //!
-//! [`run`] sets the process up and then loops on one question, answered by [`Supervisor`]:
+//! [`run`] sets the process up and then loops on one question, answered by `Supervisor`:
 //! which units should run here (those of the coordination partitions this replica owns) and
-//! which do? Every change of ownership is one [`Supervisor::reconcile`] step that stops the
+//! which do? Every change of ownership is one `Supervisor::reconcile` step that stops the
 //! units that moved away and starts those that arrived.
 
 use std::collections::{BTreeSet, HashMap};
