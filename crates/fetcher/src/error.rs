@@ -1,9 +1,20 @@
 use nowstream_bus::BusError;
-use nowstream_model::ModelError;
+use nowstream_model::{ModelError, TopicNameError};
+use nowstream_runtime::Problem;
 
 /// Why the fetcher (or one of its units) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// Rules of the `[fetcher]` section are broken.
+    #[error("invalid [fetcher] configuration: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidConfig {
+        /// Every broken rule, by key path.
+        problems: Vec<Problem>,
+    },
+    /// `kafka.topic_prefix` would make illegal topic names. Not an integration's fault: it
+    /// concerns every topic the fetcher writes.
+    #[error("kafka.topic_prefix: {0}")]
+    TopicPrefix(#[from] TopicNameError),
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("cannot encode {what}: {source}")]

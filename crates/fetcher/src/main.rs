@@ -102,6 +102,6 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         service.shutdown.clone(),
     )
     .await;
-    service.stop().await;
+    service.finish(&result).await;
     result.context("the fetcher stopped")
 }

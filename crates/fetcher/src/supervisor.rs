@@ -1,4 +1,9 @@
 //! The fetcher process: topics, clients, group membership, and the units this replica owns.
+//!
+//! [`run`] sets the process up and then loops on one question, answered by `Supervisor`:
+//! which units should run here (those of the coordination partitions this replica owns) and
+//! which do? Every change of ownership is one `Supervisor::reconcile` step that stops the
+//! units that moved away and starts those that arrived.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use nowstream_bus::{Producer, TopicSpec, ensure_topics, max_message_bytes};
 use nowstream_model::ExclusionPolicy;
 use nowstream_model::TopicNames;
-use nowstream_runtime::{Config, Health};
+use nowstream_runtime::{Config, FetcherConfig, Health, KafkaConfig};
 
 use crate::backoff::Backoff;
 use crate::checkpoints::CheckpointStore;
@@ -28,8 +33,8 @@ use crate::{FetchError, instance, metrics};
 /// The coordination topic's name (after the prefix).
 pub const COORDINATION_TOPIC: &str = "servicenow.fetcher.coordination";
 
-/// How long units get to finish their current page on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the producer may take to deliver what is still queued once every unit stopped.
+const PRODUCER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the fetcher until `shutdown` fires (Ok), or until every unit of this replica was
 /// refused its credentials before any of them read a page (wrong credentials: the error).
@@ -42,14 +47,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), FetchError> {
     metrics::describe();
-    let readiness = health.component("fetcher");
     let settings = config.fetcher.clone();
-    let topics = TopicNames::new(config.kafka.topic_prefix.clone()).map_err(|error| {
-        FetchError::Integration {
-            integration_id: "*".into(),
-            reason: format!("kafka.topic_prefix: {error}"),
-        }
-    })?;
+    let problems = settings.problems();
+    if !problems.is_empty() {
+        return Err(FetchError::InvalidConfig { problems });
+    }
+    let readiness = health.component("fetcher");
+    let topics = TopicNames::new(config.kafka.topic_prefix.clone())?;
     let coordination_topic = format!("{}{COORDINATION_TOPIC}", config.kafka.topic_prefix);
     ensure_topics(
         &config.kafka,
@@ -58,12 +62,78 @@ pub async fn run(
     .await?;
 
     let producer = Producer::new(&config.kafka)?;
-    let checkpoints =
-        CheckpointStore::new(config.kafka.clone(), producer.clone(), topics.checkpoints());
-    let dead_letters = DeadLetters::new(topics.fetcher_dlq(), max_message_bytes(&config.kafka));
+    let (stops, mut stop_requests) = mpsc::unbounded_channel::<FetchError>();
+    let mut supervisor = Supervisor {
+        all_units: config
+            .integrations
+            .iter()
+            .flat_map(|integration| WorkUnit::all_for(&integration.id))
+            .collect(),
+        integrations: integrations(&config)?,
+        checkpoints: CheckpointStore::new(
+            config.kafka.clone(),
+            producer.clone(),
+            topics.checkpoints(),
+        ),
+        dead_letters: DeadLetters::new(topics.fetcher_dlq(), max_message_bytes(&config.kafka)),
+        topics,
+        producer: producer.clone(),
+        kafka: config.kafka.clone(),
+        settings: settings.clone(),
+        states: UnitStates::new(&health),
+        running: HashMap::new(),
+        stops,
+        shutdown: shutdown.clone(),
+    };
+
+    let coordinator = Coordinator::join_as(
+        &config.kafka,
+        &settings.group_id,
+        settings.group_instance_id.as_deref(),
+        &coordination_topic,
+    )?;
+    let mut owned = coordinator.owned();
+    readiness.set_ready();
+
+    let outcome = loop {
+        let partitions: BTreeSet<i32> = owned.borrow_and_update().clone();
+        if let Err(error) = supervisor.reconcile(&partitions).await {
+            break Err(error);
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            changed = owned.changed() => {
+                if changed.is_err() {
+                    break Err(FetchError::Coordination {
+                        group: settings.group_id.clone(),
+                        reason: "membership task ended".into(),
+                    });
+                }
+            }
+            Some(error) = stop_requests.recv() => {
+                if matches!(error, FetchError::Fenced { .. }) {
+                    tracing::error!(%error, "stopping the fetcher: it was fenced, so another replica took over its units while it was paused or cut off; restarted, it rejoins the group");
+                } else {
+                    tracing::error!(%error, "stopping the fetcher: ServiceNow refused the credentials of every unit before any page was read; this needs a configuration fix");
+                }
+                break Err(error);
+            }
+        }
+    };
+
+    readiness.set_not_ready("shutting down");
+    supervisor.stop_all(settings.shutdown_grace).await;
+    coordinator.leave().await;
+    let _ = tokio::task::spawn_blocking(move || producer.flush(PRODUCER_FLUSH_TIMEOUT)).await;
+    outcome
+}
+
+/// A ServiceNow client and exclusion policies for each configured integration, by id.
+fn integrations(config: &Config) -> Result<HashMap<String, Arc<Integration>>, FetchError> {
     let mut integrations = HashMap::new();
     for integration in &config.integrations {
-        let client = instance::client(integration, &settings)?;
+        let client = instance::client(integration, &config.fetcher)?;
         let excluded_at_source = if integration.exclude_at_source {
             Some(
                 ExclusionPolicy::new(&integration.exclude_fields).map_err(|error| {
@@ -94,117 +164,123 @@ pub async fn run(
             }),
         );
     }
-    let all_units: Vec<WorkUnit> = config
-        .integrations
-        .iter()
-        .flat_map(|integration| WorkUnit::all_for(&integration.id))
-        .collect();
+    Ok(integrations)
+}
 
-    let coordinator = Coordinator::join_as(
-        &config.kafka,
-        &settings.group_id,
-        settings.group_instance_id.as_deref(),
-        &coordination_topic,
-    )?;
-    let mut owned = coordinator.owned();
-    readiness.set_ready();
-    let states = UnitStates::new(&health);
+/// The units this replica should run against the units it runs, and what every unit it
+/// starts shares (clients, topics, the producer).
+struct Supervisor {
+    /// Every unit of every integration: what the consumer group shares out.
+    all_units: Vec<WorkUnit>,
+    integrations: HashMap<String, Arc<Integration>>,
+    topics: TopicNames,
+    checkpoints: CheckpointStore,
+    dead_letters: DeadLetters,
+    /// Shared by the units without `exactly_once`; each unit with it has its own.
+    producer: Producer,
+    kafka: KafkaConfig,
+    settings: FetcherConfig,
+    states: UnitStates,
+    running: HashMap<WorkUnit, RunningUnit>,
+    /// Where a unit asks for the whole fetcher to stop: credentials refused everywhere, or a
+    /// unit fenced by another replica (`FetchError::Fenced`).
+    stops: mpsc::UnboundedSender<FetchError>,
+    /// The process's shutdown; each unit runs under a child of it.
+    shutdown: CancellationToken,
+}
 
-    // Errors after which the whole fetcher stops: credentials refused everywhere, or a unit
-    // fenced by another replica (`FetchError::Fenced`).
-    let (rejected, mut credentials_rejected) = mpsc::unbounded_channel::<FetchError>();
-    let mut running: HashMap<WorkUnit, (CancellationToken, JoinHandle<()>)> = HashMap::new();
-    let mut outcome = Ok(());
-    loop {
-        let partitions: BTreeSet<i32> = owned.borrow_and_update().clone();
-        let wanted: BTreeSet<WorkUnit> = all_units
+/// A unit's supervising task and the token that stops it.
+struct RunningUnit {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// The units that belong on this replica while it owns `partitions`.
+    fn desired(&self, partitions: &BTreeSet<i32>) -> BTreeSet<WorkUnit> {
+        self.all_units
             .iter()
-            .filter(|unit| partitions.contains(&unit.partition(settings.coordination_partitions)))
+            .filter(|unit| {
+                partitions.contains(&unit.partition(self.settings.coordination_partitions))
+            })
             .cloned()
-            .collect();
-        running.retain(|unit, (cancel, _)| {
-            let keep = wanted.contains(unit);
+            .collect()
+    }
+
+    /// One step towards running exactly the units of `partitions`: those that moved to another
+    /// replica are stopped, those that arrived are started.
+    async fn reconcile(&mut self, partitions: &BTreeSet<i32>) -> Result<(), FetchError> {
+        let desired = self.desired(partitions);
+        self.stop_departed(&desired);
+        for unit in desired {
+            if !self.running.contains_key(&unit) {
+                self.start(unit).await?;
+            }
+        }
+        metrics::units_owned(self.running.len());
+        Ok(())
+    }
+
+    fn stop_departed(&mut self, desired: &BTreeSet<WorkUnit>) {
+        let states = &self.states;
+        self.running.retain(|unit, running| {
+            let keep = desired.contains(unit);
             if !keep {
                 tracing::info!(%unit, "unit moved to another replica; stopping it");
-                cancel.cancel();
+                running.cancel.cancel();
                 states.remove(unit);
             }
             keep
         });
-        for unit in wanted {
-            if running.contains_key(&unit) {
-                continue;
-            }
-            let Some(integration) = integrations.get(&unit.integration_id).cloned() else {
-                continue;
-            };
-            let writer = if settings.exactly_once {
-                let id = format!("{}-{unit}", settings.group_id);
-                PageWriter::transactional(&config.kafka, &id).await?
-            } else {
-                PageWriter::AtLeastOnce(producer.clone())
-            };
-            let env = UnitEnv {
-                integration,
-                topics: topics.clone(),
-                checkpoints: checkpoints.clone(),
-                writer,
-                dead_letters: dead_letters.clone(),
-                settings: settings.clone(),
-                progress: states.run_started(&unit),
-            };
-            let cancel = shutdown.child_token();
-            let task = tokio::spawn(supervise_unit(
-                unit.clone(),
-                env,
-                cancel.clone(),
-                states.clone(),
-                rejected.clone(),
-            ));
-            running.insert(unit, (cancel, task));
-        }
-        metrics::units_owned(running.len());
-
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            changed = owned.changed() => {
-                if changed.is_err() {
-                    outcome = Err(FetchError::Coordination {
-                        group: settings.group_id.clone(),
-                        reason: "membership task ended".into(),
-                    });
-                    break;
-                }
-            }
-            Some(error) = credentials_rejected.recv() => {
-                if matches!(error, FetchError::Fenced { .. }) {
-                    tracing::error!(%error, "stopping the fetcher: it was fenced, so another replica took over its units while it was paused or cut off; restarted, it rejoins the group");
-                } else {
-                    tracing::error!(%error, "stopping the fetcher: ServiceNow refused the credentials of every unit before any page was read; this needs a configuration fix");
-                }
-                outcome = Err(error);
-                break;
-            }
-        }
     }
 
-    readiness.set_not_ready("shutting down");
-    for (unit, (cancel, _)) in &running {
-        cancel.cancel();
-        states.remove(unit);
+    async fn start(&mut self, unit: WorkUnit) -> Result<(), FetchError> {
+        let Some(integration) = self.integrations.get(&unit.integration_id).cloned() else {
+            return Ok(());
+        };
+        let writer = if self.settings.exactly_once {
+            let id = format!("{}-{unit}", self.settings.group_id);
+            PageWriter::transactional(&self.kafka, &id).await?
+        } else {
+            PageWriter::AtLeastOnce(self.producer.clone())
+        };
+        let env = UnitEnv {
+            integration,
+            topics: self.topics.clone(),
+            checkpoints: self.checkpoints.clone(),
+            writer,
+            dead_letters: self.dead_letters.clone(),
+            settings: self.settings.clone(),
+            progress: self.states.run_started(&unit),
+        };
+        let cancel = self.shutdown.child_token();
+        let task = tokio::spawn(supervise_unit(
+            unit.clone(),
+            env,
+            cancel.clone(),
+            self.states.clone(),
+            self.stops.clone(),
+        ));
+        self.running.insert(unit, RunningUnit { cancel, task });
+        Ok(())
     }
-    let tasks = running.into_values().map(|(_, task)| task);
-    if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "units did not stop within {SHUTDOWN_GRACE:?}; their last page is fetched again on restart"
-        );
+
+    /// Stops every unit and waits up to `grace` for them to finish their current page.
+    async fn stop_all(self, grace: Duration) {
+        for (unit, running) in &self.running {
+            running.cancel.cancel();
+            self.states.remove(unit);
+        }
+        let tasks = self.running.into_values().map(|running| running.task);
+        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "units did not stop within {grace:?}; their last page is fetched again on restart"
+            );
+        }
     }
-    coordinator.leave().await;
-    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
-    outcome
 }
 
 /// Runs a unit until `cancel` fires, starting it over from its checkpoint whenever a run
@@ -214,7 +290,7 @@ async fn supervise_unit(
     env: UnitEnv,
     cancel: CancellationToken,
     states: UnitStates,
-    credentials_rejected: mpsc::UnboundedSender<FetchError>,
+    stops: mpsc::UnboundedSender<FetchError>,
 ) {
     let backoff = Backoff::new(env.settings.unit_backoff_min, env.settings.unit_backoff_max);
     let mut failures_in_a_row = 0u32;
@@ -257,7 +333,7 @@ async fn supervise_unit(
             Exit::Failed(UnitFailure::Denied { denial, error }) => {
                 tracing::error!(%unit, %error, refusal = %denial, ?pause, "ServiceNow refused the unit; it backs off and tries again, the other units go on");
                 if denial == Denial::Unauthorized && states.credentials_rejected_everywhere() {
-                    let _ = credentials_rejected.send(error);
+                    let _ = stops.send(error);
                     return Next::Stop;
                 }
             }
@@ -265,7 +341,7 @@ async fn supervise_unit(
                 // Another replica owns the unit now: retrying would fence it back and publish
                 // from this replica's stale checkpoint. The whole replica stops, since its view
                 // of which units it owns is out of date; restarted, it joins the group afresh.
-                let _ = credentials_rejected.send(error);
+                let _ = stops.send(error);
                 return Next::Stop;
             }
             Exit::Failed(UnitFailure::Retry(error)) => {
@@ -292,10 +368,7 @@ fn topic_specs(
     let settings = &config.fetcher;
     let mut specs = Vec::new();
     for table in RECORD_TABLES {
-        let name = topics.raw(table).map_err(|error| FetchError::Integration {
-            integration_id: "*".into(),
-            reason: format!("raw topic for {table}: {error}"),
-        })?;
+        let name = topics.raw(table)?;
         // Compacted: the newest version of every record stays available for replays, and
         // storage is bounded by the number of records, not by their history.
         specs.push(
@@ -318,4 +391,41 @@ fn topic_specs(
             .with_replication_factor(settings.replication_factor),
     );
     Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With no `kafka.bootstrap_servers`, anything that reached Kafka would fail differently.
+    async fn run_without_kafka(config: Config) -> FetchError {
+        run(config, Health::new(), CancellationToken::new())
+            .await
+            .expect_err("the fetcher must refuse this configuration")
+    }
+
+    #[tokio::test]
+    async fn a_broken_fetcher_section_stops_the_fetcher_before_it_reaches_kafka() {
+        let mut config = Config::default();
+        config.fetcher.page_size = 5;
+        match run_without_kafka(config).await {
+            FetchError::InvalidConfig { problems } => {
+                let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+                assert_eq!(paths, vec!["fetcher.page_size"]);
+            }
+            other => panic!("expected the [fetcher] problems, got {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_illegal_topic_prefix_is_reported_as_such_not_as_an_integration() {
+        let mut config = Config::default();
+        config.kafka.topic_prefix = "acme prod.".to_owned();
+        let error = run_without_kafka(config).await;
+        assert!(matches!(error, FetchError::TopicPrefix(_)), "{error}");
+        assert!(
+            error.to_string().starts_with("kafka.topic_prefix: "),
+            "{error}"
+        );
+    }
 }

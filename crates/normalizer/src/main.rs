@@ -90,9 +90,6 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         service.shutdown.clone(),
     )
     .await;
-    if let Err(error) = &result {
-        service.health.set_dead(error.to_string());
-    }
-    service.stop().await;
+    service.finish(&result).await;
     result.map(|_| ()).context("the normalizer stopped")
 }

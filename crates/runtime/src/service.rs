@@ -2,6 +2,7 @@
 //! configuration, start logging and metrics, serve the probes, and turn SIGTERM/SIGINT into a
 //! cancellation token.
 
+use std::fmt;
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
@@ -81,5 +82,58 @@ impl Service {
         if let Err(error) = self.server.stopped().await {
             tracing::warn!(%error, "probe server ended with an error");
         }
+    }
+
+    /// Ends a stage whose run returned `result`: a run that ended with an error (a fatal one:
+    /// the stages recover from the others themselves) first marks the process dead, so
+    /// `/healthz` fails with the error as its reason while the process winds down; then the
+    /// probe server stops. Every stage binary ends this way, so none can forget the first step.
+    pub async fn finish<T, E: fmt::Display>(self, result: &Result<T, E>) {
+        if let Err(error) = result {
+            self.health.set_dead(error.to_string());
+        }
+        self.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn service() -> Service {
+        let health = Health::new();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let server = serve("127.0.0.1:0".parse().unwrap(), health.clone(), async move {
+            stop.cancelled().await
+        })
+        .await
+        .unwrap();
+        Service {
+            config: Config::default(),
+            health,
+            shutdown,
+            server,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_that_failed_marks_the_process_dead_with_its_error() {
+        let service = service().await;
+        let health = service.health.clone();
+        let result: Result<(), &str> = Err("ServiceNow refused the credentials of every unit");
+        service.finish(&result).await;
+        assert_eq!(
+            health.liveness().reason.as_deref(),
+            Some("ServiceNow refused the credentials of every unit")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_that_ended_cleanly_leaves_the_process_alive() {
+        let service = service().await;
+        let health = service.health.clone();
+        service.finish(&Ok::<(), &str>(())).await;
+        assert!(health.liveness().alive);
     }
 }

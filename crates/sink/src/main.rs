@@ -34,14 +34,13 @@ async fn main() -> ExitCode {
         service.shutdown.clone(),
     )
     .await;
-    let code = match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            service.health.set_dead(error.to_string());
-            tracing::error!(%error, "sink stopped with an error");
-            ExitCode::FAILURE
-        }
-    };
-    service.stop().await;
-    code
+    if let Err(error) = &result {
+        tracing::error!(%error, "sink stopped with an error");
+    }
+    service.finish(&result).await;
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -5,6 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::consumer_group::membership_problems;
+use super::error::Problem;
+
+/// The smallest `page_size`: the page the fetcher halves down to when ServiceNow cancels a
+/// request for taking too long (the ServiceNow client's `min_page_size`).
+const MIN_PAGE_SIZE: u32 = 10;
+
 /// Settings of the fetcher stage. Every field has a default, so the section may be omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +85,12 @@ pub struct FetcherConfig {
     /// Most sys_ids reconciliation holds in memory per table (16 bytes each): a table with
     /// more rows is reconciled in sys_id ranges, each with its own scan and raw-topic read.
     pub reconcile_max_keys: usize,
+    /// On SIGTERM (or when the replica loses its units), how long units may take to finish
+    /// the page they are on (publish it and write its checkpoint) before the fetcher stops
+    /// waiting for them. A unit cut off mid-page fetches that page again on restart: records
+    /// are published again, never lost.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 /// Where the fetcher learns about deleted records.
@@ -114,6 +127,137 @@ impl Default for FetcherConfig {
             deletion_detection: DeletionDetection::Auto,
             reconcile_interval: Duration::from_secs(3600),
             reconcile_max_keys: 4_000_000,
+            shutdown_grace: Duration::from_secs(30),
         }
+    }
+}
+
+impl FetcherConfig {
+    /// The rules that span fields of this section, each broken one named by its key path.
+    /// The fetcher checks them at start-up, before it builds a client or joins its group.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems =
+            membership_problems("fetcher", &self.group_id, self.group_instance_id.as_deref());
+        let mut require = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(format!("fetcher.{key}"), message));
+            }
+        };
+        require(
+            !self.poll_interval.is_zero(),
+            "poll_interval",
+            "must be longer than zero",
+        );
+        require(
+            self.page_size >= MIN_PAGE_SIZE,
+            "page_size",
+            "must be at least 10, the smallest page the fetcher halves to",
+        );
+        require(
+            self.max_concurrency >= 1,
+            "max_concurrency",
+            "must be at least 1",
+        );
+        require(
+            self.max_response_bytes >= 1,
+            "max_response_bytes",
+            "must be at least 1",
+        );
+        require(
+            !self.request_timeout.is_zero(),
+            "request_timeout",
+            "must be longer than zero",
+        );
+        require(
+            self.unit_backoff_max >= self.unit_backoff_min,
+            "unit_backoff_max",
+            "must be at least unit_backoff_min",
+        );
+        require(
+            self.coordination_partitions >= 1,
+            "coordination_partitions",
+            "must be at least 1",
+        );
+        require(
+            self.raw_topic_partitions >= 1,
+            "raw_topic_partitions",
+            "must be at least 1",
+        );
+        require(
+            self.replication_factor >= 1,
+            "replication_factor",
+            "must be at least 1",
+        );
+        require(
+            self.reconcile_max_keys >= 1,
+            "reconcile_max_keys",
+            "must be at least 1",
+        );
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_break_no_rule() {
+        assert_eq!(FetcherConfig::default().problems(), Vec::new());
+    }
+
+    #[test]
+    fn the_example_file_shows_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nowstream.toml");
+        let config = crate::ConfigLoader::new().file(&path).load().unwrap();
+        assert_eq!(config.fetcher, FetcherConfig::default());
+    }
+
+    #[test]
+    fn broken_rules_are_named_by_their_key_path() {
+        let config = FetcherConfig {
+            page_size: 5,
+            unit_backoff_min: Duration::from_secs(60),
+            unit_backoff_max: Duration::from_secs(5),
+            coordination_partitions: 0,
+            ..FetcherConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                "fetcher.page_size",
+                "fetcher.unit_backoff_max",
+                "fetcher.coordination_partitions"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_blank_group_instance_id_is_refused() {
+        let config = FetcherConfig {
+            group_instance_id: Some(" ".into()),
+            ..FetcherConfig::default()
+        };
+        let paths: Vec<String> = config
+            .problems()
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(paths, vec!["fetcher.group_instance_id"]);
+    }
+
+    #[test]
+    fn the_shutdown_grace_reads_as_human_readable_text() {
+        let config = crate::Config::parse(
+            "[kafka]\nbootstrap_servers = \"k:9092\"\n[[integrations]]\nid = \"1\"\nurl = \"https://a.service-now.com\"\n[integrations.auth]\ntype = \"basic\"\nusername = \"u\"\npassword = \"p\"\n[fetcher]\nshutdown_grace = \"45s\"\n",
+            crate::Format::Toml,
+        )
+        .unwrap();
+        assert_eq!(config.fetcher.shutdown_grace, Duration::from_secs(45));
     }
 }

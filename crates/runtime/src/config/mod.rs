@@ -4,7 +4,9 @@
 //! Every binary reads the same file and uses the sections it needs, so one
 //! ConfigMap serves the whole deployment. Each section is its own struct with a
 //! `Default`, so adding one (`fetcher`, `normalizer`, `sink`) is a new field with
-//! `#[serde(default)]` plus its rules in [`Config::validate`].
+//! `#[serde(default)]`. A stage section checks its own rules in a `problems()` method
+//! ([`FetcherConfig::problems`], [`NormalizerConfig::problems`], [`SinkConfig::problems`]),
+//! which [`Config::validate`] runs for every process and the stage runs again before it starts.
 //!
 //! Environment overrides: `NOWSTREAM__SECTION__KEY` sets `section.key` (keys are
 //! lower-cased), a number addresses a list entry (`NOWSTREAM__INTEGRATIONS__0__AUTH__PASSWORD`),
@@ -15,6 +17,7 @@
 //! Secrets: every secret key `X` has an `X_file` sibling naming a file that holds it, and a
 //! process reads only its own stage's secrets ([`SecretScope`], module `secret`).
 
+mod consumer_group;
 mod deserialize;
 mod env;
 mod error;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::consumer_group::membership_problems;
 use super::error::Problem;
 
 /// Settings of the normalizer stage. Every field has a default, so the section may be omitted.
@@ -80,24 +81,16 @@ impl NormalizerConfig {
     /// The rules that span fields of this section, each broken one named by its key path.
     /// The normalizer checks them at start-up.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
+        let mut problems = membership_problems(
+            "normalizer",
+            &self.group_id,
+            self.group_instance_id.as_deref(),
+        );
         let mut require = |ok: bool, key: &str, message: &str| {
             if !ok {
                 problems.push(Problem::new(format!("normalizer.{key}"), message));
             }
         };
-        require(
-            !self.group_id.trim().is_empty(),
-            "group_id",
-            "must not be empty",
-        );
-        require(
-            self.group_instance_id
-                .as_deref()
-                .is_none_or(|id| !id.trim().is_empty()),
-            "group_instance_id",
-            "must not be empty when set; leave it out for dynamic membership",
-        );
         require(
             self.max_in_flight >= 1,
             "max_in_flight",

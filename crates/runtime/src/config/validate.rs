@@ -39,6 +39,7 @@ impl Config {
         self.check_telemetry(&mut problems);
         // Stage sections check themselves, so a bad value stops every process at start-up,
         // not only the stage that reads it.
+        problems.extend(self.fetcher.problems());
         problems.extend(self.normalizer.problems());
         problems.extend(self.sink.problems());
         if problems.is_empty() {
