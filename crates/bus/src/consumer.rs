@@ -17,6 +17,7 @@ pub use crate::acks::AckToken;
 use crate::acks::AckTracker;
 use crate::client::client_config;
 use crate::message_size::fit_consumer;
+use crate::position::Position;
 
 /// A consumed record, owned so it can cross tasks while its output is being produced.
 #[derive(Debug, Clone)]
@@ -35,6 +36,11 @@ pub struct ConsumedMessage {
 }
 
 impl ConsumedMessage {
+    /// `topic/partition@offset` of this message, for logs and error details.
+    pub fn position(&self) -> Position<'_> {
+        Position::new(&self.topic, self.partition, self.offset)
+    }
+
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()

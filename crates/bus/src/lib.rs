@@ -16,6 +16,7 @@ pub mod consumer;
 pub mod dlq;
 mod error;
 pub mod message_size;
+pub mod position;
 pub mod producer;
 
 pub use admin::{
@@ -26,6 +27,7 @@ pub use client::{client_config, static_membership};
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};
 pub use error::BusError;
+pub use position::Position;
 pub use producer::{
     DEFAULT_MESSAGE_MAX_BYTES, Delivered, OutRecord, PendingDelivery, Producer, max_message_bytes,
     record_size,

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use url::Url;
 
+use nowstream_model::error_chain;
 use nowstream_runtime::{AuthConfig, Config, FetcherConfig, IntegrationConfig, OAuthGrant};
 use nowstream_servicenow::client::{Client, ClientConfig, ClientError, ListRequest, TablePage};
 use nowstream_servicenow::query::SYS_ID;
@@ -1332,21 +1333,6 @@ fn scrub(text: &str, secrets: &[SecretString]) -> String {
         }
     }
     clean
-}
-
-/// An error and its causes (reqwest's own Display hides the cause, which is the useful part).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

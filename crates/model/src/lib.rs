@@ -7,6 +7,8 @@
 //! - [`topics`] and [`keys`]: topic and key naming; [`Entity`]: every name of an entity.
 //! - [`Version`]: which of two versions of a record is newer.
 //! - [`compatibility`]: the rule every schema change must pass.
+//! - [`error_chain`]: an error and its causes on one line (shared by every crate that reports
+//!   HTTP errors; `std` only).
 
 pub mod avro_value;
 pub mod canonical_form;
@@ -14,6 +16,7 @@ pub mod checkpoint;
 pub mod compatibility;
 pub mod contract;
 pub mod entity;
+pub mod error_chain;
 pub mod keys;
 pub mod raw_record;
 pub mod sei;
@@ -24,6 +27,7 @@ pub mod version;
 pub use checkpoint::Checkpoint;
 pub use contract::{ContractSchema, Fingerprint};
 pub use entity::{Entity, UnknownEntity};
+pub use error_chain::error_chain;
 pub use keys::{CheckpointKey, IntegrationKey, KeyError, KeyPart, RecordKey, SysIdPart, TablePart};
 pub use raw_record::{RawRecord, RecordOp};
 pub use sei::{ChangeRequest, Choice, CustomField, FieldDefinition, Incident, Reference, User};

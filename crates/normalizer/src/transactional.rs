@@ -38,7 +38,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::normalize::{Decision, Normalizer};
-use crate::pipeline::{park, source_of, warn_dead_lettered};
+use crate::pipeline::{park, warn_dead_lettered};
 use crate::stage::STAGE;
 use crate::summary::Summary;
 use crate::{NormalizerError, metrics};
@@ -187,7 +187,7 @@ impl TransactionalPipeline {
                 reason: format!(
                     "{} was read again (the group rebalanced and the partition came back at \
                      its committed offset); abandoning the open batch",
-                    source_of(message)
+                    message.position()
                 ),
             }),
             _ => {
