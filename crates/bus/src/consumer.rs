@@ -245,6 +245,13 @@ impl AckConsumer {
         lock(&self.tracker).pending()
     }
 
+    /// One past the last offset of `topic`/`partition` this consumer handed out in the
+    /// partition's current assignment (the consumer's read position as its caller saw it);
+    /// `None` before the first message of the assignment.
+    pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        lock(&self.tracker).next_offset(topic, partition)
+    }
+
     pub fn group(&self) -> &str {
         &self.group
     }
