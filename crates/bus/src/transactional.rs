@@ -401,3 +401,36 @@ async fn blocking<T: Send + 'static>(
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_keeps_librdkafkas_error_as_its_source() {
+        let error = TransactionError::Step {
+            transactional_id: "normalizer-0".into(),
+            step: "commit",
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTransactionalState),
+        };
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(source, error.kafka_error().map(ToString::to_string));
+        assert!(error.to_string().contains("commit failed"), "{error}");
+        assert!(!error.is_fenced() && !error.is_fatal());
+    }
+
+    #[test]
+    fn fencing_is_fatal_and_names_the_transactional_id() {
+        let error = TransactionError::Fenced {
+            transactional_id: "fetcher-4711:incident".into(),
+            reason: "producer fenced by a newer instance".into(),
+        };
+        assert!(error.is_fenced() && error.is_fatal());
+        assert!(!error.is_retriable() && !error.txn_requires_abort());
+        assert!(
+            error.to_string().contains("fetcher-4711:incident"),
+            "{error}"
+        );
+        assert_eq!(error.transactional_id(), "fetcher-4711:incident");
+    }
+}
