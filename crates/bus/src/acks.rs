@@ -106,6 +106,15 @@ impl AckTracker {
         Some(position)
     }
 
+    /// One past the highest offset handed out for a partition in its current assignment: the
+    /// consumer's read position, as far as the caller has seen. `None` before the first message
+    /// of the assignment.
+    pub(crate) fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.partitions
+            .get(&(topic.to_owned(), partition))
+            .and_then(|state| state.next)
+    }
+
     /// Messages handed out and not yet acknowledged, over all partitions.
     pub(crate) fn pending(&self) -> usize {
         self.partitions
@@ -172,5 +181,20 @@ mod tests {
         let tokens = deliver(&mut tracker, 0..2);
         assert_eq!(tracker.ack(&tokens[0]), Some(1));
         assert_eq!(tracker.ack(&tokens[0]), None);
+    }
+
+    #[test]
+    fn the_read_position_is_one_past_the_highest_offset_of_the_current_assignment() {
+        let mut tracker = AckTracker::default();
+        assert_eq!(tracker.next_offset("t", 0), None);
+        deliver(&mut tracker, 0..8);
+        assert_eq!(tracker.next_offset("t", 0), Some(8));
+        // Given back after a rebalance: nothing read in the new assignment yet, then reading
+        // starts over at the committed offset.
+        tracker.revoke("t", 0);
+        tracker.assign("t", 0);
+        assert_eq!(tracker.next_offset("t", 0), None);
+        deliver(&mut tracker, 3..4);
+        assert_eq!(tracker.next_offset("t", 0), Some(4));
     }
 }

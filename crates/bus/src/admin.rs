@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -24,6 +25,21 @@ pub enum TopicKind {
     /// A dead-letter topic: delete policy, every record kept for `kafka.dlq_retention`
     /// (`retention.ms`), never compacted, so every failure stays visible.
     DeadLetters,
+}
+
+impl TopicKind {
+    /// The `cleanup.policy` of the kind and the one retention config that defines it (key and
+    /// duration): how long compacted tombstones, or dead letters, stay readable.
+    fn retention(self, kafka: &KafkaConfig) -> (&'static str, Option<(&'static str, Duration)>) {
+        match self {
+            Self::Log => ("delete", None),
+            Self::Compacted => (
+                "compact",
+                Some(("delete.retention.ms", kafka.tombstone_retention)),
+            ),
+            Self::DeadLetters => ("delete", Some(("retention.ms", kafka.dlq_retention))),
+        }
+    }
 }
 
 /// A topic as a stage expects it: name (already prefixed), partition count, replication and
@@ -100,10 +116,7 @@ pub fn min_insync_replicas(replication_factor: i32) -> i32 {
 ///
 /// The spec's own `configs` come last and replace a derived value of the same key.
 pub fn topic_configs(kafka: &KafkaConfig, spec: &TopicSpec) -> Vec<(String, String)> {
-    let cleanup_policy = match spec.kind {
-        TopicKind::Compacted => "compact",
-        TopicKind::Log | TopicKind::DeadLetters => "delete",
-    };
+    let (cleanup_policy, retention) = spec.kind.retention(kafka);
     let mut configs = vec![
         ("cleanup.policy".to_owned(), cleanup_policy.to_owned()),
         (
@@ -115,16 +128,8 @@ pub fn topic_configs(kafka: &KafkaConfig, spec: &TopicSpec) -> Vec<(String, Stri
             kafka.max_message_bytes.to_string(),
         ),
     ];
-    match spec.kind {
-        TopicKind::Compacted => configs.push((
-            "delete.retention.ms".to_owned(),
-            kafka.tombstone_retention.as_millis().to_string(),
-        )),
-        TopicKind::DeadLetters => configs.push((
-            "retention.ms".to_owned(),
-            kafka.dlq_retention.as_millis().to_string(),
-        )),
-        TopicKind::Log => {}
+    if let Some((key, kept_for)) = retention {
+        configs.push((key.to_owned(), kept_for.as_millis().to_string()));
     }
     for (key, value) in &spec.configs {
         match configs.iter_mut().find(|(existing, _)| existing == key) {
@@ -172,14 +177,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
     }
     let specs_to_check = specs;
     let specs = missing.as_slice();
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka)
-            .create()
-            .map_err(|source| BusError::Client {
-                role: "admin client",
-                servers: kafka.bootstrap_servers.clone(),
-                source: Box::new(source),
-            })?;
+    let admin: AdminClient<DefaultClientContext> = create_client(kafka, "admin client")?;
     let configs: Vec<Vec<(String, String)>> = specs
         .iter()
         .map(|spec| topic_configs(kafka, spec))
@@ -234,14 +232,7 @@ pub async fn topics_below_record_limit(
     if topics.is_empty() {
         return Ok(Vec::new());
     }
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka)
-            .create()
-            .map_err(|source| BusError::Client {
-                role: "admin client",
-                servers: kafka.bootstrap_servers.clone(),
-                source: Box::new(source),
-            })?;
+    let admin: AdminClient<DefaultClientContext> = create_client(kafka, "admin client")?;
     let resources: Vec<ResourceSpecifier<'_>> = topics
         .iter()
         .map(|topic| ResourceSpecifier::Topic(topic))
@@ -292,20 +283,27 @@ async fn warn_about_small_record_limits(kafka: &KafkaConfig, topics: &[String]) 
     }
 }
 
+/// A plain client (admin or metadata) of `kafka`; `role` names it in the error.
+fn create_client<C: FromClientConfig>(
+    kafka: &KafkaConfig,
+    role: &'static str,
+) -> Result<C, BusError> {
+    client_config(kafka)
+        .create()
+        .map_err(|source| BusError::Client {
+            role,
+            servers: kafka.bootstrap_servers.clone(),
+            source: Box::new(source),
+        })
+}
+
 /// Names of every topic the cluster reports now.
 async fn existing_topics(
     kafka: &KafkaConfig,
 ) -> Result<std::collections::HashSet<String>, BusError> {
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            client_config(&kafka)
-                .create()
-                .map_err(|source| BusError::Client {
-                    role: "metadata client",
-                    servers: kafka.bootstrap_servers.clone(),
-                    source: Box::new(source),
-                })?;
+        let consumer: BaseConsumer = create_client(&kafka, "metadata client")?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|error| BusError::Admin {
@@ -336,14 +334,7 @@ async fn check_partitions(
     let specs = specs.to_vec();
     let create_failures = create_failures.join("; ");
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            client_config(&kafka)
-                .create()
-                .map_err(|source| BusError::Client {
-                    role: "metadata client",
-                    servers: kafka.bootstrap_servers.clone(),
-                    source: Box::new(source),
-                })?;
+        let consumer: BaseConsumer = create_client(&kafka, "metadata client")?;
         for spec in &specs {
             let wait = if create_failures.is_empty() {
                 ADMIN_TIMEOUT

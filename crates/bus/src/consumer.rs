@@ -17,6 +17,7 @@ pub use crate::acks::AckToken;
 use crate::acks::AckTracker;
 use crate::client::client_config;
 use crate::message_size::fit_consumer;
+use crate::position::Position;
 
 /// A consumed record, owned so it can cross tasks while its output is being produced.
 #[derive(Debug, Clone)]
@@ -35,6 +36,11 @@ pub struct ConsumedMessage {
 }
 
 impl ConsumedMessage {
+    /// `topic/partition@offset` of this message, for logs and error details.
+    pub fn position(&self) -> Position<'_> {
+        Position::new(&self.topic, self.partition, self.offset)
+    }
+
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -237,6 +243,13 @@ impl AckConsumer {
     /// Messages handed out and not yet acknowledged: a stage bounds its in-flight work with this.
     pub fn in_flight(&self) -> usize {
         lock(&self.tracker).pending()
+    }
+
+    /// One past the last offset of `topic`/`partition` this consumer handed out in the
+    /// partition's current assignment (the consumer's read position as its caller saw it);
+    /// `None` before the first message of the assignment.
+    pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        lock(&self.tracker).next_offset(topic, partition)
     }
 
     pub fn group(&self) -> &str {

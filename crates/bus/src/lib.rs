@@ -15,8 +15,11 @@ pub mod client;
 pub mod consumer;
 pub mod dlq;
 mod error;
+pub mod lag;
 pub mod message_size;
+pub mod position;
 pub mod producer;
+pub mod transactional;
 
 pub use admin::{
     TopicKind, TopicSpec, ensure_topics, min_insync_replicas, topic_configs,
@@ -26,7 +29,12 @@ pub use client::{client_config, static_membership};
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};
 pub use error::BusError;
+pub use lag::spawn_lag_gauge;
+pub use position::Position;
 pub use producer::{
     DEFAULT_MESSAGE_MAX_BYTES, Delivered, OutRecord, PendingDelivery, Producer, max_message_bytes,
     record_size,
+};
+pub use transactional::{
+    TRANSACTION_TIMEOUT, Transaction, TransactionError, TransactionalProducer,
 };

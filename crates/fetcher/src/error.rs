@@ -1,4 +1,4 @@
-use nowstream_bus::BusError;
+use nowstream_bus::{BusError, TransactionError};
 use nowstream_model::{ModelError, TopicNameError};
 use nowstream_runtime::Problem;
 
@@ -30,12 +30,10 @@ pub enum FetchError {
         integration_id: String,
         reason: String,
     },
-    #[error("Kafka transaction {transactional_id}: {step} failed: {reason}")]
-    Transaction {
-        transactional_id: String,
-        step: String,
-        reason: String,
-    },
+    /// A step of a Kafka transaction failed (`exactly_once`); librdkafka's error is the
+    /// source.
+    #[error(transparent)]
+    Transaction(TransactionError),
     /// Another producer initialised the same `transactional.id`: another replica took this
     /// unit over while this one still believed it owned it (paused, or cut off, for longer than
     /// the session timeout). Nothing this replica writes can commit any more.
@@ -59,4 +57,21 @@ pub enum FetchError {
     Coordination { group: String, reason: String },
     #[error("deletion reconciliation, {what}: {reason}")]
     Reconciliation { what: String, reason: String },
+}
+
+impl From<TransactionError> for FetchError {
+    /// A fenced producer becomes [`FetchError::Fenced`], which stops the replica; every other
+    /// transaction failure is one the unit retries from its checkpoint.
+    fn from(error: TransactionError) -> Self {
+        match error {
+            TransactionError::Fenced {
+                transactional_id,
+                reason,
+            } => Self::Fenced {
+                transactional_id,
+                reason,
+            },
+            other => Self::Transaction(other),
+        }
+    }
 }

@@ -11,20 +11,13 @@
 //! replica with a stale checkpoint publish pages twice.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use rdkafka::producer::Producer as _;
-use rdkafka::types::RDKafkaErrorCode;
-
-use nowstream_bus::{OutRecord, Producer};
+use nowstream_bus::{OutRecord, Producer, TransactionalProducer};
 use nowstream_runtime::KafkaConfig;
 
 use crate::FetchError;
-
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A record ready to produce: topic, key and encoded value.
 #[derive(Debug, Clone)]
@@ -74,37 +67,20 @@ async fn enqueue_letters(
 #[derive(Debug, Clone)]
 pub enum PageWriter {
     AtLeastOnce(Producer),
-    Transactional(Arc<TransactionalWriter>),
-}
-
-/// A transactional producer that is rebuilt after any failed transaction: some transaction
-/// errors leave a producer unusable (fenced, fatal), and `init_transactions` on a fresh one
-/// aborts whatever the old one left open.
-#[derive(Debug)]
-pub struct TransactionalWriter {
-    kafka: KafkaConfig,
-    transactional_id: String,
-    producer: Mutex<Option<Producer>>,
-    /// Set once the broker fenced this id: every later write fails at once.
-    fenced: AtomicBool,
+    /// One unit's transactional producer ([`nowstream_bus::transactional`] says how it
+    /// recovers); the lock keeps one page's transaction at a time.
+    Transactional(Arc<Mutex<TransactionalProducer>>),
 }
 
 impl PageWriter {
     /// A transactional writer for one unit; `transactional_id` must be stable per unit.
+    /// Initialised now, so configuration problems show at start-up, not at the first page.
     pub async fn transactional(
         kafka: &KafkaConfig,
         transactional_id: &str,
     ) -> Result<Self, FetchError> {
-        let writer = TransactionalWriter {
-            kafka: kafka.clone(),
-            transactional_id: transactional_id.to_owned(),
-            producer: Mutex::new(None),
-            fenced: AtomicBool::new(false),
-        };
-        // Initialise now, so configuration problems show at start-up, not at the first page.
-        let producer = writer.init().await?;
-        *writer.producer.lock().await = Some(producer);
-        Ok(Self::Transactional(Arc::new(writer)))
+        let producer = TransactionalProducer::start(kafka, transactional_id).await?;
+        Ok(Self::Transactional(Arc::new(Mutex::new(producer))))
     }
 
     /// Produces `records`, then `checkpoint`; returns once Kafka has all of them.
@@ -134,137 +110,38 @@ impl PageWriter {
                 producer.send(checkpoint.out()).await?;
                 Ok(())
             }
-            Self::Transactional(writer) => writer.write(records, letters, checkpoint).await,
-        }
-    }
-}
-
-impl TransactionalWriter {
-    async fn init(&self) -> Result<Producer, FetchError> {
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms; a minute bounds how
-        // long a dead owner's open transaction blocks read_committed consumers.
-        let producer = Producer::with_overrides(
-            &self.kafka,
-            &[
-                ("transactional.id", self.transactional_id.as_str()),
-                ("transaction.timeout.ms", "60000"),
-                ("message.timeout.ms", "60000"),
-            ],
-        )?;
-        let rdkafka = producer.rdkafka().clone();
-        tokio::task::spawn_blocking(move || rdkafka.init_transactions(TRANSACTION_TIMEOUT))
-            .await
-            .map_err(|error| self.error("init", error.to_string()))?
-            .map_err(|error| self.error("init", error.to_string()))?;
-        Ok(producer)
-    }
-
-    async fn write(
-        &self,
-        records: &[Encoded],
-        letters: &[Lettered],
-        checkpoint: &Encoded,
-    ) -> Result<(), FetchError> {
-        let mut slot = self.producer.lock().await;
-        if self.fenced.load(Ordering::Acquire) {
-            return Err(self.fenced_error("fenced earlier".into()));
-        }
-        let producer = match slot.take() {
-            Some(producer) => producer,
-            None => self.init().await?,
-        };
-        let result = self
-            .transaction(&producer, records, letters, checkpoint)
-            .await;
-        let Err(error) = result else {
-            *slot = Some(producer);
-            return Ok(());
-        };
-        if let Some(reason) = fencing(&producer) {
-            self.fenced.store(true, Ordering::Release);
-            return Err(self.fenced_error(reason));
-        }
-        let rdkafka = producer.rdkafka().clone();
-        let aborted =
-            tokio::task::spawn_blocking(move || rdkafka.abort_transaction(TRANSACTION_TIMEOUT))
-                .await;
-        if let Some(reason) = fencing(&producer) {
-            self.fenced.store(true, Ordering::Release);
-            return Err(self.fenced_error(reason));
-        }
-        match aborted {
-            Ok(Ok(())) => *slot = Some(producer),
-            // A producer that cannot abort is replaced now rather than at the next page: the
-            // unit reloads its checkpoint before that page, and the new producer's
-            // `init_transactions` ends the open transaction that would hold the load back.
-            _ => {
-                drop(producer);
-                match self.init().await {
-                    Ok(fresh) => *slot = Some(fresh),
-                    Err(init_error) => {
-                        tracing::warn!(transactional_id = %self.transactional_id, error = %init_error, "cannot initialise a new transactional producer; the next page tries again");
-                    }
+            Self::Transactional(producer) => {
+                let mut producer = producer.lock().await;
+                match in_transaction(&mut producer, records, letters, checkpoint).await {
+                    Ok(()) => Ok(()),
+                    // Fenced: the error says so and every later page fails at once, since
+                    // initialising the id again would fence the unit's new owner and let a
+                    // replica with a stale checkpoint publish pages twice.
+                    Err(error) => Err(producer.abort_after(error).await),
                 }
             }
         }
-        Err(error)
-    }
-
-    fn fenced_error(&self, reason: String) -> FetchError {
-        FetchError::Fenced {
-            transactional_id: self.transactional_id.clone(),
-            reason,
-        }
-    }
-
-    async fn transaction(
-        &self,
-        producer: &Producer,
-        records: &[Encoded],
-        letters: &[Lettered],
-        checkpoint: &Encoded,
-    ) -> Result<(), FetchError> {
-        let rdkafka = producer.rdkafka().clone();
-        rdkafka
-            .begin_transaction()
-            .map_err(|error| self.error("begin", error.to_string()))?;
-        let mut pending = Vec::with_capacity(records.len() + letters.len() + 1);
-        for record in records {
-            pending.push(producer.enqueue(record.out()).await?);
-        }
-        enqueue_letters(producer, letters, &mut pending).await?;
-        pending.push(producer.enqueue(checkpoint.out()).await?);
-        for delivery in pending {
-            delivery.acknowledged().await?;
-        }
-        tokio::task::spawn_blocking(move || rdkafka.commit_transaction(TRANSACTION_TIMEOUT))
-            .await
-            .map_err(|error| self.error("commit", error.to_string()))?
-            .map_err(|error| self.error("commit", error.to_string()))
-    }
-
-    fn error(&self, step: &str, reason: String) -> FetchError {
-        transaction_error(&self.transactional_id, step, reason)
     }
 }
 
-/// The reason, if `producer` was fenced by another producer with its `transactional.id`: the
-/// broker then fails everything it does with a fatal error.
-fn fencing(producer: &Producer) -> Option<String> {
-    let (code, reason) = producer.rdkafka().client().fatal_error()?;
-    matches!(
-        code,
-        RDKafkaErrorCode::Fenced
-            | RDKafkaErrorCode::ProducerFenced
-            | RDKafkaErrorCode::InvalidProducerEpoch
-    )
-    .then_some(reason)
-}
-
-fn transaction_error(id: &str, step: &str, reason: String) -> FetchError {
-    FetchError::Transaction {
-        transactional_id: id.to_owned(),
-        step: step.to_owned(),
-        reason,
+/// Records, dead letters and the checkpoint in one transaction.
+async fn in_transaction(
+    producer: &mut TransactionalProducer,
+    records: &[Encoded],
+    letters: &[Lettered],
+    checkpoint: &Encoded,
+) -> Result<(), FetchError> {
+    let transaction = producer.begin().await?;
+    let out = transaction.producer();
+    let mut pending = Vec::with_capacity(records.len() + letters.len() + 1);
+    for record in records {
+        pending.push(out.enqueue(record.out()).await?);
     }
+    enqueue_letters(out, letters, &mut pending).await?;
+    pending.push(out.enqueue(checkpoint.out()).await?);
+    for delivery in pending {
+        delivery.acknowledged().await?;
+    }
+    transaction.commit().await?;
+    Ok(())
 }

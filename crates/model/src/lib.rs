@@ -15,6 +15,8 @@
 //! The crate holds what more than one stage must agree on, so the stages meet only here and
 //! on Kafka. It links no Kafka, HTTP or async runtime crate (a test over `cargo metadata`
 //! in `tests/dependency_rules.rs` holds it to that).
+//! - [`error_chain`]: an error and its causes on one line (shared by every crate that reports
+//!   HTTP errors; `std` only).
 
 pub mod avro_value;
 pub mod canonical_form;
@@ -23,6 +25,7 @@ pub mod compatibility;
 pub mod contract;
 pub mod entity;
 pub mod entity_record;
+pub mod error_chain;
 pub mod field_sources;
 pub mod keys;
 pub mod policy;
@@ -37,6 +40,7 @@ pub use checkpoint::Checkpoint;
 pub use contract::{ContractSchema, Fingerprint};
 pub use entity::{Entity, UnknownEntity};
 pub use entity_record::EntityRecord;
+pub use error_chain::error_chain;
 pub use keys::{CheckpointKey, IntegrationKey, KeyError, KeyPart, RecordKey, SysIdPart, TablePart};
 pub use policy::{ExclusionPolicy, PolicyError};
 pub use raw_record::{RawRecord, RecordOp};

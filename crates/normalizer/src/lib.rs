@@ -59,7 +59,6 @@
 pub mod dead_letter;
 pub mod error;
 pub mod fields;
-mod lag;
 pub mod mapping;
 pub mod metrics;
 pub mod normalize;

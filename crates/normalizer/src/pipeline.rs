@@ -343,7 +343,7 @@ pub(crate) async fn park(
     match send_letter(dlq, message, &letter).await {
         Err(error) if error.is_message_too_large() && letter.value.is_some() => {
             tracing::warn!(
-                source = %source_of(message),
+                source = %message.position(),
                 "the scrubbed dead letter is too large for the DLQ topic; parking a reference"
             );
             let letter = letter.into_reference();
@@ -372,15 +372,10 @@ async fn send_letter(
 /// The log line of a record going to the DLQ: where from, why, and what the letter holds.
 pub(crate) fn warn_dead_lettered(message: &ConsumedMessage, letter: &DeadLetter) {
     tracing::warn!(
-        source = %source_of(message),
+        source = %message.position(),
         reason = %letter.reason.code,
         detail = %letter.reason.detail,
         content = letter.content.as_str(),
         "raw record dead-lettered"
     );
-}
-
-/// `topic/partition@offset` of a consumed message, for logs.
-pub(crate) fn source_of(message: &ConsumedMessage) -> String {
-    format!("{}/{}@{}", message.topic, message.partition, message.offset)
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nowstream_bus::{
-    AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics, static_membership,
+    AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics, spawn_lag_gauge, static_membership,
 };
 use nowstream_model::{Entity, TopicNames};
 use nowstream_runtime::{Config, Health};
@@ -22,7 +22,7 @@ use crate::normalize::Normalizer;
 use crate::pipeline::Pipeline;
 use crate::summary::Summary;
 use crate::transactional::TransactionalPipeline;
-use crate::{NormalizerError, lag, metrics};
+use crate::{NormalizerError, metrics};
 
 /// The `nowstream.stage` header value of the normalizer's DLQ records.
 pub const STAGE: &str = "normalizer";
@@ -166,10 +166,12 @@ async fn run_session(
             Ok(consumer) => Arc::new(consumer),
             Err(error) => return (Summary::default(), Err(error.into())),
         };
-        let lag = lag::spawn(
+        let lag = spawn_lag_gauge(
+            &config.kafka,
             Arc::clone(&consumer),
             settings.lag_interval,
-            lag_stop.clone(),
+            lag_stop.clone().cancelled_owned(),
+            metrics::consumer_lag,
         );
         let mut pipeline = TransactionalPipeline::new(
             consumer,
@@ -198,10 +200,12 @@ async fn run_session(
         Ok(producer) => producer,
         Err(error) => return (Summary::default(), Err(error.into())),
     };
-    let lag = lag::spawn(
+    let lag = spawn_lag_gauge(
+        &config.kafka,
         Arc::clone(&consumer),
         settings.lag_interval,
-        lag_stop.clone(),
+        lag_stop.clone().cancelled_owned(),
+        metrics::consumer_lag,
     );
     let dlq = DlqWriter::new(producer.clone(), prepared.topics.dlq(), STAGE);
     let mut pipeline = Pipeline::new(

@@ -5,7 +5,7 @@
 //! refused) are errors of one *session*: the stage drops its clients and starts over from the
 //! committed offsets, so they only end the process when they happen during start-up.
 
-use nowstream_bus::BusError;
+use nowstream_bus::{BusError, TransactionError};
 use nowstream_model::TopicNameError;
 use nowstream_runtime::Problem;
 
@@ -29,16 +29,10 @@ pub enum NormalizerError {
     /// Kafka refused a client, a subscription, a delivery, an acknowledgement or a commit.
     #[error(transparent)]
     Bus(#[from] BusError),
-    /// A step of a Kafka transaction failed (`exactly_once`).
-    #[error("transaction of producer {transactional_id}: {step} failed: {reason}")]
-    Transaction {
-        /// The producer's `transactional.id`.
-        transactional_id: String,
-        /// `init`, `begin`, `send offsets`, `commit`, …
-        step: &'static str,
-        /// librdkafka's explanation.
-        reason: String,
-    },
+    /// A step of a Kafka transaction failed (`exactly_once`); librdkafka's error is the
+    /// source.
+    #[error(transparent)]
+    Transaction(TransactionError),
     /// Another producer initialised this replica's `transactional.id` (`exactly_once`): two
     /// replicas share one id, or this one was replaced while it was paused. Not transient: a
     /// new session would initialise the id again and fence the other replica in turn.
@@ -74,12 +68,31 @@ impl NormalizerError {
         match self {
             // librdkafka refused the client configuration: no retry changes that.
             Self::Bus(BusError::Client { .. }) => false,
-            Self::Bus(_) | Self::Transaction { .. } | Self::Broker { .. } => true,
+            // Likewise for the transactional producer's configuration.
+            Self::Transaction(TransactionError::Client { .. }) => false,
+            Self::Bus(_) | Self::Transaction(_) | Self::Broker { .. } => true,
             Self::InvalidConfig { .. }
             | Self::Policy(_)
             | Self::TopicPrefix(_)
             | Self::Fenced { .. }
             | Self::TaskFailed(_) => false,
+        }
+    }
+}
+
+impl From<TransactionError> for NormalizerError {
+    /// A fenced producer becomes [`NormalizerError::Fenced`], which ends the stage; every other
+    /// transaction failure ends a session, and a new one starts over.
+    fn from(error: TransactionError) -> Self {
+        match error {
+            TransactionError::Fenced {
+                transactional_id,
+                reason,
+            } => Self::Fenced {
+                transactional_id,
+                reason,
+            },
+            other => Self::Transaction(other),
         }
     }
 }

@@ -7,12 +7,13 @@
 //! batch's outputs exactly when its inputs count as consumed, never one without the other.
 //! Offsets are never committed any other way: auto-commit is off.
 //!
-//! * A producer fenced by another one with the same `transactional.id` stops the stage with
-//!   [`NormalizerError::Fenced`]: re-initialising would fence the other replica back, and two
-//!   replicas sharing an id is a deployment error an operator must see.
+//! * The producer is a [`TransactionalProducer`], which recovers the way every stage does: a
+//!   fenced producer stops the stage with [`NormalizerError::Fenced`] (re-initialising would
+//!   fence the other replica back, and two replicas sharing an id is a deployment error an
+//!   operator must see); a producer whose abort failed, or that hit another fatal error, is
+//!   replaced by a fresh one, which aborts anything the old one left open.
 //! * A transaction that fails is aborted and the *same* batch retried (re-normalized
-//!   outputs are identical); a producer whose abort failed is dropped and a fresh one
-//!   initialised, which fences the old one and aborts anything it left open.
+//!   outputs are identical).
 //! * The group metadata is taken when a batch's first input arrives, so if the group
 //!   rebalanced meanwhile, the broker refuses the offsets (KIP-447 generation check) and the
 //!   batch is never committed by this replica; after the retries the session ends and the
@@ -27,18 +28,16 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use nowstream_bus::{
-    AckConsumer, ConsumedMessage, DlqWriter, OutRecord, PendingDelivery, Producer,
+    AckConsumer, ConsumedMessage, DlqWriter, OutRecord, PendingDelivery, TransactionalProducer,
 };
 use nowstream_runtime::{KafkaConfig, NormalizerConfig, ReadinessHandle};
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
-use rdkafka::producer::Producer as _;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::normalize::{Decision, Normalizer};
-use crate::pipeline::{park, source_of, warn_dead_lettered};
+use crate::pipeline::{park, warn_dead_lettered};
 use crate::stage::STAGE;
 use crate::summary::Summary;
 use crate::{NormalizerError, metrics};
@@ -47,9 +46,6 @@ use crate::{NormalizerError, metrics};
 const MAX_ATTEMPTS: u32 = 6;
 /// First pause between attempts; doubles each time.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
-/// Bound on each blocking transaction call, and `transaction.timeout.ms`: how long a dead
-/// replica's open transaction can hold back read_committed readers.
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause after the consumer reported an error, so a broker outage does not spin the loop.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -63,7 +59,7 @@ struct Input {
 /// A batch: its inputs and the group metadata its offsets are committed with.
 struct Batch {
     inputs: Vec<Input>,
-    /// Shared with the blocking `send_offsets_to_transaction` call; it is not `Clone`.
+    /// Shared with the blocking `send_offsets` call; it is not `Clone`.
     group: Arc<ConsumerGroupMetadata>,
 }
 
@@ -76,7 +72,6 @@ pub(crate) struct TransactionalPipeline {
     dlq_topic: String,
     settings: NormalizerConfig,
     ready: ReadinessHandle,
-    producer: Option<Producer>,
     /// Highest offset taken into a batch, per partition, in this session.
     taken: HashMap<(String, i32), i64>,
     kafka_is_ready: bool,
@@ -101,7 +96,6 @@ impl TransactionalPipeline {
             dlq_topic,
             settings,
             ready,
-            producer: None,
             taken: HashMap::new(),
             kafka_is_ready: false,
             summary: Summary::default(),
@@ -112,13 +106,13 @@ impl TransactionalPipeline {
     /// failure that retrying the batch did not cure.
     pub async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), NormalizerError> {
         // Initialised up front, so a broker without transactions fails at start-up.
-        let producer = self.init().await?;
-        self.producer = Some(producer);
+        let mut producer =
+            TransactionalProducer::start(&self.kafka, &self.transactional_id).await?;
         self.ready.set_ready();
         self.kafka_is_ready = true;
         loop {
             if let Some(batch) = self.collect(shutdown).await? {
-                self.publish(batch).await?;
+                self.publish(&mut producer, batch).await?;
             }
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -187,7 +181,7 @@ impl TransactionalPipeline {
                 reason: format!(
                     "{} was read again (the group rebalanced and the partition came back at \
                      its committed offset); abandoning the open batch",
-                    source_of(message)
+                    message.position()
                 ),
             }),
             _ => {
@@ -201,71 +195,61 @@ impl TransactionalPipeline {
         self.consumer
             .rdkafka()
             .group_metadata()
-            .ok_or_else(|| self.error("read group metadata", "the consumer is in no group".into()))
+            .ok_or_else(|| NormalizerError::Broker {
+                action: "read the consumer's group metadata",
+                reason: "the consumer is in no group".into(),
+            })
     }
 
     /// Commits the batch in a transaction, retrying the same batch after a failure.
-    async fn publish(&mut self, mut batch: Batch) -> Result<(), NormalizerError> {
+    async fn publish(
+        &mut self,
+        producer: &mut TransactionalProducer,
+        mut batch: Batch,
+    ) -> Result<(), NormalizerError> {
         let offsets = next_offsets(&batch.inputs)?;
         let mut delay = FIRST_RETRY_DELAY;
         for attempt in 1..=MAX_ATTEMPTS {
-            match self.transaction(&mut batch, &offsets).await {
+            let error = match self.transaction(producer, &mut batch, &offsets).await {
                 Ok(()) => {
                     self.committed(&batch)?;
                     return Ok(());
                 }
-                Err(error) => {
-                    if let Some(fenced) = self.fencing() {
-                        // No abort, no retry: the broker already aborted the transaction, and
-                        // a fresh producer would fence the replica that fenced this one.
-                        self.producer = None;
-                        self.summary.transactions_aborted += 1;
-                        metrics::transaction("aborted");
-                        return Err(fenced);
-                    }
-                    self.summary.transactions_aborted += 1;
-                    metrics::transaction("aborted");
-                    self.abort().await;
-                    if attempt == MAX_ATTEMPTS {
-                        return Err(error);
-                    }
-                    tracing::warn!(
-                        %error,
-                        attempt,
-                        inputs = batch.inputs.len(),
-                        "transaction failed; aborted, retrying the same batch"
-                    );
-                    sleep(delay).await;
-                    delay *= 2;
-                }
+                Err(error) => error,
+            };
+            self.summary.transactions_aborted += 1;
+            metrics::transaction("aborted");
+            // Fenced: no abort and no retry; the broker already aborted the transaction.
+            let error = producer.abort_after(error).await;
+            if matches!(error, NormalizerError::Fenced { .. }) || attempt == MAX_ATTEMPTS {
+                return Err(error);
             }
+            tracing::warn!(
+                %error,
+                attempt,
+                inputs = batch.inputs.len(),
+                "transaction failed; aborted, retrying the same batch"
+            );
+            sleep(delay).await;
+            delay *= 2;
         }
         Ok(())
     }
 
     async fn transaction(
-        &mut self,
+        &self,
+        producer: &mut TransactionalProducer,
         batch: &mut Batch,
         offsets: &TopicPartitionList,
     ) -> Result<(), NormalizerError> {
-        let producer = match &self.producer {
-            Some(producer) => producer.clone(),
-            None => {
-                let producer = self.init().await?;
-                self.producer = Some(producer.clone());
-                producer
-            }
-        };
-        let rdkafka = producer.rdkafka().clone();
-        rdkafka
-            .begin_transaction()
-            .map_err(|error| self.error("begin", error.to_string()))?;
+        let transaction = producer.begin().await?;
+        let out = transaction.producer();
         let mut pending: Vec<PendingDelivery> = Vec::with_capacity(batch.inputs.len());
         for input in &mut batch.inputs {
             let Decision::Publish(output) = &input.decision else {
                 continue;
             };
-            let enqueued = producer
+            let enqueued = out
                 .enqueue(OutRecord::new(
                     &output.topic,
                     output.key.as_bytes(),
@@ -289,7 +273,7 @@ impl TransactionalPipeline {
                 Err(error) => return Err(error.into()),
             }
         }
-        let dlq = DlqWriter::new(producer.clone(), self.dlq_topic.clone(), STAGE);
+        let dlq = DlqWriter::new(out.clone(), self.dlq_topic.clone(), STAGE);
         let dead_letters = batch.inputs.iter().filter_map(|input| {
             let Decision::DeadLetter(letter) = &input.decision else {
                 return None;
@@ -306,19 +290,9 @@ impl TransactionalPipeline {
         for parked in dead_letters {
             parked?;
         }
-        let group = Arc::clone(&batch.group);
-        let offsets = offsets.clone();
-        let sender = rdkafka.clone();
-        tokio::task::spawn_blocking(move || {
-            sender.send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)
-        })
-        .await
-        .map_err(NormalizerError::TaskFailed)?
-        .map_err(|error| self.error("send offsets", error.to_string()))?;
-        tokio::task::spawn_blocking(move || rdkafka.commit_transaction(TRANSACTION_TIMEOUT))
-            .await
-            .map_err(NormalizerError::TaskFailed)?
-            .map_err(|error| self.error("commit", error.to_string()))
+        transaction.send_offsets(offsets, &batch.group).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// Bookkeeping once a batch's transaction committed: its inputs are consumed.
@@ -346,68 +320,6 @@ impl TransactionalPipeline {
         }
         metrics::in_flight(0);
         Ok(())
-    }
-
-    /// The error to stop with, if another producer fenced this one: librdkafka then holds a
-    /// fatal error that fails everything the producer does.
-    fn fencing(&self) -> Option<NormalizerError> {
-        let producer = self.producer.as_ref()?;
-        let (code, reason) = producer.rdkafka().client().fatal_error()?;
-        matches!(
-            code,
-            RDKafkaErrorCode::Fenced
-                | RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-        )
-        .then(|| NormalizerError::Fenced {
-            transactional_id: self.transactional_id.clone(),
-            reason,
-        })
-    }
-
-    /// Aborts the open transaction; a producer that cannot abort is dropped, and the next
-    /// attempt initialises a fresh one (which fences it and aborts what it left open).
-    async fn abort(&mut self) {
-        let Some(producer) = self.producer.take() else {
-            return;
-        };
-        let rdkafka = producer.rdkafka().clone();
-        match tokio::task::spawn_blocking(move || rdkafka.abort_transaction(TRANSACTION_TIMEOUT))
-            .await
-        {
-            Ok(Ok(())) => self.producer = Some(producer),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "abort failed; the producer is replaced");
-            }
-            Err(error) => tracing::debug!(%error, "abort task failed; the producer is replaced"),
-        }
-    }
-
-    async fn init(&self) -> Result<Producer, NormalizerError> {
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-        let timeout_ms = TRANSACTION_TIMEOUT.as_millis().to_string();
-        let producer = Producer::with_overrides(
-            &self.kafka,
-            &[
-                ("transactional.id", self.transactional_id.as_str()),
-                ("transaction.timeout.ms", timeout_ms.as_str()),
-                ("message.timeout.ms", timeout_ms.as_str()),
-            ],
-        )?;
-        let rdkafka = producer.rdkafka().clone();
-        tokio::task::spawn_blocking(move || rdkafka.init_transactions(TRANSACTION_TIMEOUT))
-            .await
-            .map_err(NormalizerError::TaskFailed)?
-            .map_err(|error| self.error("init", error.to_string()))?;
-        Ok(producer)
-    }
-
-    fn error(&self, step: &'static str, reason: String) -> NormalizerError {
-        NormalizerError::Transaction {
-            transactional_id: self.transactional_id.clone(),
-            step,
-            reason,
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use nowstream_model::error_chain;
 use nowstream_runtime::{SeiConfig, SinkConfig};
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
@@ -137,7 +138,7 @@ impl SeiClient {
                     status: status.into(),
                     retry_after: None,
                     // Names the URL, which holds no credentials (they travel in a header).
-                    detail: with_causes(&error),
+                    detail: error_chain(&error),
                 }
             }
         }
@@ -148,18 +149,6 @@ impl Transport for SeiClient {
     async fn ingest(&self, target: &Target, request: &IngestRequest) -> Answer {
         self.post(target, request).await
     }
-}
-
-/// An error and its causes: reqwest's own message omits the cause ("connection refused").
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The contract's error code of a 400 that blames one record (named by `record_index`, or by

@@ -26,7 +26,7 @@ use crate::backoff::Backoff;
 use crate::batch::{Batch, Op};
 use crate::metrics;
 use crate::readiness::{FAILING_AFTER, SeiReadiness};
-use crate::record::{Input, Target, position, reasons};
+use crate::record::{Input, Target, reasons};
 use crate::request::{IngestRequest, delete_positions, upsert_positions};
 
 /// What SEI said about one request, reduced to what the sink does next.
@@ -368,7 +368,7 @@ impl<T: Transport, D> Deliverer<T, D> {
         done.push(message);
         let previous = superseded.pop()?;
         tracing::info!(
-            sys_id = %sys_id, source = %position(&previous.message),
+            sys_id = %sys_id, source = %previous.message.position(),
             "the newest operation of the record was rejected; sending the one it replaced"
         );
         Some(Op {
@@ -392,14 +392,14 @@ pub async fn dead_letter_durably<M: Input, D: DeadLetters<M>>(
     while let Err(error) = dead_letters.dead_letter(message, reason).await {
         let delay = backoff.next_delay(None);
         tracing::warn!(
-            source = %position(message), %error, delay_ms = delay.as_millis() as u64,
+            source = %message.position(), %error, delay_ms = delay.as_millis() as u64,
             "cannot write to the DLQ; retrying"
         );
         tokio::time::sleep(delay).await;
     }
     metrics::dead_lettered(&reason.code);
     tracing::warn!(
-        source = %position(message), reason = %reason.code, detail = %reason.detail,
+        source = %message.position(), reason = %reason.code, detail = %reason.detail,
         "record dead-lettered"
     );
 }

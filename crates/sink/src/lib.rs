@@ -26,7 +26,6 @@ pub mod client;
 pub mod delivery;
 pub mod dispatch;
 mod error;
-mod lag;
 pub mod metrics;
 mod pipeline;
 pub mod readiness;
@@ -37,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nowstream_bus::{
-    AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics, static_membership,
+    AckConsumer, DlqWriter, Producer, TopicSpec, ensure_topics, spawn_lag_gauge, static_membership,
 };
 use nowstream_model::{Entity, TopicNames};
 use nowstream_runtime::{Config, Health};
@@ -124,13 +123,12 @@ pub async fn run(
         settings.retry_max_backoff,
     ));
     let lag_stop = shutdown.child_token();
-    let positions = lag::Positions::default();
-    let lag = lag::spawn(
+    let lag = spawn_lag_gauge(
         &config.kafka,
         Arc::clone(&consumer),
-        positions.clone(),
         settings.lag_interval,
-        lag_stop.clone(),
+        lag_stop.clone().cancelled_owned(),
+        metrics::consumer_lag,
     );
     let result = pipeline::Pipeline {
         consumer,
@@ -141,7 +139,6 @@ pub async fn run(
         sei: client,
         kafka_ready,
         sei_readiness,
-        positions,
     }
     .run(shutdown)
     .await;

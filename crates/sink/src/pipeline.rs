@@ -30,7 +30,6 @@ use crate::batch::{Batch, Batcher, Limits};
 use crate::client::SeiClient;
 use crate::delivery::{Deliverer, Outcome, Refusal, RefusalReason, dead_letter_durably};
 use crate::dispatch::Dispatcher;
-use crate::lag::Positions;
 use crate::metrics;
 use crate::readiness::SeiReadiness;
 use crate::record::{self, Target, Unreadable};
@@ -63,8 +62,6 @@ pub(crate) struct Pipeline {
     pub sei: SeiClient,
     pub kafka_ready: ReadinessHandle,
     pub sei_readiness: SeiReadiness,
-    /// Where reading stands, for the lag gauge.
-    pub positions: Positions,
 }
 
 /// The loop's changing state.
@@ -171,9 +168,6 @@ impl Running {
             self.pipeline.kafka_ready.set_ready();
             self.kafka_is_ready = true;
         }
-        self.pipeline
-            .positions
-            .read(&message.topic, message.partition, message.offset);
         match record::decode(&self.pipeline.topics, message) {
             Ok(member) => {
                 for batch in self.batcher.push(member, Instant::now()) {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use nowstream_bus::{ConsumedMessage, DlqReason};
+use nowstream_bus::{ConsumedMessage, DlqReason, Position};
 use nowstream_model::{Entity, EntityRecord, RecordKey, TopicNames};
 
 /// Where a record is delivered: one SEI ingestion endpoint. Batches never mix targets.
@@ -50,6 +50,11 @@ pub trait Input: fmt::Debug + Send + Sync + 'static {
     fn key(&self) -> Option<&[u8]>;
     /// Its value; `None` for a tombstone.
     fn payload(&self) -> Option<&[u8]>;
+
+    /// `topic/partition@offset`, for logs and error details.
+    fn position(&self) -> Position<'_> {
+        Position::new(self.topic(), self.partition(), self.offset())
+    }
 }
 
 impl Input for ConsumedMessage {
@@ -137,11 +142,11 @@ pub fn decode<M: Input>(topics: &TopicNames, message: M) -> Result<Member<M>, Bo
     let key = match message.key().map(RecordKey::from_bytes) {
         Some(Ok(key)) => key,
         Some(Err(error)) => {
-            let detail = format!("{}: {error}", position(&message));
+            let detail = format!("{}: {error}", message.position());
             return unreadable(message, reasons::BAD_KEY, detail);
         }
         None => {
-            let detail = format!("{}: message has no key", position(&message));
+            let detail = format!("{}: message has no key", message.position());
             return unreadable(message, reasons::BAD_KEY, detail);
         }
     };
@@ -152,14 +157,14 @@ pub fn decode<M: Input>(topics: &TopicNames, message: M) -> Result<Member<M>, Bo
             Ok((identity, _)) => {
                 let detail = format!(
                     "{}: value is {}:{} but the key is {key}",
-                    position(&message),
+                    message.position(),
                     identity.integration_id,
                     identity.sys_id
                 );
                 return unreadable(message, reasons::KEY_VALUE_MISMATCH, detail);
             }
             Err(detail) => {
-                let detail = format!("{}: {detail}", position(&message));
+                let detail = format!("{}: {detail}", message.position());
                 return unreadable(message, reasons::UNDECODABLE, detail);
             }
         },
@@ -173,16 +178,6 @@ pub fn decode<M: Input>(topics: &TopicNames, message: M) -> Result<Member<M>, Bo
         operation,
         message,
     })
-}
-
-/// `topic/partition@offset`, for error details.
-pub fn position(message: &impl Input) -> String {
-    format!(
-        "{}/{}@{}",
-        message.topic(),
-        message.partition(),
-        message.offset()
-    )
 }
 
 /// Who a decoded value says it is.

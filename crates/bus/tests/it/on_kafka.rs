@@ -1,12 +1,13 @@
 //! bus against a real Apache Kafka broker, as the stages will use it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nowstream_bus::{
     AckConsumer, ConsumedMessage, DlqReason, DlqWriter, OutRecord, Producer, TopicSpec,
-    dlq::headers, ensure_topics,
+    Transaction, TransactionalProducer, dlq::headers, ensure_topics, spawn_lag_gauge,
 };
 use nowstream_runtime::KafkaConfig;
 use nowstream_testkit::{KafkaBroker, unique};
@@ -237,5 +238,155 @@ async fn ensure_topics_is_idempotent_and_refuses_too_few_partitions() -> Result<
     let message = error.to_string();
     assert!(message.contains(&checkpoints), "{message}");
     assert!(message.contains("2 partitions but 4"), "{message}");
+    Ok(())
+}
+
+/// Keys and values a `read_committed` reader of `topic` sees within `window` after the last one.
+async fn read_committed(kafka: &KafkaConfig, topic: &str, window: Duration) -> Result<Vec<String>> {
+    let reader = AckConsumer::subscribe_with(
+        kafka,
+        &unique("committed-reader"),
+        &[topic],
+        &[("isolation.level", "read_committed")],
+    )?;
+    let mut seen = Vec::new();
+    while let Ok(message) = tokio::time::timeout(window, reader.recv()).await {
+        seen.push(key_text(&message?));
+    }
+    Ok(seen)
+}
+
+/// Starts a transaction, enqueues `key` in it and waits for the broker's acknowledgement.
+async fn produce_in_transaction(
+    producer: &mut TransactionalProducer,
+    topic: &str,
+    key: &str,
+) -> Result<Transaction> {
+    let transaction = producer.begin().await?;
+    transaction
+        .producer()
+        .send(OutRecord::new(topic, key.as_bytes(), Some(b"v")))
+        .await?;
+    Ok(transaction)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_transaction_stays_invisible_and_the_same_producer_commits_the_next()
+-> Result<()> {
+    let broker = KafkaBroker::shared()?;
+    let kafka = broker.kafka_config();
+    let topic = unique("transactional");
+    ensure(&kafka, &topic, 1).await?;
+    let mut producer = TransactionalProducer::start(&kafka, &unique("txn")).await?;
+
+    let _abandoned = produce_in_transaction(&mut producer, &topic, "4711:aborted").await?;
+    // The stage's own step failed (a record it could not encode, say): the transaction is
+    // aborted and the stage's error reported as it was.
+    let reported = producer
+        .abort_after(anyhow::anyhow!("the stage's own step failed"))
+        .await;
+    assert_eq!(reported.to_string(), "the stage's own step failed");
+    produce_in_transaction(&mut producer, &topic, "4711:committed")
+        .await?
+        .commit()
+        .await?;
+
+    let seen = read_committed(&kafka, &topic, Duration::from_secs(5)).await?;
+    assert_eq!(seen, vec!["4711:committed".to_owned()]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_producer_stops_for_good_and_never_fences_the_producer_that_fenced_it()
+-> Result<()> {
+    let broker = KafkaBroker::shared()?;
+    let kafka = broker.kafka_config();
+    let topic = unique("transactional");
+    ensure(&kafka, &topic, 1).await?;
+    let id = unique("txn");
+    let mut old = TransactionalProducer::start(&kafka, &id).await?;
+    let open = produce_in_transaction(&mut old, &topic, "4711:old").await?;
+
+    // A second producer with the same transactional.id: its initialisation fences the first
+    // and aborts the first one's open transaction.
+    let mut new = TransactionalProducer::start(&kafka, &id).await?;
+    let refused = match open.commit().await {
+        Ok(()) => bail!("a fenced producer committed"),
+        Err(error) => error,
+    };
+    let reported = old.abort_after(refused).await;
+    assert!(
+        reported.is_fenced() && reported.is_fatal(),
+        "the failure is reported as fencing: {reported}"
+    );
+    assert!(reported.to_string().contains(&id), "{reported}");
+    let again = old
+        .begin()
+        .await
+        .expect_err("a fenced producer begins nothing");
+    assert!(again.is_fenced(), "{again}");
+
+    // Had the fenced one initialised its id again, this commit would fail in turn.
+    produce_in_transaction(&mut new, &topic, "4711:new")
+        .await?
+        .commit()
+        .await?;
+    let seen = read_committed(&kafka, &topic, Duration::from_secs(5)).await?;
+    assert_eq!(seen, vec!["4711:new".to_owned()]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_gauge_counts_the_records_a_consumer_has_not_read_yet() -> Result<()> {
+    let broker = KafkaBroker::shared()?;
+    let kafka = broker.kafka_config();
+    let topic = unique("lagging");
+    ensure(&kafka, &topic, 1).await?;
+    produce_keyed(&Producer::new(&kafka)?, &topic, 10).await?;
+
+    let consumer = Arc::new(AckConsumer::subscribe(&kafka, &unique("stage"), &[&topic])?);
+    let deadline = Instant::now() + RECEIVE_TIMEOUT;
+    for _ in 0..3 {
+        recv_within(&consumer, deadline)
+            .await?
+            .context("fewer than 3 records")?;
+    }
+    let reported: Arc<Mutex<HashMap<(String, i32), i64>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    let gauge = spawn_lag_gauge(
+        &kafka,
+        Arc::clone(&consumer),
+        Duration::from_millis(100),
+        stopped,
+        {
+            let reported = Arc::clone(&reported);
+            move |topic: &str, partition: i32, lag: i64| {
+                reported
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((topic.to_owned(), partition), lag);
+            }
+        },
+    );
+    let lag = loop {
+        let lag = reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(topic.clone(), 0))
+            .copied();
+        match lag {
+            Some(lag) => break lag,
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            None => bail!("no lag reported"),
+        }
+    };
+    let _ = stop.send(());
+    gauge.await?;
+    assert_eq!(lag, 7, "10 records, 3 of them read");
     Ok(())
 }

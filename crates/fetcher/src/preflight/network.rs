@@ -9,9 +9,10 @@ use reqwest::header::{DATE, LOCATION};
 use tokio::net::TcpStream;
 use url::Url;
 
+use nowstream_model::error_chain;
+use nowstream_model::table_api::tables;
 use nowstream_runtime::IntegrationConfig;
 use nowstream_servicenow::client::ClientConfig;
-use nowstream_model::table_api::tables;
 
 use super::report::{Check, CheckKind};
 use super::{MAX_CLOCK_SKEW, NETWORK_TIMEOUT, REQUEST_TIMEOUT};
@@ -359,21 +360,6 @@ pub(super) fn check_clock(server_date: Option<SystemTime>, local: SystemTime) ->
              use it",
         )
     }
-}
-
-/// An error and its causes (reqwest's own Display hides the cause, which is the useful part).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

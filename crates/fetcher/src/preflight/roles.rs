@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use nowstream_servicenow::client::{Client, ClientError, ListRequest, TablePage};
 use nowstream_model::table_api::tables;
+use nowstream_servicenow::client::{Client, ClientError, ListRequest, TablePage};
 
 use super::field_value;
 use super::report::{Check, CheckKind};

@@ -8,6 +8,8 @@ use reqwest::{RequestBuilder, StatusCode};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
+use nowstream_model::error_chain;
+
 use super::config::{ClientConfig, proxy_secret};
 use super::error::ClientError;
 use super::redact::Redactor;
@@ -201,19 +203,4 @@ impl Transport {
         };
         Failure::Transient(Transient::new(reason, detail))
     }
-}
-
-/// An error and its sources, joined with `: ` (reqwest's own Display hides the cause).
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
