@@ -1,6 +1,6 @@
 //! The fetcher against the ServiceNow simulator and an Apache Kafka broker: backfill and live changes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! non-numeric `sys_mod_count`, an audit row without `documentkey`). The checkpoint moves past
 //! such a row only once it is dead-lettered, and no excluded value reaches the DLQ.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -5,18 +5,16 @@
 //! would come from an aborted transaction leaking, from a zombie committing a page twice, or
 //! from a restart republishing the overlap window.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, Setup, sim_config, sim_records};
+use common::{Setup, sim_config, sim_records, spawn_fetcher};
 use nowstream_model::{AvroRecord, RawRecord};
 use nowstream_servicenow_sim::{Fault, FaultRule, RunningSim, Simulator};
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{Isolation, KafkaBroker, StageProcess, TopicReader, unique};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
 
 const KILLS: usize = 10;
@@ -30,30 +28,26 @@ type Version = (String, String, String, Option<i64>, String);
 
 /// Reads the raw topics under a prefix with `read_committed`, counting each version.
 struct CommittedReader {
-    consumer: StreamConsumer,
+    reader: TopicReader,
     seen: HashMap<Version, usize>,
 }
 
 impl CommittedReader {
     fn new(broker: &KafkaBroker, prefix: &str) -> Self {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap_servers())
-            .set("group.id", unique("committed-reader"))
-            // librdkafka's default, spelled out: the point of these tests.
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .expect("reader is created");
         let topics: Vec<String> = common::RAW_TABLES
             .iter()
             .map(|table| format!("{prefix}servicenow.raw.{table}"))
             .collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).expect("reader subscribes");
+        // librdkafka's default, spelled out: the point of these tests.
+        let reader = TopicReader::subscribe(
+            &broker.bootstrap_servers(),
+            &topics,
+            Isolation::ReadCommitted,
+        )
+        .expect("reader subscribes");
         Self {
-            consumer,
+            reader,
             seen: HashMap::new(),
         }
     }
@@ -87,25 +81,17 @@ impl CommittedReader {
 
     /// Reads whatever arrives within `window`.
     async fn read_for(&mut self, window: Duration) {
-        let until = Instant::now() + window;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    let record = RawRecord::decode(message.payload().expect("raw value"))
-                        .expect("raw record decodes");
-                    let version = (
-                        record.table.clone(),
-                        record.sys_id.clone(),
-                        record.sys_updated_on.to_rfc3339(),
-                        record.sys_mod_count,
-                        record.op.symbol().to_owned(),
-                    );
-                    *self.seen.entry(version).or_default() += 1;
-                }
-                // "Unknown topic" until the fetcher created its topics.
-                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(_) => break,
-            }
+        for message in self.reader.read_for(window).await {
+            let record = RawRecord::decode(message.payload.as_deref().expect("raw value"))
+                .expect("raw record decodes");
+            let version = (
+                record.table.clone(),
+                record.sys_id.clone(),
+                record.sys_updated_on.to_rfc3339(),
+                record.sys_mod_count,
+                record.op.symbol().to_owned(),
+            );
+            *self.seen.entry(version).or_default() += 1;
         }
     }
 
@@ -141,7 +127,7 @@ fn exactly_once_setup(broker: &KafkaBroker, sim: &RunningSim) -> (Setup, String)
 }
 
 /// Waits until the process logged that it read its checkpoints to the end, or exited.
-async fn wait_for_loaded(fetcher: &mut FetcherProcess, timeout: Duration) -> bool {
+async fn wait_for_loaded(fetcher: &mut StageProcess, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if fetcher.text().contains(LOADED) {
@@ -176,7 +162,7 @@ async fn every_version_is_committed_exactly_once_across_ten_kill_9s_mid_transact
     let mut reader = CommittedReader::new(broker, &prefix);
     let started = Instant::now();
 
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
     for kill in 1..=KILLS {
         assert!(
             wait_for_loaded(&mut fetcher, Duration::from_secs(120)).await,
@@ -210,7 +196,7 @@ async fn every_version_is_committed_exactly_once_across_ten_kill_9s_mid_transact
             started.elapsed(),
             reader.seen.len()
         );
-        fetcher = FetcherProcess::spawn(&config, "info");
+        fetcher = spawn_fetcher(&config, "info");
     }
 
     let complete = reader
@@ -246,7 +232,7 @@ async fn a_restarted_exactly_once_fetcher_reads_its_checkpoints_to_the_end_witho
     let config = setup.write(dir.path(), "fetcher.toml");
     let mut reader = CommittedReader::new(broker, &prefix);
 
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
     assert!(
         reader
             .read_until(Duration::from_secs(120), |reader| reader.seen.len() >= 200)
@@ -261,7 +247,7 @@ async fn a_restarted_exactly_once_fetcher_reads_its_checkpoints_to_the_end_witho
     let before = reader.seen.len();
 
     let restarted_at = Instant::now();
-    let fetcher = FetcherProcess::spawn(&config, "info");
+    let fetcher = spawn_fetcher(&config, "info");
     let resumed = reader
         .read_until(Duration::from_secs(120), |reader| {
             reader.seen.len() > before
@@ -305,7 +291,7 @@ async fn a_fenced_fetcher_stops_naming_the_fencing_and_its_open_transaction_neve
     let config = setup.write(dir.path(), "fetcher.toml");
     let mut reader = CommittedReader::new(broker, &prefix);
 
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
     assert!(
         reader
             .read_until(Duration::from_secs(120), |reader| reader
@@ -345,7 +331,7 @@ async fn a_fenced_fetcher_stops_naming_the_fencing_and_its_open_transaction_neve
     // Restarted, it joins again, owns the unit legitimately and finishes the backfill: the
     // fenced transaction's records (and its checkpoint) were aborted, so they come once more,
     // from the new transaction, and once only.
-    let _fetcher = FetcherProcess::spawn(&config, "info");
+    let _fetcher = spawn_fetcher(&config, "info");
     let complete = reader
         .read_until(Duration::from_secs(300), |reader| reader.has_all(&expected))
         .await;

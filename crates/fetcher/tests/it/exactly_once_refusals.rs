@@ -12,16 +12,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use nowstream_fetcher::writer::{Encoded, PageWriter};
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, RecordOp};
 use nowstream_runtime::KafkaConfig;
-use nowstream_testkit::unique;
+use nowstream_testkit::fixtures::raw_record;
+use nowstream_testkit::{Isolation, TopicReader, unique};
 
 fn kafka(bootstrap: &str) -> KafkaConfig {
     KafkaConfig {
@@ -30,46 +28,29 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
     }
 }
 
-/// A `read_committed` reader: it sees a transaction's records only once it committed.
-fn committed_reader(bootstrap: &str, topics: &[&str]) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("committed-reader"))
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("topic.metadata.refresh.interval.ms", "500")
-        .create()?;
-    consumer.subscribe(topics)?;
-    Ok(consumer)
-}
-
-/// Every (topic, key) → values read within `window` after the last message.
+/// Every (topic, key) → values read until nothing arrived for `quiet`.
 async fn read_all(
-    consumer: &StreamConsumer,
-    window: Duration,
+    reader: &TopicReader,
+    quiet: Duration,
 ) -> HashMap<(String, String), Vec<Vec<u8>>> {
     let mut seen: HashMap<(String, String), Vec<Vec<u8>>> = HashMap::new();
-    while let Ok(Ok(message)) = tokio::time::timeout(window, consumer.recv()).await {
-        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        seen.entry((message.topic().to_owned(), key))
+    for message in reader.read_until_quiet(quiet).await {
+        seen.entry((message.topic.clone(), message.key_text()))
             .or_default()
-            .push(message.payload().unwrap_or_default().to_vec());
+            .push(message.payload.unwrap_or_default());
     }
     seen
 }
 
 fn raw(sys_id: &str) -> RawRecord {
-    RawRecord {
-        integration_id: "4711".into(),
-        table: "incident".into(),
-        sys_id: sys_id.into(),
-        sys_updated_on: Utc::now(),
-        sys_mod_count: Some(0),
-        op: RecordOp::Upsert,
-        fetched_at: Utc::now(),
-        instance_url: "https://acme.service-now.com".into(),
-        payload: Some("{}".into()),
-    }
+    raw_record(
+        "incident",
+        sys_id,
+        Utc::now(),
+        0,
+        RecordOp::Upsert,
+        Some("{}".into()),
+    )
 }
 
 fn encoded(topic: &str, record: &RawRecord) -> anyhow::Result<Encoded> {
@@ -132,7 +113,12 @@ async fn a_failure_between_produce_and_commit_is_reported_and_the_next_page_comm
             &checkpoint("second-1")?,
         )
         .await?;
-    let reader = committed_reader(&bootstrap, &["raw", "checkpoints"])?;
+    let reader = TopicReader::subscribe_with(
+        &bootstrap,
+        &["raw", "checkpoints"],
+        Isolation::ReadCommitted,
+        &[("topic.metadata.refresh.interval.ms", "500")],
+    )?;
     let seen = read_all(&reader, Duration::from_secs(5)).await;
     let keys: HashSet<String> = seen.keys().map(|(_, key)| key.clone()).collect();
     assert!(

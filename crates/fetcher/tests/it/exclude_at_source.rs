@@ -1,7 +1,7 @@
 //! `exclude_at_source = true`: excluded fields are never asked for, so their values never
 //! reach the raw topics, while the dot-walked fields SEI needs still do.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

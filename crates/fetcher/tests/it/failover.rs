@@ -4,15 +4,15 @@
 //! killed and restarted at once gets its units back (with dynamic and with static membership,
 //! whose recovery times are printed side by side: see docs/architecture.md, "Failover").
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, RawReader, Setup, sim_records, start_sim, unit_event};
+use common::{RawReader, Setup, sim_records, spawn_fetcher, start_sim, unit_event};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
@@ -35,7 +35,7 @@ fn all_units() -> BTreeSet<String> {
 
 /// The units a process runs now, from its log: a unit starts with "starting backfill" or
 /// "resuming from checkpoint" and stops with "unit moved to another replica".
-fn owned_units(process: &FetcherProcess) -> BTreeSet<String> {
+fn owned_units(process: &StageProcess) -> BTreeSet<String> {
     let mut owned = BTreeSet::new();
     for event in process.events() {
         match unit_event(&event) {
@@ -52,7 +52,7 @@ fn owned_units(process: &FetcherProcess) -> BTreeSet<String> {
 }
 
 /// Units `process` started (again) after its first `skip` log lines.
-fn started_after(process: &FetcherProcess, skip: usize) -> BTreeSet<String> {
+fn started_after(process: &StageProcess, skip: usize) -> BTreeSet<String> {
     process
         .lines()
         .iter()
@@ -107,8 +107,8 @@ async fn when_one_of_two_fetchers_is_killed_the_survivor_takes_over_its_units_an
     let config = setup.write(dir.path(), "fetcher.toml");
 
     let mut replicas = [
-        FetcherProcess::spawn(&config, "info"),
-        FetcherProcess::spawn(&config, "info"),
+        spawn_fetcher(&config, "info"),
+        spawn_fetcher(&config, "info"),
     ];
     let all = all_units();
     let settle_by = Instant::now() + Duration::from_secs(120);
@@ -215,7 +215,7 @@ async fn fast_restarts(membership: Membership) {
     let config = setup.write(dir.path(), "fetcher.toml");
     let all = all_units();
 
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
     let mut reader = RawReader::new(broker, &setup.prefix);
     reader
         .assert_all_of(&sim_records(&sim), Duration::from_secs(120))
@@ -232,7 +232,7 @@ async fn fast_restarts(membership: Membership) {
         let killed = Instant::now();
         let sys_id = new_incident(&sim, &format!("created after kill {cycle}"));
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..1_500))).await;
-        fetcher = FetcherProcess::spawn(&config, "info");
+        fetcher = spawn_fetcher(&config, "info");
         wait_published(
             &mut reader,
             &sys_id,

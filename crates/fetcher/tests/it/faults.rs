@@ -1,7 +1,7 @@
 //! The fetcher against every failure mode the ServiceNow simulator can inject: it keeps
 //! running, publishes every record, and waits as long as a 429 asks.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -2,14 +2,14 @@
 //! reaches the raw topics, and each restart resumes from its checkpoint instead of starting
 //! over, so the whole run costs little more than one clean backfill.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta};
-use common::{FetcherProcess, RawReader, Setup, sim_records, start_sim, table_api_requests};
+use common::{RawReader, Setup, sim_records, spawn_fetcher, start_sim, table_api_requests};
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -31,7 +31,7 @@ fn setup(broker: &KafkaBroker, sim: &RunningSim) -> (Setup, String) {
 
 /// Waits until `fetcher` logs that its incident unit started; returns whether it resumed
 /// from a checkpoint and, if so, the checkpoint's `sys_updated_on`.
-async fn incident_unit_started(fetcher: &FetcherProcess) -> Option<NaiveDateTime> {
+async fn incident_unit_started(fetcher: &StageProcess) -> Option<NaiveDateTime> {
     let event = fetcher
         .wait_for_event(Duration::from_secs(120), |event| {
             event["unit"] == INCIDENT_UNIT
@@ -89,7 +89,7 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
     // A clean backfill first: how many requests and how long it takes, on this machine now.
     let (clean, clean_prefix) = setup(broker, &sim);
     sim.reset_stats();
-    let mut fetcher = FetcherProcess::spawn(&clean.write(dir.path(), "clean.toml"), "info");
+    let mut fetcher = spawn_fetcher(&clean.write(dir.path(), "clean.toml"), "info");
     assert_eq!(incident_unit_started(&fetcher).await, None);
     let fetching_since = Instant::now();
     fetcher
@@ -128,7 +128,7 @@ async fn a_backfill_killed_at_five_random_moments_resumes_from_checkpoints_and_l
     let mut resumed_from = Vec::new();
     for lifetime in 0..=KILLS {
         let requests_before = sim.stats().total;
-        let mut fetcher = FetcherProcess::spawn(&config, "info");
+        let mut fetcher = spawn_fetcher(&config, "info");
         let checkpoint = incident_unit_started(&fetcher).await;
         if lifetime > 0 {
             let checkpoint = checkpoint.unwrap_or_else(|| {

@@ -2,7 +2,7 @@
 //! normalizer maps still reaches the raw topics: the fetcher asks for them whatever the
 //! dictionary says.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ async fn a_record_without_a_number_is_published_and_reported_by_table_and_sys_id
     let mut setup = common::Setup::new(broker, &sim, &prefix);
     setup.json_logs = true;
     let path = setup.write(dir.path(), "fetcher.toml");
-    let fetcher = common::FetcherProcess::spawn(&path, "info");
+    let fetcher = common::spawn_fetcher(&path, "info");
 
     let mut reader = RawReader::new(broker, &prefix);
     reader

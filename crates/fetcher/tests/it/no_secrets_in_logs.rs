@@ -1,18 +1,18 @@
 //! Even at `RUST_LOG=trace`, with JSON logs, nothing the fetcher writes contains a password, a
 //! client secret or an OAuth token — through a full backfill, token refreshes and failed logins.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{FetcherProcess, RawReader, Setup, basic_auth, oauth_auth, sim_config, sim_records};
+use common::{RawReader, Setup, basic_auth, oauth_auth, sim_config, sim_records, spawn_fetcher};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, Simulator,
 };
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 use serde_json::json;
 
 /// Length of the tokens the simulator issues (random alphanumerics).
@@ -93,7 +93,7 @@ fn known_secrets(extra: &[&str]) -> Vec<String> {
     secrets
 }
 
-async fn wait_for_backfill(reader: &mut RawReader, sim: &RunningSim, fetcher: &FetcherProcess) {
+async fn wait_for_backfill(reader: &mut RawReader, sim: &RunningSim, fetcher: &StageProcess) {
     let complete = reader
         .read_all_of(&sim_records(sim), Duration::from_secs(180))
         .await;
@@ -158,7 +158,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
             "grant = \"password\"\nusername = \"{DEFAULT_INTEGRATION_USER}\"\npassword = \"{DEFAULT_INTEGRATION_PASSWORD}\""
         ),
     );
-    let mut fetcher = FetcherProcess::spawn(&setup.write(dir.path(), "password.toml"), "trace");
+    let mut fetcher = spawn_fetcher(&setup.write(dir.path(), "password.toml"), "trace");
     let mut reader = RawReader::new(broker, &prefix);
     wait_for_backfill(&mut reader, &sim, &fetcher).await;
     sim.expire_all_tokens();
@@ -201,7 +201,7 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
             token_file.display()
         ),
     );
-    let mut fetcher = FetcherProcess::spawn(&setup.write(dir.path(), "refresh.toml"), "trace");
+    let mut fetcher = spawn_fetcher(&setup.write(dir.path(), "refresh.toml"), "trace");
     let mut reader = RawReader::new(broker, &prefix);
     wait_for_backfill(&mut reader, &sim, &fetcher).await;
     fetcher.kill();
@@ -243,8 +243,7 @@ async fn failed_logins_log_no_secret_even_at_trace_level() {
         setup.json_logs = true;
         setup.auth = auth;
         setup.kafka_properties = format!("\"sasl.password\" = \"{kafka_secret}\"");
-        let mut fetcher =
-            FetcherProcess::spawn(&setup.write(dir.path(), &format!("{name}.toml")), "trace");
+        let mut fetcher = spawn_fetcher(&setup.write(dir.path(), &format!("{name}.toml")), "trace");
         let status = fetcher
             .wait_exit(Duration::from_secs(120))
             .await

@@ -1,18 +1,18 @@
 //! The binary backfills over OAuth with each grant type, and access tokens that expire in the
 //! middle of a backfill are replaced without the units noticing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_records};
+use common::{RawReader, Setup, oauth_auth, sim_config, sim_records, spawn_fetcher};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, SimConfig, Simulator,
 };
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 use serde_json::json;
 
 const TOKEN_PATH: &str = "/oauth_token.do";
@@ -53,7 +53,7 @@ struct Run {
     _broker: &'static KafkaBroker,
     sim: RunningSim,
     _dir: tempfile::TempDir,
-    fetcher: FetcherProcess,
+    fetcher: StageProcess,
     reader: RawReader,
 }
 
@@ -68,7 +68,7 @@ async fn start(sim: SimConfig, auth: impl AsyncFnOnce(&RunningSim, &Path) -> Str
     setup.fetcher = "page_size = 10".to_owned();
     setup.json_logs = true;
     let config = setup.write(dir.path(), "fetcher.toml");
-    let fetcher = FetcherProcess::spawn(&config, "info");
+    let fetcher = spawn_fetcher(&config, "info");
     let reader = RawReader::new(broker, &prefix);
     Run {
         _broker: broker,

@@ -2,18 +2,18 @@
 //! one revoked), the fetcher writes each new refresh token back to `refresh_token_file`, so a
 //! fetcher started later begins from a token that still works.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, RawReader, Setup, oauth_auth, sim_config, sim_records};
+use common::{RawReader, Setup, oauth_auth, sim_config, sim_records, spawn_fetcher};
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INTEGRATION_PASSWORD,
     DEFAULT_INTEGRATION_USER, Fault, FaultRule, RunningSim, Simulator,
 };
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 
 const TOKEN_PATH: &str = "/oauth_token.do";
 const STORED: &str = "stored the rotated OAuth refresh token";
@@ -84,7 +84,7 @@ fn read_token(path: &Path) -> String {
 
 /// One fetcher process on its own topics, authenticating with the token in `token_file`.
 struct Run {
-    fetcher: FetcherProcess,
+    fetcher: StageProcess,
     reader: RawReader,
 }
 
@@ -103,7 +103,7 @@ impl Run {
         setup.json_logs = true;
         let config = setup.write(dir, &format!("{}.toml", prefix.trim_end_matches('.')));
         Run {
-            fetcher: FetcherProcess::spawn(&config, "info"),
+            fetcher: spawn_fetcher(&config, "info"),
             reader: RawReader::new(broker, &prefix),
         }
     }

@@ -2,7 +2,7 @@
 //! that ServiceNow committed late (stamped before the checkpoint) is still published, while
 //! the versions already published in the window are not published again.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

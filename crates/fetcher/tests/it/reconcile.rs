@@ -2,12 +2,12 @@
 //! integration user that holds exactly SEI's documented roles and so gets 403 on
 //! `sys_audit_delete`, as on a default instance.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{FetcherProcess, RawReader, Setup, sim_ids, sim_records};
+use common::{RawReader, Setup, sim_ids, sim_records, spawn_fetcher};
 use nowstream_model::RecordOp;
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, SimUser, Simulator};
 use nowstream_testkit::{KafkaBroker, unique};
@@ -57,7 +57,7 @@ async fn records_deleted_in_servicenow_reach_the_raw_topics_as_deletes_by_reconc
     let prefix = format!("{}.", unique("rec"));
     let dir = tempfile::tempdir()?;
     let config = setup(broker, &sim, &prefix).write(dir.path(), "fetcher.toml");
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
 
     let mut reader = RawReader::new(broker, &prefix);
     reader
@@ -171,7 +171,7 @@ async fn records_deleted_in_servicenow_reach_the_raw_topics_as_deletes_by_reconc
     fetcher.kill();
     let while_down = incidents[20].clone();
     sim.delete("incident", &while_down)?;
-    let mut restarted = FetcherProcess::spawn(&config, "info");
+    let mut restarted = spawn_fetcher(&config, "info");
     let found = reader
         .read_until(Duration::from_secs(120), |seen| {
             seen.latest

@@ -2,16 +2,16 @@
 //! units over and nothing is missed.
 //! Both cases run on Apache Kafka (`KafkaBroker::shared()`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{FetcherProcess, RawReader, Setup, sim_records, start_sim, unit_event};
+use common::{RawReader, Setup, sim_records, spawn_fetcher, start_sim, unit_event};
 use nowstream_model::RecordOp;
 use nowstream_runtime::KafkaConfig;
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 use serde_json::json;
 
 /// `session.timeout.ms` in the test config (see `common::Setup`).
@@ -35,7 +35,7 @@ const ALL_UNITS: [&str; 5] = [
 
 /// The units a process runs now, from its log: a unit starts with "starting backfill" or
 /// "resuming from checkpoint" and stops with "unit moved to another replica".
-fn owned_units(process: &FetcherProcess) -> BTreeSet<String> {
+fn owned_units(process: &StageProcess) -> BTreeSet<String> {
     let mut owned = BTreeSet::new();
     for event in process.events() {
         match unit_event(&event) {
@@ -52,7 +52,7 @@ fn owned_units(process: &FetcherProcess) -> BTreeSet<String> {
 }
 
 /// Units `process` started (again) after its first `skip` log lines.
-fn started_after(process: &FetcherProcess, skip: usize) -> BTreeSet<String> {
+fn started_after(process: &StageProcess, skip: usize) -> BTreeSet<String> {
     process
         .lines()
         .iter()
@@ -92,8 +92,8 @@ async fn split_and_take_over(
     let config = setup.write(dir.path(), "fetcher.toml");
 
     let mut replicas = [
-        FetcherProcess::spawn(&config, "info"),
-        FetcherProcess::spawn(&config, "info"),
+        spawn_fetcher(&config, "info"),
+        spawn_fetcher(&config, "info"),
     ];
     let all: BTreeSet<String> = ALL_UNITS.iter().map(|unit| (*unit).to_owned()).collect();
     let settle_by = Instant::now() + Duration::from_secs(120);

@@ -2,7 +2,7 @@
 //! one integration, or refusing requests for a while, degrades that unit only; it backs off,
 //! tries again, recovers by itself, and `/readyz` names it meanwhile.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -1,11 +1,11 @@
 //! Wrong credentials stop the binary at once with an error an operator can act on, instead of
 //! retrying against the instance (which would only lock the integration account).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{FetcherProcess, Setup, basic_auth, oauth_auth, start_sim, table_api_requests};
+use common::{Setup, basic_auth, oauth_auth, spawn_fetcher, start_sim, table_api_requests};
 use nowstream_servicenow_sim::{DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER};
 use nowstream_testkit::{KafkaBroker, unique};
 
@@ -21,7 +21,7 @@ async fn a_wrong_password_stops_the_fetcher_with_an_error_naming_the_integration
     setup.auth = basic_auth("not-the-password");
     let config = setup.write(dir.path(), "fetcher.toml");
 
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
     let status = fetcher
         .wait_exit(Duration::from_secs(120))
         .await
@@ -73,7 +73,7 @@ async fn a_wrong_oauth_client_secret_stops_the_fetcher_without_a_retry_storm() {
     );
     let config = setup.write(dir.path(), "fetcher.toml");
 
-    let mut fetcher = FetcherProcess::spawn(&config, "info");
+    let mut fetcher = spawn_fetcher(&config, "info");
     let status = fetcher
         .wait_exit(Duration::from_secs(120))
         .await

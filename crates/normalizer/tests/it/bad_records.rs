@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{TimeZone, Utc};
 use nowstream_model::{RawRecord, RecordOp};
 use nowstream_normalizer::{ExclusionPolicy, MapError, map_record};
+use nowstream_testkit::fixtures::raw_record;
 use serde_json::{Value, json};
 
 const SYS_ID: &str = "46d44a23a9fe19810012d100cca80666";
@@ -13,14 +14,14 @@ const SYS_ID: &str = "46d44a23a9fe19810012d100cca80666";
 fn raw(table: &str, payload: Option<String>) -> RawRecord {
     RawRecord {
         integration_id: "42".into(),
-        table: table.into(),
-        sys_id: SYS_ID.into(),
-        sys_updated_on: Utc.with_ymd_and_hms(2024, 3, 5, 7, 8, 9).unwrap(),
-        sys_mod_count: Some(2),
-        op: RecordOp::Upsert,
-        fetched_at: Utc.with_ymd_and_hms(2024, 3, 5, 7, 8, 10).unwrap(),
-        instance_url: "https://acme.service-now.com".into(),
-        payload,
+        ..raw_record(
+            table,
+            SYS_ID,
+            Utc.with_ymd_and_hms(2024, 3, 5, 7, 8, 9).unwrap(),
+            2,
+            RecordOp::Upsert,
+            payload,
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 //! excluded fields, or as a reference only — and the stream goes on. An output over the
 //! producer's size limit is one of them.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -5,19 +5,16 @@
 //! output: a second copy would be a batch committed twice (offsets lost with a kill, a zombie),
 //! a missing one an input whose offset was committed without its output.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{NormalizerProcess, RawWriter, Setup, key, raw};
+use common::{RawWriter, Setup, key, raw, spawn_normalizer};
 use nowstream_model::{Entity, RecordOp};
-use nowstream_testkit::{KafkaBroker, unique};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use nowstream_testkit::{Isolation, KafkaBroker, TopicReader, unique};
 
 const KILLS: usize = 10;
 /// Pause between a kill and the restart. The group drops the killed member after
@@ -27,7 +24,7 @@ const RESTART_PAUSE: Duration = Duration::from_millis(500);
 
 /// Counts committed outputs per key on the incident entity topic.
 struct CommittedOutputs {
-    consumer: StreamConsumer,
+    reader: TopicReader,
     seen: HashMap<String, usize>,
     /// The highest input number (`inc-<n>`) with a committed output.
     newest: Option<usize>,
@@ -35,40 +32,27 @@ struct CommittedOutputs {
 
 impl CommittedOutputs {
     fn new(setup: &Setup) -> Self {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &setup.bootstrap_servers)
-            .set("group.id", unique("committed-reader"))
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .expect("reader is created");
-        consumer
-            .subscribe(&[setup.topics().entity(Entity::Incident).as_str()])
-            .expect("reader subscribes");
+        let reader = TopicReader::subscribe(
+            &setup.bootstrap_servers,
+            &[setup.topics().entity(Entity::Incident).as_str()],
+            Isolation::ReadCommitted,
+        )
+        .expect("reader subscribes");
         Self {
-            consumer,
+            reader,
             seen: HashMap::new(),
             newest: None,
         }
     }
 
     async fn read_for(&mut self, window: Duration) {
-        let until = Instant::now() + window;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    let output = String::from_utf8_lossy(message.key().unwrap_or_default());
-                    let number = output
-                        .strip_prefix(&key("inc-"))
-                        .and_then(|number| number.parse::<usize>().ok());
-                    self.newest = self.newest.max(number);
-                    *self.seen.entry(output.into_owned()).or_default() += 1;
-                }
-                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(_) => break,
-            }
+        for message in self.reader.read_for(window).await {
+            let output = message.key_text();
+            let number = output
+                .strip_prefix(&key("inc-"))
+                .and_then(|number| number.parse::<usize>().ok());
+            self.newest = self.newest.max(number);
+            *self.seen.entry(output).or_default() += 1;
         }
     }
 
@@ -185,7 +169,7 @@ async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
     let feed = Feed::start(&setup);
     let started = Instant::now();
 
-    let mut stage = NormalizerProcess::spawn(&config, &[]);
+    let mut stage = spawn_normalizer(&config, &[]);
     let mut restarted_at = Instant::now();
     for kill in 1..=KILLS {
         // Each life commits the output of an input written after it started before it is
@@ -210,7 +194,7 @@ async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
         stage.kill();
         println!("kill {kill} at {:?}", started.elapsed());
         tokio::time::sleep(RESTART_PAUSE).await;
-        stage = NormalizerProcess::spawn(&config, &[]);
+        stage = spawn_normalizer(&config, &[]);
         restarted_at = Instant::now();
     }
     let inputs = feed.stop().await;
@@ -225,7 +209,7 @@ async fn each_input_is_committed_as_exactly_one_output_across_ten_kill_9s() {
         started.elapsed()
     );
     outputs.assert_each_once(&inputs);
-    let status = stage.terminate(Duration::from_secs(30)).await;
+    let status = stage.stop(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|status| status.success()), "{status:?}");
 }
 
@@ -239,7 +223,7 @@ async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs
     let mut outputs = CommittedOutputs::new(&setup);
     let feed = Feed::start(&setup);
 
-    let mut first = NormalizerProcess::spawn(&config, &[]);
+    let mut first = spawn_normalizer(&config, &[]);
     assert!(
         outputs
             .read_until(Duration::from_secs(120), |outputs| outputs.seen.len()
@@ -250,7 +234,7 @@ async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs
     );
     // A second replica deployed with the same transactional_id: its init_transactions fences
     // the first, whose next transaction step fails.
-    let mut second = NormalizerProcess::spawn(&config, &[]);
+    let mut second = spawn_normalizer(&config, &[]);
     let status = first.wait_exit(Duration::from_secs(120)).await;
     let text = first.text();
     assert!(
@@ -280,6 +264,6 @@ async fn a_replica_fenced_by_another_with_its_transactional_id_stops_and_outputs
     outputs.read_until(Duration::from_secs(180), all).await;
     outputs.read_for(Duration::from_secs(3)).await;
     outputs.assert_each_once(&inputs);
-    let status = second.terminate(Duration::from_secs(30)).await;
+    let status = second.stop(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|status| status.success()), "{status:?}");
 }

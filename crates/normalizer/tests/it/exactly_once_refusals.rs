@@ -12,7 +12,7 @@
 //! group must have no offsets committed outside a transaction (any such commit *would* be
 //! stored and visible).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 
-mod common;
+use crate::common;
 
 use chrono::{TimeZone, Utc};
 use nowstream_model::{AvroRecord, Entity, RawRecord, RecordOp, TopicNames};
@@ -26,6 +26,7 @@ use nowstream_normalizer::mapping::{SourceKind, derived_fields, field_sources};
 use nowstream_normalizer::{
     Content, DeadLetter, Decision, ExclusionPolicy, Mapped, Normalizer, map_record,
 };
+use nowstream_testkit::fixtures::raw_record;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Map, Value, json};
@@ -397,14 +398,14 @@ fn withheld_markers(value: &Value, withheld: &BTreeSet<String>, out: &mut Vec<St
 fn raw(case: &Case) -> RawRecord {
     RawRecord {
         integration_id: "7".into(),
-        table: case.entity.source_table().into(),
-        sys_id: SYS_ID.into(),
-        sys_updated_on: Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap(),
-        sys_mod_count: Some(3),
-        op: RecordOp::Upsert,
-        fetched_at: Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 1).unwrap(),
-        instance_url: "https://acme.service-now.com".into(),
-        payload: Some(Value::Object(case.payload.clone()).to_string()),
+        ..raw_record(
+            case.entity.source_table(),
+            SYS_ID,
+            Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap(),
+            3,
+            RecordOp::Upsert,
+            Some(Value::Object(case.payload.clone()).to_string()),
+        )
     }
 }
 

@@ -3,18 +3,18 @@
 //! restarted at once gets its partitions back (with dynamic and with static membership, whose
 //! recovery times are printed side by side: see docs/architecture.md, "Failover").
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    NormalizerProcess, OutputReader, RAW_PARTITIONS, RawWriter, Setup, expected_end_state,
-    free_listen_addr, key, missing, raw, scrape_counter,
+    OutputReader, RAW_PARTITIONS, RawWriter, Setup, expected_end_state, free_listen_addr, key,
+    missing, raw, scrape_counter, spawn_normalizer,
 };
 use nowstream_model::{AvroRecord, Entity, RawRecord, RecordOp};
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{KafkaBroker, StageProcess, unique};
 use rand::{Rng, SeedableRng};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -142,8 +142,8 @@ async fn when_one_of_two_replicas_is_killed_the_survivor_takes_over_its_partitio
     let (mut a_setup, mut b_setup) = (setup.clone(), setup.clone());
     a_setup.listen = free_listen_addr();
     b_setup.listen = free_listen_addr();
-    let mut a = NormalizerProcess::spawn(&a_setup.write(dir.path(), "a.toml"), &[]);
-    let mut b: Option<NormalizerProcess> = None;
+    let mut a = spawn_normalizer(&a_setup.write(dir.path(), "a.toml"), &[]);
+    let mut b: Option<StageProcess> = None;
 
     // Records keep coming until both replicas have read some, so both hold partitions.
     let writer = RawWriter::new(&setup);
@@ -152,16 +152,13 @@ async fn when_one_of_two_replicas_is_killed_the_survivor_takes_over_its_partitio
     let deadline = Instant::now() + Duration::from_secs(90);
     while !(counter(&a_addr, RECORDS_IN) > 0.0 && counter(&b_addr, RECORDS_IN) > 0.0) {
         if b.is_none() && counter(&a_addr, RECORDS_IN) > 0.0 {
-            b = Some(NormalizerProcess::spawn(
-                &b_setup.write(dir.path(), "b.toml"),
-                &[],
-            ));
+            b = Some(spawn_normalizer(&b_setup.write(dir.path(), "b.toml"), &[]));
         }
         assert!(
             Instant::now() < deadline,
             "both replicas must get partitions\nA:\n{}\nB:\n{}",
             a.text(),
-            b.as_ref().map(NormalizerProcess::text).unwrap_or_default()
+            b.as_ref().map(StageProcess::text).unwrap_or_default()
         );
         let batch = records(inputs.len()..inputs.len() + 500);
         writer.write(&batch).await;
@@ -225,7 +222,7 @@ async fn fast_restarts(membership: Membership) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = feed(&setup, 0, Arc::clone(&stop));
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::rng().random());
-    let mut stage = NormalizerProcess::spawn(&config, &[]);
+    let mut stage = spawn_normalizer(&config, &[]);
     wait_for_output(&addr, &stage, Duration::from_secs(90)).await;
     let mut recoveries = Vec::new();
     for cycle in 1..=FAST_RESTARTS {
@@ -238,7 +235,7 @@ async fn fast_restarts(membership: Membership) -> anyhow::Result<()> {
         stage.kill();
         let killed = Instant::now();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..1_500))).await;
-        stage = NormalizerProcess::spawn(&config, &[]);
+        stage = spawn_normalizer(&config, &[]);
         wait_for_output(&addr, &stage, Duration::from_secs(90)).await;
         let took = killed.elapsed();
         println!("{membership:?} cycle {cycle}: first output {took:?} after the kill");
@@ -262,7 +259,7 @@ async fn fast_restarts(membership: Membership) -> anyhow::Result<()> {
         recoveries.len(),
         inputs.len()
     );
-    let status = stage.terminate(Duration::from_secs(30)).await;
+    let status = stage.stop(Duration::from_secs(30)).await;
     assert!(
         status.is_some_and(|status| status.success()),
         "clean exit on SIGTERM: {status:?}"
@@ -271,7 +268,7 @@ async fn fast_restarts(membership: Membership) -> anyhow::Result<()> {
 }
 
 /// Until the process serving `/metrics` at `addr` has read and written records.
-async fn wait_for_output(addr: &str, stage: &NormalizerProcess, timeout: Duration) {
+async fn wait_for_output(addr: &str, stage: &StageProcess, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while !(counter(addr, RECORDS_IN) > 0.0 && counter(addr, RECORDS_OUT) > 0.0) {
         assert!(

@@ -1,11 +1,11 @@
 //! `kill -9` at random moments while 50,000 raw records flow: after restarts, the entity
 //! topics hold the newest version of every record (or its tombstone), nothing lost.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{NormalizerProcess, OutputReader, RawWriter, Setup, expected_end_state, missing, raw};
+use common::{OutputReader, RawWriter, Setup, expected_end_state, missing, raw, spawn_normalizer};
 use nowstream_model::{Entity, RawRecord, RecordOp};
 use nowstream_testkit::KafkaBroker;
 use rand::seq::SliceRandom;
@@ -96,7 +96,7 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
         }
     });
 
-    let mut stage = NormalizerProcess::spawn(&config, &[]);
+    let mut stage = spawn_normalizer(&config, &[]);
     for kill in 1..=KILLS {
         let after = Duration::from_millis(rng.random_range(1_000..5_000));
         tokio::time::sleep(after).await;
@@ -108,7 +108,7 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
         stage.kill();
         println!("kill {kill} at {:?}", started.elapsed());
         tokio::time::sleep(RESTART_PAUSE).await;
-        stage = NormalizerProcess::spawn(&config, &[]);
+        stage = spawn_normalizer(&config, &[]);
     }
     feed.await?;
     println!(
@@ -136,7 +136,7 @@ async fn the_newest_version_of_every_record_survives_kill_9_at_random_moments() 
         stage.text()
     );
     assert!(reader.dead_letters.is_empty(), "nothing was dead-lettered");
-    let status = stage.terminate(Duration::from_secs(30)).await;
+    let status = stage.stop(Duration::from_secs(30)).await;
     assert!(
         status.is_some_and(|status| status.success()),
         "clean exit on SIGTERM: {status:?}"

@@ -1,13 +1,13 @@
 //! Replay: re-normalizing the raw topics under a changed configuration, without fetching.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use common::{NormalizerProcess, OutputReader, RawWriter, Setup, key, raw};
+use common::{OutputReader, RawWriter, Setup, key, raw, spawn_normalizer};
 use nowstream_model::{AvroRecord, Entity, Incident, RecordOp};
 use nowstream_normalizer::{ReplayFrom, replay};
 use nowstream_runtime::Health;
@@ -67,7 +67,7 @@ async fn a_replay_after_adding_an_excluded_field_publishes_entities_without_it()
     setup.exclude_fields = vec!["Summary".into()];
     let dir = tempfile::tempdir()?;
     let config = setup.write(dir.path(), "normalizer.toml");
-    let mut replaying = NormalizerProcess::spawn(&config, &["replay", "--from-beginning"]);
+    let mut replaying = spawn_normalizer(&config, &["replay", "--from-beginning"]);
     let status = replaying.wait_exit(Duration::from_secs(120)).await;
     assert!(
         status.is_some_and(|status| status.success()),

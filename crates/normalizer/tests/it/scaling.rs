@@ -2,16 +2,16 @@
 //! other takes its partitions over, when one dies (SIGKILL) the other carries on, and nothing
 //! is lost either way.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use common::{
-    NormalizerProcess, OutputReader, RawWriter, Setup, expected_end_state, free_listen_addr,
-    missing, raw, scrape_counter,
+    OutputReader, RawWriter, Setup, expected_end_state, free_listen_addr, missing, raw,
+    scrape_counter, spawn_normalizer,
 };
 use nowstream_model::{Entity, RawRecord, RecordOp};
-use nowstream_testkit::KafkaBroker;
+use nowstream_testkit::{KafkaBroker, StageProcess};
 
 const RECORDS_IN: &str = "nowstream_normalizer_records_in_total";
 
@@ -53,8 +53,8 @@ async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
     a_setup.listen = free_listen_addr();
     b_setup.listen = free_listen_addr();
     let a_config = a_setup.write(dir.path(), "a.toml");
-    let mut a = NormalizerProcess::spawn(&a_config, &[]);
-    let mut b: Option<NormalizerProcess> = None;
+    let mut a = spawn_normalizer(&a_config, &[]);
+    let mut b: Option<StageProcess> = None;
 
     // Records keep coming until both replicas have read some: which one joins first, and
     // when the group rebalances, is up to the broker.
@@ -65,10 +65,7 @@ async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
     while !(records_in(&a_addr) > 0.0 && records_in(&b_addr) > 0.0) {
         // B joins once A is at work, as replicas of a deployment rarely start in lockstep.
         if b.is_none() && records_in(&a_addr) > 0.0 {
-            b = Some(NormalizerProcess::spawn(
-                &b_setup.write(dir.path(), "b.toml"),
-                &[],
-            ));
+            b = Some(spawn_normalizer(&b_setup.write(dir.path(), "b.toml"), &[]));
         }
         assert!(
             Instant::now() < deadline,
@@ -76,7 +73,7 @@ async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
             records_in(&a_addr),
             records_in(&b_addr),
             a.text(),
-            b.as_ref().map(NormalizerProcess::text).unwrap_or_default()
+            b.as_ref().map(StageProcess::text).unwrap_or_default()
         );
         let batch = inputs(first.len()..first.len() + 500);
         writer.write(&batch).await;
@@ -88,7 +85,7 @@ async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
     let killed_at = Instant::now();
     match ending {
         Ending::Stop => {
-            let status = a.terminate(Duration::from_secs(30)).await;
+            let status = a.stop(Duration::from_secs(30)).await;
             assert!(
                 status.is_some_and(|status| status.success()),
                 "A exits cleanly: {status:?}"
@@ -116,7 +113,7 @@ async fn split_then_lose_one(ending: Ending) -> anyhow::Result<()> {
         // and gets its share back.
         let session = Duration::from_millis(u64::from(setup.session_timeout_ms) + 1_000);
         tokio::time::sleep(session.saturating_sub(killed_at.elapsed())).await;
-        a = NormalizerProcess::spawn(&a_config, &[]);
+        a = spawn_normalizer(&a_config, &[]);
     }
 
     let mut reader = OutputReader::new(&setup);

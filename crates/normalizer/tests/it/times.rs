@@ -3,19 +3,20 @@
 use chrono::{DateTime, TimeZone, Utc};
 use nowstream_model::{Incident, RawRecord, RecordOp};
 use nowstream_normalizer::{EntityRecord, ExclusionPolicy, Mapped, map_record};
+use nowstream_testkit::fixtures::raw_record;
 use serde_json::{Value, json};
 
 fn incident(payload: Value) -> Incident {
     let raw = RawRecord {
         integration_id: "42".into(),
-        table: "incident".into(),
-        sys_id: "9d385017c611228701d22104cc95c371".into(),
-        sys_updated_on: Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 0).unwrap(),
-        sys_mod_count: Some(1),
-        op: RecordOp::Upsert,
-        fetched_at: Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 1).unwrap(),
-        instance_url: "https://acme.service-now.com".into(),
-        payload: Some(payload.to_string()),
+        ..raw_record(
+            "incident",
+            "9d385017c611228701d22104cc95c371",
+            Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 0).unwrap(),
+            1,
+            RecordOp::Upsert,
+            Some(payload.to_string()),
+        )
     };
     match map_record(&raw, &ExclusionPolicy::none()).unwrap() {
         Mapped::Upsert(EntityRecord::Incident(incident)) => incident,

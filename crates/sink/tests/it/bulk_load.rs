@@ -1,6 +1,6 @@
 //! 50,000 entity records through a real broker into sei-local.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Records SEI rejects, and records nobody can read, go to the DLQ; the rest lands.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use nowstream_bus::dlq::headers;
 use nowstream_model::{AvroRecord, Entity, Version};
 use nowstream_testkit::unique;
 
-fn header(message: &nowstream_bus::ConsumedMessage, name: &str) -> String {
-    String::from_utf8_lossy(message.header(name).unwrap_or_default()).into_owned()
+fn header(message: &nowstream_testkit::TopicMessage, name: &str) -> String {
+    message.header(name).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 //! restarted at once gets its partitions back (with dynamic and with static membership, whose
 //! recovery times are printed side by side: see docs/architecture.md, "Failover").
 
-mod common;
+use crate::common;
+use nowstream_testkit::StageProcess;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -13,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use common::{
-    API_KEY, Env, Expected, Final, INTEGRATION, PARTITIONS, Produced, SinkProcess, TENANT,
-    entity_value, produce,
+    API_KEY, Env, Expected, Final, INTEGRATION, PARTITIONS, Produced, TENANT, entity_value,
+    produce, spawn_sink,
 };
 use nowstream_model::Entity;
 use nowstream_testkit::unique;
@@ -97,14 +98,14 @@ fn counter(addr: SocketAddr, name: &str) -> f64 {
 }
 
 /// Waits until `sink` has delivered records to SEI; returns its probe address.
-async fn wait_for_output(sink: &SinkProcess, timeout: Duration) -> Result<SocketAddr> {
+async fn wait_for_output(sink: &StageProcess, timeout: Duration) -> Result<SocketAddr> {
     let deadline = Instant::now() + timeout;
     let addr = sink.probe_addr(timeout).await?;
     while counter(addr, RECORDS_SENT) == 0.0 {
         if Instant::now() > deadline {
             bail!(
                 "the sink delivered nothing within {timeout:?}; log:\n{}",
-                sink.log_text()
+                sink.text()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -167,9 +168,9 @@ async fn when_one_of_two_sinks_is_killed_the_survivor_takes_over_its_partitions_
     let mut stream = Stream::default();
 
     // Records keep coming until both replicas have delivered some, so both hold partitions.
-    let mut a = SinkProcess::spawn(&config, &dir.path().join("a.log"))?;
+    let mut a = spawn_sink(&config, &dir.path().join("a.log"))?;
     let a_addr = a.probe_addr(Duration::from_secs(60)).await?;
-    let mut b: Option<(SinkProcess, SocketAddr)> = None;
+    let mut b: Option<(StageProcess, SocketAddr)> = None;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let b_sent = b
@@ -179,15 +180,15 @@ async fn when_one_of_two_sinks_is_killed_the_survivor_takes_over_its_partitions_
             break;
         }
         if b.is_none() && counter(a_addr, RECORDS_SENT) > 0.0 {
-            let sink = SinkProcess::spawn(&config, &dir.path().join("b.log"))?;
+            let sink = spawn_sink(&config, &dir.path().join("b.log"))?;
             let addr = sink.probe_addr(Duration::from_secs(60)).await?;
             b = Some((sink, addr));
         }
         if Instant::now() > deadline {
             bail!(
                 "both sinks must get partitions\nA:\n{}\nB:\n{}",
-                a.log_text(),
-                b.as_ref().map(|(b, _)| b.log_text()).unwrap_or_default()
+                a.text(),
+                b.as_ref().map(|(b, _)| b.text()).unwrap_or_default()
             );
         }
         produce(&env.kafka(), &env.topics(), &stream.take(300)).await?;
@@ -197,7 +198,7 @@ async fn when_one_of_two_sinks_is_killed_the_survivor_takes_over_its_partitions_
     env.wait_for_state(&stream.expected, Duration::from_secs(120))
         .await?;
 
-    a.kill_hard()?;
+    a.kill();
     let killed = Instant::now();
     // Some of these land on A's partitions: only B can deliver them now.
     let mut markers = Expected::new();
@@ -207,7 +208,7 @@ async fn when_one_of_two_sinks_is_killed_the_survivor_takes_over_its_partitions_
         if Instant::now() > marker_deadline {
             bail!(
                 "records on the killed sink's partitions never reached SEI; B:\n{}",
-                b.log_text()
+                b.text()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -224,7 +225,7 @@ async fn when_one_of_two_sinks_is_killed_the_survivor_takes_over_its_partitions_
         .wait_for_state(&expected, Duration::from_secs(120))
         .await
     {
-        bail!("{error:#}\nB:\n{}", b.log_text());
+        bail!("{error:#}\nB:\n{}", b.text());
     }
     assert!(env.dlq_is_empty()?, "no record was dead-lettered");
     Ok(())
@@ -265,15 +266,15 @@ async fn fast_restarts(membership: Membership) -> Result<()> {
         })
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::rng().random());
-    let mut sink = SinkProcess::spawn(&config, &dir.path().join("run-0.log"))?;
+    let mut sink = spawn_sink(&config, &dir.path().join("run-0.log"))?;
     wait_for_output(&sink, Duration::from_secs(90)).await?;
     let mut recoveries = Vec::new();
     for cycle in 1..=FAST_RESTARTS {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
-        sink.kill_hard()?;
+        sink.kill();
         let killed = Instant::now();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..1_500))).await;
-        sink = SinkProcess::spawn(&config, &dir.path().join(format!("run-{cycle}.log")))?;
+        sink = spawn_sink(&config, &dir.path().join(format!("run-{cycle}.log")))?;
         wait_for_output(&sink, Duration::from_secs(90)).await?;
         let took = killed.elapsed();
         println!("{membership:?} cycle {cycle}: first delivery {took:?} after the kill");
@@ -285,7 +286,7 @@ async fn fast_restarts(membership: Membership) -> Result<()> {
         .wait_for_state(&expected, Duration::from_secs(120))
         .await
     {
-        bail!("{error:#}\nlog of the last run:\n{}", sink.log_text());
+        bail!("{error:#}\nlog of the last run:\n{}", sink.text());
     }
     recoveries.sort();
     let mean = recoveries.iter().sum::<Duration>() / recoveries.len() as u32;
@@ -298,8 +299,11 @@ async fn fast_restarts(membership: Membership) -> Result<()> {
         recoveries.len(),
         expected.len()
     );
-    sink.terminate()?;
-    let status = sink.wait_exit(Duration::from_secs(60)).await?;
+    sink.terminate();
+    let status = sink
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .with_context(|| format!("the sink did not exit within 60s; log:\n{}", sink.text()))?;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
     assert!(env.dlq_is_empty()?, "no record was dead-lettered");
     Ok(())

@@ -2,25 +2,26 @@
 //! is not a bad record: the sink parks instead of bisecting the batch into the DLQ, and once
 //! the block is lifted everything arrives.
 
-mod common;
+use crate::common;
+use nowstream_testkit::StageProcess;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use common::{API_KEY, Env, SinkProcess, TENANT, dataset, produce};
+use anyhow::{Context, Result, bail};
+use common::{API_KEY, Env, TENANT, dataset, produce, spawn_sink};
 use nowstream_model::Entity;
 use nowstream_sei_local::{Fault, FaultRule};
 use nowstream_testkit::unique;
 
 /// `/readyz` of the sink binary: its status code and body.
-async fn readyz(sink: &SinkProcess) -> Result<(u16, serde_json::Value)> {
+async fn readyz(sink: &StageProcess) -> Result<(u16, serde_json::Value)> {
     let probe = sink.probe_addr(Duration::from_secs(60)).await?;
     let response = reqwest::get(format!("http://{probe}/readyz")).await?;
     let status = response.status().as_u16();
     Ok((status, response.json().await.unwrap_or_default()))
 }
 
-async fn metrics_text(sink: &SinkProcess) -> Result<String> {
+async fn metrics_text(sink: &StageProcess) -> Result<String> {
     let probe = sink.probe_addr(Duration::from_secs(60)).await?;
     Ok(reqwest::get(format!("http://{probe}/metrics"))
         .await?
@@ -44,7 +45,7 @@ async fn an_html_400_parks_the_sink_without_dead_letters_or_commits_and_everythi
         &config,
         env.config_toml(API_KEY, &group, "batch_max_records = 100"),
     )?;
-    let mut sink = SinkProcess::spawn(&config, &dir.path().join("sink.log"))?;
+    let mut sink = spawn_sink(&config, &dir.path().join("sink.log"))?;
 
     // Parked: /readyz says why.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -62,7 +63,7 @@ async fn an_html_400_parks_the_sink_without_dead_letters_or_commits_and_everythi
             break body;
         }
         if Instant::now() >= deadline {
-            bail!("/readyz never reported the 400; log:\n{}", sink.log_text());
+            bail!("/readyz never reported the 400; log:\n{}", sink.text());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -91,12 +92,12 @@ async fn an_html_400_parks_the_sink_without_dead_letters_or_commits_and_everythi
         );
     }
     let errors: Vec<String> = sink
-        .log_lines()
+        .events()
         .into_iter()
         .filter(|line| line["level"] == "ERROR")
         .map(|line| line.to_string())
         .collect();
-    assert_eq!(errors.len(), 1, "one error line:\n{}", sink.log_text());
+    assert_eq!(errors.len(), 1, "one error line:\n{}", sink.text());
     for expected in ["400", "text/html", "Request blocked", "foreign_400"] {
         assert!(
             errors[0].contains(expected),
@@ -104,7 +105,7 @@ async fn an_html_400_parks_the_sink_without_dead_letters_or_commits_and_everythi
             errors[0]
         );
     }
-    assert!(!sink.log_text().contains(API_KEY), "the key is never shown");
+    assert!(!sink.text().contains(API_KEY), "the key is never shown");
     let metrics = metrics_text(&sink).await?;
     assert!(
         metrics.lines().any(|line| {
@@ -126,12 +127,15 @@ async fn an_html_400_parks_the_sink_without_dead_letters_or_commits_and_everythi
     let deadline = Instant::now() + Duration::from_secs(30);
     while readyz(&sink).await?.0 != 200 {
         if Instant::now() >= deadline {
-            bail!("never ready again; log:\n{}", sink.log_text());
+            bail!("never ready again; log:\n{}", sink.text());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    sink.terminate()?;
-    let status = sink.wait_exit(Duration::from_secs(60)).await?;
+    sink.terminate();
+    let status = sink
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .with_context(|| format!("the sink did not exit within 60s; log:\n{}", sink.text()))?;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
     assert_eq!(
         env.committed(&group)?,

@@ -1,12 +1,12 @@
 //! `kill -9` of the sink binary at random moments, restarted each time: SEI ends in exactly
 //! the expected state.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use anyhow::Result;
-use common::{API_KEY, Env, SinkProcess, dataset, produce};
+use anyhow::{Context, Result};
+use common::{API_KEY, Env, dataset, produce, spawn_sink};
 use nowstream_sei_local::{Fault, FaultRule};
 use nowstream_testkit::unique;
 use rand::{Rng, SeedableRng};
@@ -48,10 +48,10 @@ async fn killing_the_sink_at_random_moments_loses_nothing() -> Result<()> {
     eprintln!("kill schedule seed: {seed}");
     let mut schedule = rand::rngs::StdRng::seed_from_u64(seed);
     for run in 0..KILLS {
-        let mut sink = SinkProcess::spawn(&config, &dir.path().join(format!("run-{run}.log")))?;
+        let mut sink = spawn_sink(&config, &dir.path().join(format!("run-{run}.log")))?;
         let after = Duration::from_millis(schedule.random_range(300..3_000));
         tokio::time::sleep(after).await;
-        sink.kill_hard()?;
+        sink.kill();
         tokio::time::sleep(RESTART_PAUSE).await;
         let held: usize = nowstream_model::Entity::ALL
             .iter()
@@ -68,15 +68,18 @@ async fn killing_the_sink_at_random_moments_loses_nothing() -> Result<()> {
         );
     }
 
-    let mut sink = SinkProcess::spawn(&config, &dir.path().join("final.log"))?;
+    let mut sink = spawn_sink(&config, &dir.path().join("final.log"))?;
     if let Err(error) = env
         .wait_for_state(&data.expected, Duration::from_secs(90))
         .await
     {
-        anyhow::bail!("{error:#}\nlog of the last run:\n{}", sink.log_text());
+        anyhow::bail!("{error:#}\nlog of the last run:\n{}", sink.text());
     }
-    sink.terminate()?;
-    let status = sink.wait_exit(Duration::from_secs(60)).await?;
+    sink.terminate();
+    let status = sink
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .with_context(|| format!("the sink did not exit within 60s; log:\n{}", sink.text()))?;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
     assert_eq!(
         env.committed(&group)?,

@@ -2,7 +2,7 @@
 //! operation does not swallow the ones it replaced, and the update counter orders versions
 //! before the update time.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

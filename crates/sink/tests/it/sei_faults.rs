@@ -1,6 +1,6 @@
 //! SEI failing, throttling and slow: the sink retries until everything is in, exactly once.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,22 +1,20 @@
 //! Shared set-up of the fetcher's tests: a simulator, an Apache Kafka broker, a config pointing the
-//! fetcher at both, and a reader that collects what reached the raw topics.
-#![allow(dead_code)]
+//! fetcher at both, the binary as a process and a reader that collects what reached the raw
+//! topics — the fetcher's parts on top of nowstream-testkit's process, config and reader.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nowstream_bus::AckConsumer;
 use nowstream_model::{AvroRecord, RawRecord, RecordOp};
 use nowstream_runtime::{Config, Format, KafkaConfig};
 use nowstream_servicenow_sim::{
     DEFAULT_CLIENT_ID, DEFAULT_INTEGRATION_PASSWORD, DEFAULT_INTEGRATION_USER, GeneratorConfig,
     RunningSim, SimConfig, Simulator,
 };
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{
+    ConfigFile, Integration, Isolation, KafkaBroker, StageProcess, TopicReader, unique,
+};
 
 pub const RAW_TABLES: [&str; 4] = ["incident", "change_request", "sys_user", "sys_dictionary"];
 
@@ -117,51 +115,36 @@ impl Setup {
         }
     }
 
-    pub fn text(&self) -> String {
+    /// The configuration file as written for the binary.
+    pub fn file(&self) -> ConfigFile {
         let log_format = if self.json_logs { "json" } else { "text" };
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{servers}"
-topic_prefix = "{prefix}"
-[kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-{kafka_properties}
+        let mut integration = Integration::new(&self.sim_url);
+        integration.allow_http = true;
+        integration.auth = self.auth.clone();
+        integration.extra = self.integration.clone();
+        let mut file = ConfigFile::new(&self.bootstrap_servers, &self.prefix)
+            .kafka_property("session.timeout.ms", 6000)
+            .kafka_property("heartbeat.interval.ms", 1000)
+            .integration(integration)
+            .telemetry(&format!("log_format = \"{log_format}\""))
+            .section(
+                "fetcher",
+                &format!(
+                    "poll_interval = \"{poll_interval}\"\noverlap = \"2s\"\n\
+                     coordination_partitions = {partitions}\nraw_topic_partitions = 3\n\
+                     group_id = \"{group}\"\n{fetcher}",
+                    poll_interval = self.poll_interval,
+                    partitions = self.coordination_partitions,
+                    group = self.group,
+                    fetcher = self.fetcher,
+                ),
+            );
+        file.kafka_property_lines = self.kafka_properties.clone();
+        file
+    }
 
-[telemetry]
-log_format = "{log_format}"
-
-[http]
-listen = "127.0.0.1:0"
-
-[[integrations]]
-id = "4711"
-url = "{url}"
-allow_http = true
-{integration}
-[integrations.auth]
-{auth}
-
-[fetcher]
-poll_interval = "{poll_interval}"
-overlap = "2s"
-coordination_partitions = {partitions}
-raw_topic_partitions = 3
-group_id = "{group}"
-{fetcher}
-"#,
-            servers = self.bootstrap_servers,
-            prefix = self.prefix,
-            url = self.sim_url,
-            integration = self.integration,
-            auth = self.auth,
-            poll_interval = self.poll_interval,
-            partitions = self.coordination_partitions,
-            group = self.group,
-            fetcher = self.fetcher,
-            kafka_properties = self.kafka_properties,
-        )
+    pub fn text(&self) -> String {
+        self.file().text()
     }
 
     pub fn config(&self) -> Config {
@@ -170,12 +153,7 @@ group_id = "{group}"
 
     /// Writes the configuration to `dir/<name>` and returns the path, for the binary.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
-        // Parsing first turns a broken test config into a clear failure here rather than a
-        // start-up error in a child process.
-        self.config();
-        let path = dir.join(name);
-        std::fs::write(&path, self.text()).expect("config file is written");
-        path
+        self.file().write(dir, name)
     }
 }
 
@@ -242,7 +220,7 @@ impl RawSeen {
 
 /// Reads the raw topics under `prefix` from the beginning.
 pub struct RawReader {
-    consumer: AckConsumer,
+    reader: TopicReader,
     pub seen: RawSeen,
 }
 
@@ -258,15 +236,11 @@ impl RawReader {
             .map(|table| format!("{prefix}servicenow.raw.{table}"))
             .collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let consumer = AckConsumer::subscribe_with(
-            kafka,
-            &unique("reader"),
-            &topics,
-            &[("topic.metadata.refresh.interval.ms", "1000")],
-        )
-        .expect("reader subscribes");
+        let reader =
+            TopicReader::subscribe(&kafka.bootstrap_servers, &topics, Isolation::ReadCommitted)
+                .expect("reader subscribes");
         Self {
-            consumer,
+            reader,
             seen: RawSeen::default(),
         }
     }
@@ -312,15 +286,12 @@ impl RawReader {
             if remaining.is_zero() {
                 return false;
             }
-            let Ok(message) =
-                tokio::time::timeout(remaining.min(Duration::from_secs(1)), self.consumer.recv())
-                    .await
+            // "Unknown topic" until the fetcher has created its topics is waited out.
+            let Some(message) = self
+                .reader
+                .next(remaining.min(Duration::from_secs(1)))
+                .await
             else {
-                continue;
-            };
-            // "Unknown topic" is expected until the fetcher has created its topics.
-            let Ok(message) = message else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
             let record =
@@ -349,126 +320,14 @@ impl RawReader {
     }
 }
 
-/// The `nowstream-fetcher` binary running as a child process, its stdout and stderr collected
-/// line by line. Killed (SIGKILL) when dropped.
-pub struct FetcherProcess {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl FetcherProcess {
-    /// Starts the binary on `config` with `RUST_LOG=rust_log`.
-    pub fn spawn(config: &Path, rust_log: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nowstream-fetcher"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", rust_log)
-            .env_remove("NOWSTREAM_CONFIG")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the fetcher binary starts");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        collect_lines(stdout, output.clone());
-        collect_lines(stderr, output.clone());
-        Self { child, output }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would end it; waits until it is gone.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, as Kubernetes stops a pod: the fetcher finishes its pages and leaves the group.
-    pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {} failed", self.child.id());
-    }
-
-    /// Waits up to `timeout` for the process to exit by itself.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("child status") {
-                // Let the reader threads drain what the process wrote last.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Whether the process still runs.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("child status").is_none()
-    }
-
-    /// Everything written to stdout and stderr so far, one entry per line.
-    pub fn lines(&self) -> Vec<String> {
-        self.output.lock().expect("output lock").clone()
-    }
-
-    pub fn text(&self) -> String {
-        self.lines().join("\n")
-    }
-
-    /// The lines that are JSON log events (with `log_format = "json"`).
-    pub fn events(&self) -> Vec<serde_json::Value> {
-        self.lines()
-            .iter()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(serde_json::Value::is_object)
-            .collect()
-    }
-
-    /// Waits up to `timeout` for a JSON log event `found` accepts; returns it.
-    pub async fn wait_for_event(
-        &self,
-        timeout: Duration,
-        found: impl Fn(&serde_json::Value) -> bool,
-    ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(event) = self.events().into_iter().find(|event| found(event)) {
-                return Some(event);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for FetcherProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            into.lock().expect("output lock").push(line);
-        }
-    });
+/// The `nowstream-fetcher` binary on `config` with `RUST_LOG=rust_log`, as a child process.
+pub fn spawn_fetcher(config: &Path, rust_log: &str) -> StageProcess {
+    StageProcess::command(env!("CARGO_BIN_EXE_nowstream-fetcher"), config)
+        .env("RUST_LOG", rust_log)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .spawn()
+        .expect("the fetcher binary starts")
 }
 
 /// The `unit` a log event is about and its message, for events that have both.

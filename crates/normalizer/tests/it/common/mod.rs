@@ -1,24 +1,26 @@
 //! Shared set-up of the stage's tests: an Apache Kafka broker, raw records written the way the fetcher
 //! writes them, a config for the stage, the binary as a child process, and a reader that
-//! collects what reached the entity topics and the DLQ.
-#![allow(dead_code)]
+//! collects what reached the entity topics and the DLQ — the normalizer's parts on top of
+//! nowstream-testkit's process, config, reader and fixtures.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use nowstream_bus::{AckConsumer, OutRecord, PendingDelivery, Producer, TopicSpec, ensure_topics};
+use nowstream_bus::{OutRecord, PendingDelivery, Producer, TopicSpec, ensure_topics};
 use nowstream_model::{
     AvroRecord, ChangeRequest, Entity, FieldDefinition, Incident, RawRecord, RecordOp, TopicNames,
     User, Version, Versioned,
 };
-use nowstream_runtime::{Config, Format, KafkaConfig};
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_runtime::{Config, KafkaConfig};
+use nowstream_testkit::fixtures::{INTEGRATION_ID, field, raw_record, record_key, servicenow_time};
+use nowstream_testkit::{
+    ConfigFile, Integration, Isolation, KafkaBroker, StageProcess, TopicMessage, TopicReader,
+    basic_auth, unique,
+};
 use serde_json::json;
 
 /// Raw partitions in these tests: enough for two replicas to split.
@@ -61,60 +63,39 @@ impl Setup {
         }
     }
 
-    pub fn text(&self) -> String {
-        let excluded: Vec<String> = self
-            .exclude_fields
-            .iter()
-            .map(|field| format!("{field:?}"))
-            .collect();
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{servers}"
-topic_prefix = "{prefix}"
-[kafka.properties]
-"session.timeout.ms" = "{session}"
-"heartbeat.interval.ms" = "{heartbeat}"
-"auto.commit.interval.ms" = "500"
-{kafka_properties}
-"topic.metadata.refresh.interval.ms" = "1000"
-
-[http]
-listen = "{listen}"
-
-[[integrations]]
-id = "4711"
-url = "https://acme.service-now.com"
-exclude_fields = [{excluded}]
-[integrations.auth]
-type = "basic"
-username = "reader"
-password = "integration-password"
-
-[fetcher]
-raw_topic_partitions = {RAW_PARTITIONS}
-
-[normalizer]
-group_id = "{group}"
-topic_partitions = 3
-lag_interval = "1s"
-shutdown_grace = "10s"
-{normalizer}
-"#,
-            servers = self.bootstrap_servers,
-            prefix = self.prefix,
-            listen = self.listen,
-            excluded = excluded.join(", "),
-            group = self.group,
-            normalizer = self.normalizer,
-            session = self.session_timeout_ms,
-            heartbeat = self.session_timeout_ms / 4,
-            kafka_properties = self.kafka_properties,
-        )
+    /// The configuration file as written for the binary.
+    pub fn file(&self) -> ConfigFile {
+        let mut integration = Integration::new("https://acme.service-now.com");
+        integration.exclude_fields = self.exclude_fields.clone();
+        integration.auth = basic_auth("reader", "integration-password");
+        let mut file = ConfigFile::new(&self.bootstrap_servers, &self.prefix)
+            .kafka_property("session.timeout.ms", self.session_timeout_ms)
+            .kafka_property("heartbeat.interval.ms", self.session_timeout_ms / 4)
+            .kafka_property("auto.commit.interval.ms", 500)
+            .integration(integration)
+            .section(
+                "fetcher",
+                &format!("raw_topic_partitions = {RAW_PARTITIONS}"),
+            )
+            .section(
+                "normalizer",
+                &format!(
+                    "group_id = \"{group}\"\ntopic_partitions = 3\nlag_interval = \"1s\"\n\
+                     shutdown_grace = \"10s\"\n{normalizer}",
+                    group = self.group,
+                    normalizer = self.normalizer,
+                ),
+            );
+        file.kafka_property_lines = format!(
+            "{}\n\"topic.metadata.refresh.interval.ms\" = \"1000\"",
+            self.kafka_properties
+        );
+        file.listen = self.listen.clone();
+        file
     }
 
     pub fn config(&self) -> Config {
-        Config::parse(&self.text(), Format::Toml).expect("test config is valid")
+        self.file().config()
     }
 
     pub fn kafka(&self) -> KafkaConfig {
@@ -127,10 +108,7 @@ shutdown_grace = "10s"
 
     /// Writes the configuration to `dir/<name>` and returns the path, for the binary.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
-        self.config();
-        let path = dir.join(name);
-        std::fs::write(&path, self.text()).expect("config file is written");
-        path
+        self.file().write(dir, name)
     }
 
     /// Creates the raw topics the way the fetcher does.
@@ -160,15 +138,15 @@ pub fn raw(entity: Entity, sys_id: &str, mod_count: i64, op: RecordOp) -> RawRec
         RecordOp::Upsert => Some(payload(entity, sys_id, mod_count, updated).to_string()),
     };
     RawRecord {
-        integration_id: "4711".into(),
-        table: entity.source_table().into(),
-        sys_id: sys_id.into(),
-        sys_updated_on: updated,
-        sys_mod_count: Some(mod_count),
-        op,
         fetched_at: Utc::now(),
-        instance_url: "https://acme.service-now.com".into(),
-        payload,
+        ..raw_record(
+            entity.source_table(),
+            sys_id,
+            updated,
+            mod_count,
+            op,
+            payload,
+        )
     }
 }
 
@@ -179,8 +157,7 @@ pub fn payload(
     mod_count: i64,
     updated: DateTime<Utc>,
 ) -> serde_json::Value {
-    let time = updated.format("%Y-%m-%d %H:%M:%S").to_string();
-    let field = |value: &str| json!({"value": value, "display_value": value});
+    let time = servicenow_time(updated);
     let mut payload = json!({
         "sys_id": field(sys_id),
         "sys_updated_on": field(&time),
@@ -211,7 +188,7 @@ pub fn payload(
 
 /// The Kafka key of a raw or entity record of integration `4711`.
 pub fn key(sys_id: &str) -> String {
-    format!("4711:{sys_id}")
+    record_key(INTEGRATION_ID, sys_id)
 }
 
 /// Writes raw records with the project's producer, pipelined, and waits for every ack.
@@ -288,7 +265,7 @@ impl Seen {
 
 /// Reads the entity topics and the DLQ of a setup from the beginning, in a group of its own.
 pub struct OutputReader {
-    consumer: AckConsumer,
+    reader: TopicReader,
     topics: TopicNames,
     /// (entity topic, key) → the last value read (None: tombstone).
     pub latest: HashMap<(String, String), Option<Vec<u8>>>,
@@ -306,15 +283,11 @@ impl OutputReader {
             .chain([topics.dlq()])
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let consumer = AckConsumer::subscribe_with(
-            &setup.kafka(),
-            &unique("reader"),
-            &names,
-            &[("topic.metadata.refresh.interval.ms", "1000")],
-        )
-        .expect("reader subscribes");
+        let reader =
+            TopicReader::subscribe(&setup.bootstrap_servers, &names, Isolation::ReadCommitted)
+                .expect("reader subscribes");
         Self {
-            consumer,
+            reader,
             topics,
             latest: HashMap::new(),
             messages: 0,
@@ -335,32 +308,29 @@ impl OutputReader {
             }
             let burst = Instant::now() + Duration::from_millis(500);
             while Instant::now() < burst {
-                match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
-                    Ok(Ok(message)) => self.take(message),
-                    // Unknown-topic errors until the stage created its topics.
-                    Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // Unknown-topic errors until the stage created its topics are waited out.
+                match self.reader.next(Duration::from_millis(200)).await {
+                    Some(message) => self.take(message),
                     // Idle: check `done` now.
-                    Err(_) => break,
+                    None => break,
                 }
             }
         }
     }
 
-    fn take(&mut self, message: nowstream_bus::ConsumedMessage) {
-        let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned();
+    fn take(&mut self, message: TopicMessage) {
+        let key = message.key_text();
         if message.topic == self.topics.dlq() {
             self.dead_letters.push(Seen {
-                topic: message.topic.clone(),
+                topic: message.topic,
                 key,
-                value: message.payload.clone(),
-                headers: message.headers.clone(),
+                value: message.payload,
+                headers: message.headers,
             });
         } else {
             self.messages += 1;
-            self.latest
-                .insert((message.topic.clone(), key), message.payload.clone());
+            self.latest.insert((message.topic, key), message.payload);
         }
-        let _ = self.consumer.ack(&message.token);
     }
 
     /// The last value read under `key` on `entity`'s topic: `Some(None)` for a tombstone.
@@ -443,86 +413,17 @@ pub fn scrape_counter(addr: &str, name: &str) -> Option<f64> {
     )
 }
 
-/// The `nowstream-normalizer` binary as a child process, stdout and stderr collected.
-/// Killed (SIGKILL) when dropped.
-pub struct NormalizerProcess {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl NormalizerProcess {
-    pub fn spawn(config: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nowstream-normalizer"))
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("STAGE_LOG")
-                    .as_deref()
-                    .unwrap_or("warn,nowstream_normalizer=info"),
-            )
-            .env_remove("NOWSTREAM_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the normalizer binary starts");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        collect_lines(child.stdout.take().expect("stdout"), output.clone());
-        collect_lines(child.stderr.take().expect("stderr"), output.clone());
-        Self { child, output }
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would end it; waits until it is gone.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then waits up to `timeout` for the exit status.
-    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        self.wait_exit(timeout).await
-    }
-
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("child status") {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("child status").is_none()
-    }
-
-    pub fn text(&self) -> String {
-        self.output.lock().expect("output lock").join("\n")
-    }
-}
-
-impl Drop for NormalizerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            into.lock().expect("output lock").push(line);
-        }
-    });
+/// The `nowstream-normalizer` binary on `config` with `args`, as a child process; `STAGE_LOG`
+/// sets its `RUST_LOG`.
+pub fn spawn_normalizer(config: &Path, args: &[&str]) -> StageProcess {
+    StageProcess::command(env!("CARGO_BIN_EXE_nowstream-normalizer"), config)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("STAGE_LOG")
+                .as_deref()
+                .unwrap_or("warn,nowstream_normalizer=info"),
+        )
+        .spawn()
+        .expect("the normalizer binary starts")
 }

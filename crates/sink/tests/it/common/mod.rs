@@ -1,27 +1,29 @@
 //! Shared set-up of the sink's acceptance tests: an Apache Kafka broker, an in-process sei-local,
 //! generated entity records with the state SEI must end in, and helpers to run the sink
-//! in-process or as its binary.
-
+//! in-process or as its binary — the sink's parts on top of nowstream-testkit's process, config
+//! and reader.
+//!
+//! `benches/sink.rs` includes this module too and uses only part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, TimeDelta, Utc};
-use nowstream_bus::{AckConsumer, ConsumedMessage, OutRecord, Producer, TopicSpec, ensure_topics};
+use nowstream_bus::{OutRecord, Producer, TopicSpec, ensure_topics};
 use nowstream_model::{
     AvroRecord, ChangeRequest, Choice, Entity, FieldDefinition, Incident, Reference, TopicNames,
     User, Version,
 };
-use nowstream_runtime::{Config, Format, Health, KafkaConfig};
+use nowstream_runtime::{Config, Health, KafkaConfig};
 use nowstream_sei_local::{RunningSeiLocal, SeiLocal, SeiLocalConfig};
 use nowstream_sink::SinkError;
-use nowstream_testkit::{KafkaBroker, unique};
+use nowstream_testkit::{
+    ConfigFile, Integration, Isolation, KafkaBroker, ProcessError, StageProcess, TopicMessage,
+    TopicReader, unique,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
@@ -78,49 +80,28 @@ impl Env {
 
     /// The sink's configuration file: this broker and sei-local, `api_key`, and extra
     /// `[sink]` keys (TOML lines).
+    pub fn config_file(&self, api_key: &str, group: &str, sink: &str) -> ConfigFile {
+        let mut integration = Integration::new("https://example.service-now.com");
+        integration.id = INTEGRATION.to_owned();
+        ConfigFile::new(&self.broker.bootstrap_servers(), &self.prefix)
+            .sei(self.sei.base_url(), TENANT, api_key)
+            .integration(integration)
+            .telemetry("log_format = \"json\"\nlog_level = \"info\"")
+            .section(
+                "sink",
+                &format!(
+                    "group_id = \"{group}\"\ntopic_partitions = {PARTITIONS}\n{}",
+                    with_test_defaults(sink)
+                ),
+            )
+    }
+
     pub fn config_toml(&self, api_key: &str, group: &str, sink: &str) -> String {
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{servers}"
-topic_prefix = "{prefix}"
-
-[sei]
-url = "{url}"
-tenant = "{TENANT}"
-api_key = "{api_key}"
-
-[[integrations]]
-id = "{INTEGRATION}"
-url = "https://example.service-now.com"
-
-[integrations.auth]
-type = "basic"
-username = "reader"
-password = "unused"
-
-[http]
-listen = "127.0.0.1:0"
-
-[telemetry]
-log_format = "json"
-log_level = "info"
-
-[sink]
-group_id = "{group}"
-topic_partitions = {PARTITIONS}
-{sink}
-"#,
-            servers = self.broker.bootstrap_servers(),
-            prefix = self.prefix,
-            url = self.sei.base_url(),
-            sink = with_test_defaults(sink),
-        )
+        self.config_file(api_key, group, sink).text()
     }
 
     pub fn config(&self, api_key: &str, group: &str, sink: &str) -> Config {
-        Config::parse(&self.config_toml(api_key, group, sink), Format::Toml)
-            .expect("test config is valid")
+        self.config_file(api_key, group, sink).config()
     }
 
     /// Committed offset of every entity partition of `group` (`None`: nothing committed).
@@ -537,131 +518,22 @@ impl InProcessSink {
     }
 }
 
-/// Reads everything on a topic (from the start) with a throw-away group.
+/// Reads the first `count` messages of a topic (from the start) with a throw-away group.
 pub async fn read_topic(
     kafka: &KafkaConfig,
     topic: &str,
     count: usize,
     timeout: Duration,
-) -> Result<Vec<ConsumedMessage>> {
-    let consumer = AckConsumer::subscribe(kafka, &unique("reader"), &[topic])?;
-    let deadline = Instant::now() + timeout;
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, consumer.recv()).await {
-            Ok(message) => messages.push(message?),
-            Err(_) => bail!(
-                "read {} of {count} messages from {topic} within {timeout:?}",
-                messages.len()
-            ),
-        }
-    }
-    Ok(messages)
+) -> Result<Vec<TopicMessage>> {
+    let reader =
+        TopicReader::subscribe(&kafka.bootstrap_servers, &[topic], Isolation::ReadCommitted)?;
+    Ok(reader.read_count(count, timeout).await?)
 }
 
-/// The sink's binary, started with a config file; its log (JSON lines) goes to a file.
-pub struct SinkProcess {
-    child: Child,
-    pub log: PathBuf,
-}
-
-impl SinkProcess {
-    pub fn spawn(config: &Path, log: &Path) -> Result<Self> {
-        let file = File::create(log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_nowstream-sink"))
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .env_remove("NOWSTREAM_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("start the nowstream-sink binary")?;
-        Ok(Self {
-            child,
-            log: log.to_owned(),
-        })
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL: no chance to finish or commit anything.
-    pub fn kill_hard(&mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    /// SIGTERM: a clean stop.
-    pub fn terminate(&self) -> Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.id().to_string()])
-            .status()?;
-        if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.id());
-        }
-        Ok(())
-    }
-
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                bail!(
-                    "sink did not exit within {timeout:?}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The log as JSON objects (lines that are not JSON are skipped).
-    pub fn log_lines(&self) -> Vec<serde_json::Value> {
-        self.log_text()
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-
-    /// Where the probe server listens, from its start-up log line.
-    pub async fn probe_addr(&self, timeout: Duration) -> Result<SocketAddr> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self.log_lines().into_iter().find_map(|line| {
-                line.get("local_addr")
-                    .and_then(|addr| addr.as_str())
-                    .and_then(|addr| addr.parse().ok())
-            });
-            if let Some(addr) = found {
-                return Ok(addr);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "no probe address logged within {timeout:?}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for SinkProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The sink's binary started with a config file; its log (JSON lines) also goes to `log`.
+pub fn spawn_sink(config: &Path, log: &Path) -> Result<StageProcess, ProcessError> {
+    StageProcess::command(env!("CARGO_BIN_EXE_nowstream-sink"), config)
+        .env_remove("RUST_LOG")
+        .log_file(log)
+        .spawn()
 }
