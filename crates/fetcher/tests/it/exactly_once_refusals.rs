@@ -1,6 +1,6 @@
 //! A refused transaction commit, staged on librdkafka's in-process mock cluster.
 //!
-//! Everything else about `exactly_once` is proven on Apache Kafka (`tests/exactly_once.rs`).
+//! Everything else about `exactly_once` is proven on Apache Kafka (`exactly_once.rs` beside this file).
 //! This one fault stays here because Apache Kafka cannot be made to produce it on demand: a
 //! broker refuses `EndTxn` only in states (a coordinator moving, an epoch bumped mid-commit)
 //! that a test cannot time between a page's produce and its commit, while the mock's request

@@ -1,6 +1,6 @@
 //! Refused transaction steps, staged on librdkafka's in-process mock cluster.
 //!
-//! Everything else about `exactly_once` is proven on Apache Kafka (`tests/exactly_once.rs`).
+//! Everything else about `exactly_once` is proven on Apache Kafka (`exactly_once.rs` beside this file).
 //! These faults stay here because Apache Kafka cannot be made to produce them on demand: a
 //! broker refuses `EndTxn` or `TxnOffsetCommit` only in states (a coordinator moving, an epoch
 //! bumped mid-commit) that a test cannot time to hit one chosen transaction, while the mock's

@@ -19,7 +19,7 @@ const CHUNK: usize = 2_500;
 
 /// Pause between a kill and the restart, as a crash-looping pod's restart back-off gives.
 /// Apache Kafka hands the restarted member its partitions whether or not it already dropped the
-/// killed one (`tests/failover.rs` restarts at once, ten times).
+/// killed one (`failover.rs` beside this file restarts at once, ten times).
 const RESTART_PAUSE: Duration = Duration::from_millis(2_500);
 
 /// `NOWSTREAM_TEST_SEED` reproduces a run; the seed is printed either way.

@@ -15,7 +15,7 @@ const KILLS: usize = 5;
 
 /// Pause between a kill and the restart, as a crash-looping pod's restart back-off gives.
 /// Apache Kafka hands the restarted member its partitions whether or not it already dropped the
-/// killed one (`tests/failover.rs` restarts at once, ten times).
+/// killed one (`failover.rs` beside this file restarts at once, ten times).
 const RESTART_PAUSE: Duration = Duration::from_millis(2_500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
