@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -127,6 +127,7 @@ impl StageCommand {
             binary: self.binary,
             child,
             output,
+            probe_addr: OnceLock::new(),
         })
     }
 }
@@ -164,6 +165,17 @@ impl Output {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// The first line `found` maps to something, without copying the output: a stage logs
+    /// thousands of lines, and a copy under the lock would stall the reader threads and then,
+    /// through a full pipe, the stage itself.
+    fn find_map<T>(&self, found: impl FnMut(&String) -> Option<T>) -> Option<T> {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find_map(found)
+    }
 }
 
 /// A stage binary running as a child process, stdout and stderr collected line by line.
@@ -173,6 +185,8 @@ pub struct StageProcess {
     binary: String,
     child: Child,
     output: Output,
+    /// Found once, then kept: scrapers ask for it many times a second.
+    probe_addr: OnceLock<SocketAddr>,
 }
 
 impl StageProcess {
@@ -287,15 +301,23 @@ impl StageProcess {
     /// Where the probe server listens, from the JSON line the stage logs once it is up
     /// (`local_addr`, at the top level or under `fields`): tests listen on port 0.
     pub fn logged_probe_addr(&self) -> Option<SocketAddr> {
-        self.events().iter().find_map(|event| {
-            let fields = event.get("fields").unwrap_or(event);
+        if let Some(addr) = self.probe_addr.get() {
+            return Some(*addr);
+        }
+        let addr = self.output.find_map(|line| {
+            if !line.contains("local_addr") {
+                return None;
+            }
+            let event: Value = serde_json::from_str(line).ok()?;
+            let fields = event.get("fields").unwrap_or(&event);
             fields
                 .get("local_addr")
                 .or_else(|| event.get("local_addr"))?
                 .as_str()?
                 .parse()
                 .ok()
-        })
+        })?;
+        Some(*self.probe_addr.get_or_init(|| addr))
     }
 
     /// Waits up to `timeout` for [`Self::logged_probe_addr`].
