@@ -7,7 +7,7 @@
 //! The time each stage took to move data again is printed (`--nocapture` shows it); it is
 //! not asserted, since the machine's speed is not the product's behaviour.
 
-mod stack;
+use crate::stack;
 
 use std::time::{Duration, Instant};
 

@@ -14,17 +14,10 @@
 //! - `.gitignore` and `.dockerignore` keep local secrets (`.env`, `secrets/`) out of commits
 //!   and images.
 
-#[path = "deploy/compose.rs"]
 mod compose;
-#[path = "deploy/dockerfile.rs"]
 mod dockerfile;
-#[path = "deploy/helm.rs"]
 mod helm;
-#[path = "deploy/helm_render.rs"]
 mod helm_render;
-#[path = "deploy/ignored_files.rs"]
 mod ignored_files;
-#[path = "deploy/repo.rs"]
 mod repo;
-#[path = "deploy/yaml.rs"]
 mod yaml;

@@ -2,7 +2,7 @@
 //! Apache Kafka broker, the ServiceNow simulator as the source and sei-local as SEI. At the end
 //! SEI must equal ServiceNow minus the excluded fields — also after a `kill -9` of every stage.
 
-mod stack;
+use crate::stack;
 
 use std::time::{Duration, Instant};
 

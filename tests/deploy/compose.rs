@@ -13,7 +13,7 @@ use nowstream_runtime::{AuthConfig, Config, ConfigError, ConfigLoader, Format, S
 use secrecy::ExposeSecret;
 use yaml_rust2::Yaml;
 
-use crate::{repo, yaml};
+use super::{repo, yaml};
 
 const COMPOSE_FILE: &str = "docker-compose.yml";
 /// Both profiles are enabled so that every service is resolved.

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::{compose, helm, repo};
+use super::{compose, helm, repo};
 
 /// One instruction, with line continuations joined.
 #[derive(Debug)]

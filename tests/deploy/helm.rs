@@ -7,7 +7,7 @@ use nowstream_runtime::{Config, ConfigLoader, Format};
 use serde_json::Value as Json;
 use yaml_rust2::Yaml;
 
-use crate::{repo, yaml};
+use super::{repo, yaml};
 
 /// The chart, relative to the workspace root.
 pub(crate) const CHART: &str = "deploy/helm/nowstream";

@@ -15,7 +15,7 @@ use nowstream_runtime::{AuthConfig, Config, ConfigLoader, Format, SecretScope};
 use secrecy::ExposeSecret;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::{helm, repo, yaml};
+use super::{helm, repo, yaml};
 
 const HELM_VERSION: &str = "v4.1.4";
 const RELEASE: &str = "rel";

@@ -2,7 +2,7 @@
 //! (compose's secret files) are ignored by git, so they are never committed, and by docker, so
 //! they never reach a build context or an image layer.
 
-use crate::repo;
+use super::repo;
 
 /// The patterns of an ignore file, without comments and blank lines, and without the leading
 /// and trailing `/` that only anchor them.

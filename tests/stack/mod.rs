@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,7 +16,7 @@ use chrono::NaiveDateTime;
 use nowstream_model::Entity;
 use nowstream_sei_local::{RecordState, RunningSeiLocal, SeiLocal, SeiLocalConfig};
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator};
-use nowstream_testkit::unique;
+use nowstream_testkit::{ConfigFile, Integration, StageProcess, basic_auth, unique};
 use serde_json::Value;
 
 pub const STAGES: [&str; 3] = [
@@ -89,13 +89,6 @@ impl StackConfig {
     }
 }
 
-/// A running stage process and where its output goes.
-#[derive(Debug)]
-struct StageProcess {
-    child: Child,
-    log: PathBuf,
-}
-
 #[derive(Debug)]
 pub struct Stack {
     pub sim: RunningSim,
@@ -124,58 +117,27 @@ impl Stack {
         .await?;
         let sei = SeiLocal::start(SeiLocalConfig::for_tenant(TENANT, API_KEY)).await?;
         let dir = tempfile::tempdir()?;
-        let config = dir.path().join("nowstream.toml");
         let topic_prefix = format!("{}.", unique("e2e"));
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[kafka]
-bootstrap_servers = "{servers}"
-topic_prefix = "{topic_prefix}"
-[kafka.properties]
-"session.timeout.ms" = "{SESSION_TIMEOUT_MS}"
-"heartbeat.interval.ms" = "{HEARTBEAT_INTERVAL_MS}"
-
-[sei]
-url = "{sei}"
-tenant = "{TENANT}"
-api_key = "{API_KEY}"
-
-[[integrations]]
-id = "4711"
-url = "{sim}"
-allow_http = true
-exclude_fields = ["Summary", "Description", "Comments"]
-[integrations.auth]
-type = "basic"
-username = "nowstream.integration"
-password = "integration-password"
-
-[telemetry]
-log_format = "json"
-
-[http]
-listen = "127.0.0.1:0"
-
-[fetcher]
-poll_interval = "1s"
-overlap = "2s"
-replication_factor = {replication}
-
-[normalizer]
-replication_factor = {replication}
-
-[sink]
-linger = "200ms"
-replication_factor = {replication}
-"#,
-                servers = settings.bootstrap_servers,
-                sei = sei.base_url(),
-                sim = sim.base_url(),
-                replication = settings.replication_factor,
-            ),
-        )?;
+        let mut integration = Integration::new(sim.base_url());
+        integration.allow_http = true;
+        integration.exclude_fields = ["Summary", "Description", "Comments"]
+            .map(str::to_owned)
+            .to_vec();
+        integration.auth = basic_auth("nowstream.integration", "integration-password");
+        let replication = format!("replication_factor = {}", settings.replication_factor);
+        let config = ConfigFile::new(&settings.bootstrap_servers, &topic_prefix)
+            .kafka_property("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .kafka_property("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+            .sei(sei.base_url(), TENANT, API_KEY)
+            .integration(integration)
+            .telemetry("log_format = \"json\"")
+            .section(
+                "fetcher",
+                &format!("poll_interval = \"1s\"\noverlap = \"2s\"\n{replication}"),
+            )
+            .section("normalizer", &replication)
+            .section("sink", &format!("linger = \"200ms\"\n{replication}"))
+            .write(dir.path(), "nowstream.toml");
         let mut stack = Self {
             sim,
             sei,
@@ -205,22 +167,10 @@ replication_factor = {replication}
     pub fn spawn(&mut self, stage: &'static str) -> anyhow::Result<()> {
         self.starts += 1;
         let log_path = self.dir.path().join(format!("{stage}-{}.log", self.starts));
-        let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(self.bin.join(stage))
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {stage}"))?;
-        self.processes.insert(
-            stage,
-            StageProcess {
-                child,
-                log: log_path,
-            },
-        );
+        let process = StageProcess::command(self.bin.join(stage), &self.config)
+            .log_file(log_path)
+            .spawn()?;
+        self.processes.insert(stage, process);
         Ok(())
     }
 
@@ -230,8 +180,7 @@ replication_factor = {replication}
     /// successor's first assignment is the whole stage's.
     pub async fn kill_and_restart(&mut self, stage: &'static str) -> anyhow::Result<()> {
         if let Some(mut process) = self.processes.remove(stage) {
-            process.child.kill()?;
-            process.child.wait()?;
+            process.kill();
         }
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         self.spawn(stage)
@@ -240,12 +189,12 @@ replication_factor = {replication}
     /// An error naming the first stage process that exited.
     pub fn assert_running(&mut self) -> anyhow::Result<()> {
         for (stage, process) in &mut self.processes {
-            if let Some(status) = process.child.try_wait()? {
-                let log = std::fs::read_to_string(&process.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            if let Some(status) = process.exit_status() {
+                let lines = process.lines();
+                let tail = &lines[lines.len().saturating_sub(20)..];
                 bail!(
                     "{stage} exited ({status}); its log ends with:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    tail.join("\n")
                 );
             }
         }
@@ -259,14 +208,8 @@ replication_factor = {replication}
             .processes
             .get(stage)
             .with_context(|| format!("{stage} is not running"))?;
-        let log = std::fs::read_to_string(&process.log)?;
-        let addr = log
-            .lines()
-            .find_map(|line| {
-                let value: Value = serde_json::from_str(line).ok()?;
-                let fields = value.get("fields").unwrap_or(&value);
-                fields.get("local_addr")?.as_str().map(str::to_owned)
-            })
+        let addr = process
+            .logged_probe_addr()
             .with_context(|| format!("{stage} has not logged its listener address yet"))?;
         let text = reqwest::Client::new()
             .get(format!("http://{addr}/metrics"))
@@ -363,10 +306,8 @@ impl Drop for Stack {
             eprintln!("stage logs kept in {}", self.dir.path().display());
             self.dir.disable_cleanup(true);
         }
-        for process in self.processes.values_mut() {
-            let _ = process.child.kill();
-            let _ = process.child.wait();
-        }
+        // Each stage is killed as its process is dropped.
+        self.processes.clear();
     }
 }
 

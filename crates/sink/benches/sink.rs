@@ -4,7 +4,7 @@
 //! measures, it asserts nothing; under `cargo test` it does nothing. Each size gets its own
 //! broker, sei-local and pre-produced topics, so runs do not disturb each other.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::ExitCode;
