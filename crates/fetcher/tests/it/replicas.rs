@@ -7,11 +7,13 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{RawReader, Setup, sim_records, spawn_fetcher, start_sim, unit_event};
+use common::{
+    RawReader, Setup, all_units, owned_units, sim_records, spawn_fetcher, start_sim, started_after,
+};
 use nowstream_model::RecordOp;
 use nowstream_runtime::KafkaConfig;
 use nowstream_servicenow_sim::RunningSim;
-use nowstream_testkit::{KafkaBroker, StageProcess, unique};
+use nowstream_testkit::{KafkaBroker, unique};
 use serde_json::json;
 
 /// `session.timeout.ms` in the test config (see `common::Setup`).
@@ -24,46 +26,6 @@ const SLACK: Duration = Duration::from_secs(30);
 /// Partitions of the coordination topic: the five units land on partitions 1, 1, 1, 2 and 3,
 /// so any split of the partitions between two members gives each some units.
 const COORDINATION_PARTITIONS: u32 = 4;
-
-const ALL_UNITS: [&str; 5] = [
-    "4711:incident",
-    "4711:change_request",
-    "4711:sys_user",
-    "4711:sys_dictionary",
-    "4711:sys_audit_delete",
-];
-
-/// The units a process runs now, from its log: a unit starts with "starting backfill" or
-/// "resuming from checkpoint" and stops with "unit moved to another replica".
-fn owned_units(process: &StageProcess) -> BTreeSet<String> {
-    let mut owned = BTreeSet::new();
-    for event in process.events() {
-        match unit_event(&event) {
-            Some((unit, "starting backfill" | "resuming from checkpoint")) => {
-                owned.insert(unit.to_owned());
-            }
-            Some((unit, message)) if message.starts_with("unit moved to another replica") => {
-                owned.remove(unit);
-            }
-            _ => {}
-        }
-    }
-    owned
-}
-
-/// Units `process` started (again) after its first `skip` log lines.
-fn started_after(process: &StageProcess, skip: usize) -> BTreeSet<String> {
-    process
-        .lines()
-        .iter()
-        .skip(skip)
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|event| match unit_event(&event) {
-            Some((unit, "starting backfill" | "resuming from checkpoint")) => Some(unit.to_owned()),
-            _ => None,
-        })
-        .collect()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -95,7 +57,7 @@ async fn split_and_take_over(
         spawn_fetcher(&config, "info"),
         spawn_fetcher(&config, "info"),
     ];
-    let all: BTreeSet<String> = ALL_UNITS.iter().map(|unit| (*unit).to_owned()).collect();
+    let all = all_units();
     let settle_by = Instant::now() + Duration::from_secs(120);
     let split = loop {
         let owned = [owned_units(&replicas[0]), owned_units(&replicas[1])];

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::consumer_group::membership_problems;
 use super::error::Problem;
+use super::stage_section::SectionRules;
 
 /// The smallest `page_size`: the page the fetcher halves down to when ServiceNow cancels a
 /// request for taking too long (the ServiceNow client's `min_page_size`).
@@ -136,70 +136,66 @@ impl FetcherConfig {
     /// The rules that span fields of this section, each broken one named by its key path.
     /// The fetcher checks them at start-up, before it builds a client or joins its group.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut problems =
-            membership_problems("fetcher", &self.group_id, self.group_instance_id.as_deref());
-        let mut require = |ok: bool, key: &str, message: &str| {
-            if !ok {
-                problems.push(Problem::new(format!("fetcher.{key}"), message));
-            }
-        };
-        require(
+        let mut rules =
+            SectionRules::new("fetcher", &self.group_id, self.group_instance_id.as_deref());
+        rules.require(
             !self.poll_interval.is_zero(),
             "poll_interval",
             "must be longer than zero",
         );
-        require(
+        rules.require(
             self.page_size >= MIN_PAGE_SIZE,
             "page_size",
             "must be at least 10, the smallest page the fetcher halves to",
         );
-        require(
+        rules.require(
             self.max_concurrency >= 1,
             "max_concurrency",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.max_response_bytes >= 1,
             "max_response_bytes",
             "must be at least 1",
         );
-        require(
+        rules.require(
             !self.request_timeout.is_zero(),
             "request_timeout",
             "must be longer than zero",
         );
-        require(
+        rules.require(
             self.unit_backoff_max >= self.unit_backoff_min,
             "unit_backoff_max",
             "must be at least unit_backoff_min",
         );
-        require(
+        rules.require(
             self.coordination_partitions >= 1,
             "coordination_partitions",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.raw_topic_partitions >= 1,
             "raw_topic_partitions",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.replication_factor >= 1,
             "replication_factor",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.reconcile_max_keys >= 1,
             "reconcile_max_keys",
             "must be at least 1",
         );
-        problems
+        rules.into_problems()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::stage_section::paths;
 
     #[test]
     fn the_defaults_break_no_rule() {
@@ -222,11 +218,7 @@ mod tests {
             coordination_partitions: 0,
             ..FetcherConfig::default()
         };
-        let paths: Vec<String> = config
-            .problems()
-            .into_iter()
-            .map(|problem| problem.path)
-            .collect();
+        let paths = paths(config.problems());
         assert_eq!(
             paths,
             vec![
@@ -243,11 +235,7 @@ mod tests {
             group_instance_id: Some(" ".into()),
             ..FetcherConfig::default()
         };
-        let paths: Vec<String> = config
-            .problems()
-            .into_iter()
-            .map(|problem| problem.path)
-            .collect();
+        let paths = paths(config.problems());
         assert_eq!(paths, vec!["fetcher.group_instance_id"]);
     }
 

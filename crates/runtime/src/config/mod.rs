@@ -17,7 +17,6 @@
 //! Secrets: every secret key `X` has an `X_file` sibling naming a file that holds it, and a
 //! process reads only its own stage's secrets ([`SecretScope`], module `secret`).
 
-mod consumer_group;
 mod deserialize;
 mod env;
 mod error;
@@ -31,6 +30,7 @@ mod satellite;
 mod secret;
 mod sei;
 mod sink;
+mod stage_section;
 mod telemetry;
 mod validate;
 

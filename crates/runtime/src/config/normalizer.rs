@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::consumer_group::membership_problems;
 use super::error::Problem;
+use super::stage_section::SectionRules;
 
 /// Settings of the normalizer stage. Every field has a default, so the section may be omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -81,55 +81,51 @@ impl NormalizerConfig {
     /// The rules that span fields of this section, each broken one named by its key path.
     /// The normalizer checks them at start-up.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut problems = membership_problems(
+        let mut rules = SectionRules::new(
             "normalizer",
             &self.group_id,
             self.group_instance_id.as_deref(),
         );
-        let mut require = |ok: bool, key: &str, message: &str| {
-            if !ok {
-                problems.push(Problem::new(format!("normalizer.{key}"), message));
-            }
-        };
-        require(
+        rules.require(
             self.max_in_flight >= 1,
             "max_in_flight",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.topic_partitions >= 1,
             "topic_partitions",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.replication_factor >= 1,
             "replication_factor",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.transactional_id
                 .as_deref()
                 .is_none_or(|id| !id.trim().is_empty()),
             "transactional_id",
             "must not be empty when set; leave it out for a random one",
         );
-        require(
+        rules.require(
             self.transaction_max_records >= 1,
             "transaction_max_records",
             "must be at least 1",
         );
-        require(
+        rules.require(
             !self.lag_interval.is_zero(),
             "lag_interval",
             "must be longer than zero",
         );
-        problems
+        rules.into_problems()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::stage_section::paths;
 
     #[test]
     fn the_defaults_break_no_rule() {
@@ -150,11 +146,7 @@ mod tests {
             transactional_id: Some(" ".into()),
             ..NormalizerConfig::default()
         };
-        let paths: Vec<String> = config
-            .problems()
-            .into_iter()
-            .map(|problem| problem.path)
-            .collect();
+        let paths = paths(config.problems());
         assert_eq!(
             paths,
             vec!["normalizer.max_in_flight", "normalizer.transactional_id"]
@@ -167,11 +159,7 @@ mod tests {
             group_instance_id: Some(" ".into()),
             ..NormalizerConfig::default()
         };
-        let paths: Vec<String> = config
-            .problems()
-            .into_iter()
-            .map(|problem| problem.path)
-            .collect();
+        let paths = paths(config.problems());
         assert_eq!(paths, vec!["normalizer.group_instance_id"]);
     }
 

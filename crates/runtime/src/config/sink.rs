@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::consumer_group::membership_problems;
 use super::error::Problem;
+use super::stage_section::SectionRules;
 
 /// Settings of the sink stage. Every field has a default, so the section may be omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -89,70 +89,66 @@ impl SinkConfig {
     /// The rules that span fields of this section, each broken one named by its key path.
     /// The sink checks them at start-up.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut problems =
-            membership_problems("sink", &self.group_id, self.group_instance_id.as_deref());
-        let mut require = |ok: bool, key: &str, message: &str| {
-            if !ok {
-                problems.push(Problem::new(format!("sink.{key}"), message));
-            }
-        };
-        require(
+        let mut rules =
+            SectionRules::new("sink", &self.group_id, self.group_instance_id.as_deref());
+        rules.require(
             self.batch_max_records >= 1,
             "batch_max_records",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.batch_max_bytes >= 1,
             "batch_max_bytes",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.max_in_flight_batches >= 1,
             "max_in_flight_batches",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.max_unacked_messages >= self.batch_max_records,
             "max_unacked_messages",
             "must be at least batch_max_records, or a batch could never fill",
         );
-        require(
+        rules.require(
             !self.request_timeout.is_zero(),
             "request_timeout",
             "must be longer than zero",
         );
-        require(
+        rules.require(
             !self.retry_initial_backoff.is_zero(),
             "retry_initial_backoff",
             "must be longer than zero",
         );
-        require(
+        rules.require(
             self.retry_max_backoff >= self.retry_initial_backoff,
             "retry_max_backoff",
             "must be at least retry_initial_backoff",
         );
-        require(
+        rules.require(
             !self.lag_interval.is_zero(),
             "lag_interval",
             "must be longer than zero",
         );
-        require(
+        rules.require(
             self.topic_partitions >= 1,
             "topic_partitions",
             "must be at least 1",
         );
-        require(
+        rules.require(
             self.replication_factor >= 1,
             "replication_factor",
             "must be at least 1",
         );
-        problems
+        rules.into_problems()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::stage_section::paths;
 
     #[test]
     fn the_defaults_break_no_rule() {
@@ -172,11 +168,7 @@ mod tests {
             group_instance_id: Some(" ".into()),
             ..SinkConfig::default()
         };
-        let paths: Vec<String> = config
-            .problems()
-            .into_iter()
-            .map(|problem| problem.path)
-            .collect();
+        let paths = paths(config.problems());
         assert_eq!(paths, vec!["sink.group_instance_id"]);
     }
 
@@ -188,11 +180,7 @@ mod tests {
             retry_max_backoff: Duration::from_millis(1),
             ..SinkConfig::default()
         };
-        let paths: Vec<String> = config
-            .problems()
-            .into_iter()
-            .map(|problem| problem.path)
-            .collect();
+        let paths = paths(config.problems());
         assert_eq!(
             paths,
             vec!["sink.max_unacked_messages", "sink.retry_max_backoff"]

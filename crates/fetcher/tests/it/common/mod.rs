@@ -2,7 +2,7 @@
 //! fetcher at both, the binary as a process and a reader that collects what reached the raw
 //! topics — the fetcher's parts on top of nowstream-testkit's process, config and reader.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use nowstream_testkit::{
     ConfigFile, Integration, Isolation, KafkaBroker, StageProcess, TopicReader, unique,
 };
 
-pub const RAW_TABLES: [&str; 4] = ["incident", "change_request", "sys_user", "sys_dictionary"];
+/// The tables whose records the fetcher publishes, in entity order.
+pub const RAW_TABLES: [&str; 4] = nowstream_model::Entity::SOURCE_TABLES;
 
 /// A simulator configuration with the given amount of generated data and defaults otherwise.
 pub fn sim_config(
@@ -336,6 +337,51 @@ pub fn unit_event(event: &serde_json::Value) -> Option<(&str, &str)> {
         event.get("unit")?.as_str()?,
         event.get("message")?.as_str()?,
     ))
+}
+
+/// The work units of the default test integration (`4711`), as the fetcher logs them.
+pub const ALL_UNITS: [&str; 5] = [
+    "4711:incident",
+    "4711:change_request",
+    "4711:sys_user",
+    "4711:sys_dictionary",
+    "4711:sys_audit_delete",
+];
+
+pub fn all_units() -> BTreeSet<String> {
+    ALL_UNITS.iter().map(|unit| (*unit).to_owned()).collect()
+}
+
+/// The units a process runs now, from its log: a unit starts with "starting backfill" or
+/// "resuming from checkpoint" and stops with "unit moved to another replica".
+pub fn owned_units(process: &StageProcess) -> BTreeSet<String> {
+    let mut owned = BTreeSet::new();
+    for event in process.events() {
+        match unit_event(&event) {
+            Some((unit, "starting backfill" | "resuming from checkpoint")) => {
+                owned.insert(unit.to_owned());
+            }
+            Some((unit, message)) if message.starts_with("unit moved to another replica") => {
+                owned.remove(unit);
+            }
+            _ => {}
+        }
+    }
+    owned
+}
+
+/// Units `process` started (again) after its first `skip` log lines.
+pub fn started_after(process: &StageProcess, skip: usize) -> BTreeSet<String> {
+    process
+        .lines()
+        .iter()
+        .skip(skip)
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|event| match unit_event(&event) {
+            Some((unit, "starting backfill" | "resuming from checkpoint")) => Some(unit.to_owned()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Table API requests the simulator answered so far (any table, any status).
