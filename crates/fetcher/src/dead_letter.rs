@@ -38,7 +38,7 @@ pub const TOO_LARGE: &str = "too_large";
 pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
 
 /// Bytes kept free under `message.max.bytes` for librdkafka's own framing, so a record that
-/// passes [`DeadLetters::fits`] is never refused for a few bytes.
+/// passes [`DeadLetters::oversize`] is never refused for a few bytes.
 pub const RECORD_MARGIN: usize = 1024;
 
 /// Where the fetcher's dead letters go and how large a record may be.
