@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -218,24 +219,41 @@ pub(crate) fn read_committed_to_end(
         .assign(&assignment)
         .map_err(|error| failed(format!("assign: {error}")))?;
     let mut last_progress = Instant::now();
+    let mut last_error: Option<KafkaError> = None;
     while !remaining.is_empty() {
         if last_progress.elapsed() > stall {
+            let cause = last_error
+                .as_ref()
+                .map(|error| format!("; last error: {error}"))
+                .unwrap_or_default();
             return Err(failed(format!(
                 "not read to its end: no progress for {stall:?} ({} partitions left; a \
                  transaction left open by a stopped producer holds read_committed readers back \
-                 until transaction.timeout.ms)",
+                 until transaction.timeout.ms{cause})",
                 remaining.len()
             )));
         }
-        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
-            let message = result.map_err(|error| failed(format!("read: {error}")))?;
-            last_progress = Instant::now();
-            if remaining
-                .get(&message.partition())
-                .is_some_and(|&high| message.offset() < high)
-            {
-                visit(&message);
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                if remaining
+                    .get(&message.partition())
+                    .is_some_and(|&high| message.offset() < high)
+                {
+                    visit(&message);
+                }
             }
+            // librdkafka reports a lost broker connection (a broker died, a leader moved)
+            // through `poll` and recovers by itself; the stall limit bounds the wait. Only what
+            // it calls fatal ends the load at once.
+            Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
+                return Err(failed(format!("read: {error}")));
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, topic, "checkpoint read interrupted; reading on");
+                last_error = Some(error);
+            }
+            None => {}
         }
         // Polling also consumed any control records (markers), which moves the position.
         let positions = consumer
