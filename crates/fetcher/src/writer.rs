@@ -9,12 +9,18 @@
 //! fences its previous owner's unfinished transaction. A writer that was fenced stays fenced:
 //! it never initialises its id again, since that would in turn fence the new owner and let a
 //! replica with a stale checkpoint publish pages twice.
+//!
+//! A page Kafka did not take (a broker died, a partition leader moved, a transaction was
+//! aborted) is written again in place, a few times with growing pauses, before the unit gives
+//! up and starts over from its checkpoint: losing one broker of a cluster is routine and must
+//! not restart the unit (nor re-fetch the page from ServiceNow).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use nowstream_bus::{OutRecord, Producer, TransactionalProducer};
+use nowstream_bus::{BusError, OutRecord, Producer, TransactionError, TransactionalProducer};
 use nowstream_runtime::KafkaConfig;
 
 use crate::FetchError;
@@ -90,8 +96,37 @@ impl PageWriter {
 
     /// Produces `records` and the page's dead `letters`, then `checkpoint`: the checkpoint
     /// moves past a dead-lettered row only once the DLQ has it (in exactly-once mode, inside
-    /// the same transaction).
+    /// the same transaction). A write Kafka failed for a passing reason is tried again (see
+    /// [`WRITE_ATTEMPTS`]); the records written twice are the same versions, which keyed,
+    /// versioned upserts absorb (and an aborted transaction's records nobody reads).
     pub async fn write_page(
+        &self,
+        records: &[Encoded],
+        letters: &[Lettered],
+        checkpoint: &Encoded,
+    ) -> Result<(), FetchError> {
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut attempt = 1;
+        loop {
+            match self.write_page_once(records, letters, checkpoint).await {
+                Err(error) if attempt < WRITE_ATTEMPTS && is_passing(&error) => {
+                    tracing::warn!(
+                        %error,
+                        attempt,
+                        ?pause,
+                        checkpoint = %checkpoint.key,
+                        "Kafka did not take the page; writing it again after the pause"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn write_page_once(
         &self,
         records: &[Encoded],
         letters: &[Lettered],
@@ -121,6 +156,28 @@ impl PageWriter {
                 }
             }
         }
+    }
+}
+
+/// How many times a page is written before its unit fails: with pauses doubling from
+/// [`FIRST_RETRY_PAUSE`], about half a minute, longer than a cluster takes to elect new leaders
+/// for a dead broker's partitions (its session timeout, 9 s by default).
+const WRITE_ATTEMPTS: u32 = 6;
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Whether a failed write may succeed if tried again: Kafka errors, except a record too large
+/// for the topic, a client configuration librdkafka refused, and fencing (another replica owns
+/// the unit; [`FetchError::Fenced`]). A producer that hit any other fatal error was replaced by
+/// [`TransactionalProducer::abort_after`], so the next try starts on a fresh one.
+fn is_passing(error: &FetchError) -> bool {
+    match error {
+        FetchError::Bus(error) => {
+            !error.is_message_too_large() && !matches!(error, BusError::Client { .. })
+        }
+        FetchError::Transaction(error) => {
+            !error.is_fenced() && !matches!(error, TransactionError::Client { .. })
+        }
+        _ => false,
     }
 }
 
