@@ -12,7 +12,7 @@ use crate::{
 
 /// An SEI entity, ready for its `sei.servicenow.<entity>` topic.
 ///
-/// Serializes (untagged) as the entity JSON of the SEI ingestion API.
+/// Serializes (untagged) as the entity JSON of nowstream's ingestion contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EntityRecord {

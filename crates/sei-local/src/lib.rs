@@ -1,5 +1,5 @@
-//! sei-local: a local implementation of SEI's ServiceNow ingestion API, for development,
-//! demos and tests.
+//! sei-local: the reference receiver of nowstream's ingestion contract (not an SEI API), for
+//! development, demos and tests.
 //!
 //! It serves the contract in `schemas/sei-ingestion.openapi.yaml`: API-key auth per
 //! tenant, gzip bodies, a body size limit, all-or-nothing batches with per-record

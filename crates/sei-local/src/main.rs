@@ -11,7 +11,7 @@ use nowstream_sei_local::{DatabaseLocation, FaultRule, SeiLocal, SeiLocalConfig}
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
-/// A local SEI ServiceNow ingestion endpoint (development, demos, tests).
+/// The reference receiver of nowstream's ingestion contract (development, demos, tests).
 #[derive(Debug, Parser)]
 #[command(name = "nowstream-sei-local", version)]
 struct Args {

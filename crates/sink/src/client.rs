@@ -1,4 +1,4 @@
-//! The HTTP side: SEI's ingestion endpoint and what its answers mean for a batch.
+//! The HTTP side: the receiver's ingestion endpoint and what its answers mean for a batch.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,7 @@ use crate::request::IngestRequest;
 /// Longest error text from SEI kept for logs and DLQ headers.
 const MAX_DETAIL_CHARS: usize = 500;
 
-/// A client of one SEI tenant's ingestion API.
+/// A client of one tenant's ingestion endpoint on the receiver.
 ///
 /// The API key lives only inside the `Authorization` header value, which is marked
 /// sensitive so that neither reqwest nor this type's `Debug` shows it.

@@ -1,4 +1,4 @@
-//! nowstream-sink: SEI entities from Kafka into SEI's ingestion API.
+//! nowstream-sink: SEI entities from Kafka into a receiver of nowstream's ingestion contract.
 //!
 //! The sink consumes the four entity topics (`<prefix>sei.servicenow.<entity>`) as one consumer
 //! group, batches records per SEI endpoint (integration × entity) by count, bytes and linger

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use nowstream_runtime::{SecretScope, Service};
 
-/// Loads SEI entities from the sei.servicenow.* topics into SEI's ingestion API.
+/// Loads SEI entities from the sei.servicenow.* topics into a receiver of nowstream's ingestion
+/// contract.
 #[derive(Debug, Parser)]
 #[command(name = "nowstream-sink", version)]
 struct Args {

@@ -1,7 +1,7 @@
 //! SEI entities: ServiceNow records normalized to the SEI ServiceNow datasheet.
 //!
 //! Each type is both the Avro value of its `sei.servicenow.<entity>` topic and, through
-//! serde, the entity JSON of the SEI ingestion API (same field names, RFC 3339 UTC times).
+//! serde, the entity JSON of nowstream's ingestion contract (same field names, RFC 3339 UTC times).
 //! Fields that the exclusion policy may remove are `Option`s; the names of removed fields
 //! are listed in `excluded_fields`, never their values.
 

@@ -12,7 +12,7 @@ use super::secret::{GivenTwice, value_or_file};
 #[serde(deny_unknown_fields)]
 pub struct IntegrationConfig {
     /// SEI's integration id; it prefixes every Kafka key (`<id>:<sys_id>`) and names the
-    /// integration in SEI's ingestion URL, so it must be unique and non-empty.
+    /// integration in the receiver's ingestion URL, so it must be unique and non-empty.
     pub id: String,
     /// Base URL of the instance, e.g. `https://acme.service-now.com`.
     pub url: String,
