@@ -35,9 +35,17 @@
   show("cfr-failures", cfr.failures);
   show("cfr-deployments", cfr.deployments);
   show("cfr-grade", cfr.grade);
-  show("cfr-attributed-rate", percent(cfr.attributed.rate), 1);
-  show("cfr-attributed-failed", cfr.attributed.failed_deployments);
-  show("cfr-attributed-grade", cfr.attributed.grade);
+  if (report.incidents_with_caused_by > 0) {
+    show("cfr-attributed-rate", percent(cfr.attributed.rate), 1);
+    show("cfr-attributed-failed", cfr.attributed.failed_deployments);
+    show("cfr-attributed-grade", cfr.attributed.grade);
+  } else {
+    // Nothing to attribute with: a grade would claim a success the data cannot show.
+    show("cfr-attributed-rate", null);
+    show("cfr-attributed-failed", 0);
+    show("cfr-attributed-grade", null);
+    document.getElementById("cfr-attributed-grade").textContent = "no incident names a change in caused_by";
+  }
   document.getElementById("figures").hidden = false;
 
   var groups = report.groups;

@@ -311,6 +311,10 @@ pub struct DoraReport {
     pub group_by: Option<DoraGroupBy>,
     /// What was counted.
     pub definitions: DoraDefinitions,
+    /// Live incidents of the integration that name a change in `caused_by`, whatever their
+    /// time: 0 means the attributed figures have nothing to go on (the sender does not fill
+    /// the field), not that no change failed.
+    pub incidents_with_caused_by: u64,
     /// Over the whole window.
     pub overall: DoraFigures,
     /// Time groupings: every period meeting the window, in order. Priority: every priority
@@ -371,8 +375,10 @@ impl DoraReport {
     ) -> Result<Self, DoraError> {
         let (from, to) = (params.from, params.to);
         let mut causes: BTreeMap<&str, BTreeSet<Option<&str>>> = BTreeMap::new();
+        let mut incidents_with_caused_by = 0;
         for incident in incidents {
             if let Some(change) = incident.caused_by.as_deref().filter(|c| !c.is_empty()) {
+                incidents_with_caused_by += 1;
                 causes
                     .entry(change)
                     .or_default()
@@ -445,6 +451,7 @@ impl DoraReport {
                 failure_priorities: params.failure.priorities.clone(),
                 failure_categories: params.failure.categories.clone(),
             },
+            incidents_with_caused_by,
             overall,
             groups,
         })

@@ -46,6 +46,14 @@ pub(super) async fn page(
         from: value("from").unwrap_or_else(|| iso(now - TimeDelta::weeks(12))),
         to: value("to").unwrap_or_else(|| iso(now)),
         mttr_start: value("mttr_start").unwrap_or_default(),
+        lists: LIST_PARAMETERS.map(|name| {
+            let values: Vec<String> = pairs
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect();
+            values.join(",")
+        }),
     };
     if form.integration_id.is_empty() {
         return page_html(StatusCode::OK, &form, None, None);
@@ -115,12 +123,22 @@ pub(super) async fn asset(axum::extract::Path(name): axum::extract::Path<String>
         .into_response()
 }
 
+/// The API's list parameters, offered as comma-separated text fields.
+const LIST_PARAMETERS: [&str; 4] = [
+    "change_state",
+    "change_type",
+    "failure_priority",
+    "failure_category",
+];
+
 struct FormValues {
     tenant: String,
     integration_id: String,
     from: String,
     to: String,
     mttr_start: String,
+    /// Values of [`LIST_PARAMETERS`], in that order.
+    lists: [String; 4],
 }
 
 fn iso(time: chrono::DateTime<Utc>) -> String {
@@ -168,6 +186,24 @@ fn page_html(
             )
         })
         .unwrap_or_default();
+    let hints = [
+        "closed changes in these states (any)",
+        "of these types (any)",
+        "failure incidents' priorities (1,2)",
+        "failure incidents' categories (any)",
+    ];
+    let lists: String = LIST_PARAMETERS
+        .iter()
+        .zip(&form.lists)
+        .zip(hints)
+        .map(|((name, value), hint)| {
+            format!(
+                r#"<label>{name} <input name="{name}" value="{}" placeholder="{hint}" size="14"></label>"#,
+                escape(value)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let body = format!(
         r#"<!doctype html>
 <html lang="en">
@@ -189,6 +225,7 @@ fn page_html(
 <option value="sys_created_on"{created}>creation (SEI)</option>
 <option value="opened_at"{opened}>opened_at</option>
 </select></label>
+{lists}
 <button type="submit">Show</button>
 </form>
 </header>
@@ -234,6 +271,7 @@ fn page_html(
         to = escape(&form.to),
         created = selected("sys_created_on"),
         opened = selected("opened_at"),
+        lists = lists,
     );
     (status, Html(body)).into_response()
 }

@@ -250,3 +250,38 @@ async fn the_dashboard_names_a_bad_parameter_and_an_unknown_tenant() {
     .expect("request sent");
     assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_dashboard_passes_its_filters_on_to_the_report_it_embeds() {
+    let sei = start().await;
+    let client = Client::new(&sei);
+    load_fixture(&client).await;
+    let filters = "failure_priority=1&failure_category=software&change_state=3";
+    let (_, api) = client
+        .get_json(&format!("/v1/metrics/dora?{QUERY}&{filters}&group_by=week"))
+        .await;
+    let page = reqwest::get(format!(
+        "{}/dashboard?tenant={TENANT}&{QUERY}&{filters}",
+        sei.base_url()
+    ))
+    .await
+    .expect("request sent")
+    .text()
+    .await
+    .expect("body");
+    let start = page
+        .find(r#"<script type="application/json" id="dora-report">"#)
+        .map(|at| at + r#"<script type="application/json" id="dora-report">"#.len())
+        .expect("the report is embedded");
+    let end = start + page[start..].find("</script>").expect("script end");
+    let embedded: Value = serde_json::from_str(&page[start..end]).expect("embedded JSON");
+    assert_eq!(embedded["overall"], api["overall"]);
+    assert_eq!(
+        embedded["definitions"]["failure_categories"],
+        "[\"software\"]".parse::<Value>().expect("JSON")
+    );
+    assert!(
+        page.contains(r#"name="change_state" value="3""#),
+        "the form keeps its values"
+    );
+}

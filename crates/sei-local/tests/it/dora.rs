@@ -299,6 +299,8 @@ async fn change_failure_rate_divides_failure_incidents_by_deployments_and_attrib
     assert_eq!(attributed["deployments"], 5);
     assert_close(&attributed["rate"], 0.6);
     assert_eq!(attributed["grade"], "Low");
+    // i1, i2, i3, i5, i6 (i7 is deleted; the other tenant's does not count).
+    assert_eq!(body["incidents_with_caused_by"], 5);
 }
 
 #[tokio::test]
