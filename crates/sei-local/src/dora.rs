@@ -543,12 +543,15 @@ fn by_priority(counted: &Counted<'_>, from: DateTime<Utc>, to: DateTime<Utc>) ->
         .collect()
 }
 
-/// Every week or month meeting `[from, to)`: (key, start, end).
+/// A week or month: its key, start and exclusive end.
+type Period = (String, DateTime<Utc>, DateTime<Utc>);
+
+/// Every week or month meeting `[from, to)`.
 fn periods(
     unit: DoraGroupBy,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<(String, DateTime<Utc>, DateTime<Utc>)>, DoraError> {
+) -> Result<Vec<Period>, DoraError> {
     let midnight = |date: NaiveDate| date.and_time(chrono::NaiveTime::MIN).and_utc();
     let (unit_name, mut start) = match unit {
         DoraGroupBy::Month => ("month", month_start(from.date_naive())),

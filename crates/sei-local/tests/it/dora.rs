@@ -421,7 +421,7 @@ async fn bad_parameters_are_refused_naming_the_parameter() {
             "mttr_start",
         ),
         (format!("{base}&to=yesterday"), "to"),
-        (format!("{base}"), "to"),
+        (base.to_owned(), "to"),
         (format!("{base}&to=2024-03-01T00:00:00Z"), "to"),
         (
             "/v1/metrics/dora?from=2024-03-04T00:00:00Z&to=2024-03-18T00:00:00Z".to_owned(),
