@@ -630,6 +630,39 @@ mod tests {
     }
 
     #[test]
+    fn time_to_restore_starts_where_asked_and_time_to_restore_ms_counts_only_from_opened_at() {
+        let at = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        let incident = DoraIncident {
+            sys_created_on: at("2024-03-01T00:00:00Z"),
+            opened_at: at("2024-03-01T02:00:00Z"),
+            resolved_at: at("2024-03-01T03:00:00Z"),
+            ..DoraIncident::default()
+        };
+        assert_eq!(
+            restore_ms(&incident, MttrStart::SysCreatedOn),
+            Some(3 * 3_600_000)
+        );
+        assert_eq!(restore_ms(&incident, MttrStart::OpenedAt), Some(3_600_000));
+        let explicit = DoraIncident {
+            time_to_restore_ms: Some(42),
+            ..incident.clone()
+        };
+        assert_eq!(restore_ms(&explicit, MttrStart::OpenedAt), Some(42));
+        assert_eq!(
+            restore_ms(&explicit, MttrStart::SysCreatedOn),
+            Some(3 * 3_600_000)
+        );
+        let created_after_resolution = DoraIncident {
+            sys_created_on: at("2024-03-02T00:00:00Z"),
+            ..incident
+        };
+        assert_eq!(
+            restore_ms(&created_after_resolution, MttrStart::SysCreatedOn),
+            None
+        );
+    }
+
+    #[test]
     fn months_cross_a_year_end() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let months = periods(
