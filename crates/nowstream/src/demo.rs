@@ -3,7 +3,8 @@
 //! ServiceNow is the simulator, Kafka is librdkafka's in-process mock cluster (or a broker the
 //! user names with `--broker`), SEI is sei-local; the three stages run as tasks of this process with the same
 //! `run` functions their binaries call. The demo excludes Summary, Description and Comments, as
-//! a privacy-minded customer would, and ends with what arrived and the MTTR by priority.
+//! a privacy-minded customer would, and ends with what arrived, the MTTR by priority and the
+//! three DORA figures (MTTR, deployment frequency, change failure rate) with their grades.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -60,6 +61,8 @@ pub struct DemoSummary {
     pub leaked_excluded_values: usize,
     /// sei-local's MTTR report grouped by priority.
     pub mttr: serde_json::Value,
+    /// sei-local's DORA report over the simulator's whole history.
+    pub dora: serde_json::Value,
 }
 
 /// The broker the demo runs on; kept alive until the demo ends.
@@ -133,14 +136,16 @@ pub async fn run(options: DemoOptions, mut out: impl Write) -> anyhow::Result<De
         log_level: options.log_level.clone(),
     })?;
     let broker = Broker::start(&options.broker)?;
+    let data = GeneratorConfig {
+        seed: options.seed,
+        incidents: options.incidents,
+        change_requests: options.change_requests,
+        users: options.users,
+        ..GeneratorConfig::default()
+    };
+    let window = DoraWindow::of(&data);
     let sim = Simulator::start(SimConfig {
-        data: GeneratorConfig {
-            seed: options.seed,
-            incidents: options.incidents,
-            change_requests: options.change_requests,
-            users: options.users,
-            ..GeneratorConfig::default()
-        },
+        data,
         ..SimConfig::default()
     })
     .await?;
@@ -204,11 +209,21 @@ pub async fn run(options: DemoOptions, mut out: impl Write) -> anyhow::Result<De
     let counts = arrived_counts(&sei, &expected)?;
     let leaked_excluded_values = leaked_excluded_values(&sei)?;
     let mttr = mttr_by_priority(&sei, &api_key).await?;
+    let dora = dora_report(&sei, &api_key, &window).await?;
     print_summary(&mut out, &counts, leaked_excluded_values, &mttr)?;
+    print_dora(&mut out, &dora)?;
 
     if options.keep_running {
         writeln!(out)?;
-        writeln!(out, "sei-local keeps running (Ctrl-C stops the demo). Try:")?;
+        writeln!(out, "sei-local keeps running (Ctrl-C stops the demo).")?;
+        writeln!(
+            out,
+            "  DORA dashboard: {}/dashboard?tenant={TENANT}&integration_id={INTEGRATION}&from={}&to={}&failure_priority=1",
+            sei.base_url(),
+            window.from,
+            window.to
+        )?;
+        writeln!(out, "  or the API:")?;
         writeln!(
             out,
             "  curl -H 'Authorization: Apikey {api_key}' -H 'X-Tenant: {TENANT}' \
@@ -233,7 +248,125 @@ pub async fn run(options: DemoOptions, mut out: impl Write) -> anyhow::Result<De
         counts,
         leaked_excluded_values,
         mttr,
+        dora,
     })
+}
+
+/// The DORA report's window: the simulator's whole history (a day more at the start, a second
+/// more at the end: `to` is exclusive), so every generated change and incident counts, and the
+/// rates are spread over the time the data really spans.
+#[derive(Debug, Clone)]
+struct DoraWindow {
+    from: String,
+    to: String,
+}
+
+impl DoraWindow {
+    fn of(data: &GeneratorConfig) -> Self {
+        let text = |time: chrono::DateTime<chrono::Utc>| {
+            time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        Self {
+            from: text(data.data_end - chrono::Duration::days(i64::from(data.history_days) + 1)),
+            to: text(data.data_end + chrono::Duration::seconds(1)),
+        }
+    }
+}
+
+async fn dora_report(
+    sei: &RunningSeiLocal,
+    api_key: &str,
+    window: &DoraWindow,
+) -> anyhow::Result<serde_json::Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/metrics/dora", sei.base_url()))
+        .query(&[
+            ("integration_id", INTEGRATION),
+            ("from", window.from.as_str()),
+            ("to", window.to.as_str()),
+            // Critical incidents only: the simulator's priority 2 incidents are frequent
+            // enough to outnumber its changes, which would say little about the changes.
+            ("failure_priority", "1"),
+        ])
+        .header("Authorization", format!("Apikey {api_key}"))
+        .header("X-Tenant", TENANT)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("sei-local's DORA endpoint answered {}", response.status());
+    }
+    Ok(response.json().await?)
+}
+
+/// The three DORA figures, each with its grade.
+fn print_dora(out: &mut impl Write, dora: &serde_json::Value) -> anyhow::Result<()> {
+    let overall = &dora["overall"];
+    let (mttr, df, cfr) = (
+        &overall["mttr"],
+        &overall["deployment_frequency"],
+        &overall["change_failure_rate"],
+    );
+    let grade = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
+    let count = |value: &serde_json::Value| value.as_u64().unwrap_or_default();
+    let percent = |value: &serde_json::Value| {
+        value
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |rate| format!("{:.1} %", rate * 100.0))
+    };
+    writeln!(
+        out,
+        "  DORA ({} to {}; failures: priority {}):",
+        dora["from"].as_str().unwrap_or("?"),
+        dora["to"].as_str().unwrap_or("?"),
+        dora["definitions"]["failure_priorities"]
+            .as_array()
+            .map(|list| list
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default(),
+    )?;
+    writeln!(
+        out,
+        "    mean time to restore   {} h median, {} h mean, {} incidents (from creation)  {}",
+        hours(&mttr["median_hours"]),
+        hours(&mttr["mean_hours"]),
+        count(&mttr["count"]),
+        grade(&mttr["grade"]),
+    )?;
+    writeln!(
+        out,
+        "    deployment frequency   {:.2} per week, {} change requests closed  {}",
+        df["per_week"].as_f64().unwrap_or_default(),
+        count(&df["count"]),
+        grade(&df["grade"]),
+    )?;
+    writeln!(
+        out,
+        "    change failure rate    {} ({} failure incidents / {} deployments)  {}",
+        percent(&cfr["rate"]),
+        count(&cfr["failures"]),
+        count(&cfr["deployments"]),
+        grade(&cfr["grade"]),
+    )?;
+    let attributed = &cfr["attributed"];
+    if count(&dora["incidents_with_caused_by"]) == 0 {
+        writeln!(
+            out,
+            "      attributed by caused_by  - (no incident names the change that caused it)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "      attributed by caused_by  {} ({} of {} changes caused an incident)  {}",
+            percent(&attributed["rate"]),
+            count(&attributed["failed_deployments"]),
+            count(&attributed["deployments"]),
+            grade(&attributed["grade"]),
+        )?;
+    }
+    Ok(())
 }
 
 fn demo_config(

@@ -36,7 +36,8 @@ enum Command {
         /// Seed of the generated data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Keep the pipeline and sei-local running after the summary, for browsing its API.
+        /// Keep the pipeline and sei-local running after the summary, for browsing its API and
+        /// its DORA dashboard (the URL is printed).
         #[arg(long)]
         keep_running: bool,
         /// Log level of the stages (tracing filter); progress lines are printed regardless.

@@ -47,6 +47,37 @@ async fn mttr_from_the_simulator() -> anyhow::Result<(usize, f64, f64)> {
     Ok((count, mean, median))
 }
 
+/// What the DORA report must count, straight from the simulator: change requests with a
+/// `closed_at` (the demo's window spans the whole history) and resolved incidents with a
+/// creation time.
+async fn dora_counts_from_the_simulator() -> anyhow::Result<(u64, u64)> {
+    let sim = Simulator::start(SimConfig {
+        data: GeneratorConfig {
+            seed: SEED,
+            incidents: INCIDENTS,
+            change_requests: CHANGE_REQUESTS,
+            users: USERS,
+            ..GeneratorConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await?;
+    let set = |row: &std::collections::BTreeMap<String, String>, field: &str| {
+        row.get(field).is_some_and(|value| !value.is_empty())
+    };
+    let closed = sim
+        .snapshot("change_request")?
+        .iter()
+        .filter(|row| set(row, "closed_at"))
+        .count();
+    let restored = sim
+        .snapshot("incident")?
+        .iter()
+        .filter(|row| set(row, "sys_created_on") && set(row, "resolved_at"))
+        .count();
+    Ok((closed as u64, restored as u64))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_demo_delivers_every_record_without_excluded_values_and_reports_the_true_mttr()
 -> anyhow::Result<()> {
@@ -99,6 +130,68 @@ async fn the_demo_delivers_every_record_without_excluded_values_and_reports_the_
         "median {} vs {median}",
         overall["median_hours"]
     );
+
+    // The three DORA figures are printed with their grades, as sei-local computed them.
+    let (closed, restored) = dora_counts_from_the_simulator().await?;
+    let dora = &summary.dora["overall"];
+    assert_eq!(
+        dora["deployment_frequency"]["count"].as_u64(),
+        Some(closed),
+        "{printed}"
+    );
+    assert_eq!(dora["mttr"]["count"].as_u64(), Some(restored), "{printed}");
+    let dora_section: Vec<&str> = printed
+        .lines()
+        .skip_while(|line| !line.trim_start().starts_with("DORA ("))
+        .collect();
+    let line = |label: &str| {
+        dora_section
+            .iter()
+            .find(|line| line.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{printed}"))
+            .to_string()
+    };
+    let mttr_line = line("mean time to restore");
+    assert!(
+        mttr_line.contains(&format!(
+            "{:.1} h median",
+            dora["mttr"]["median_hours"].as_f64().unwrap_or(f64::NAN)
+        )) && mttr_line.ends_with(dora["mttr"]["grade"].as_str().unwrap_or("?")),
+        "{mttr_line}"
+    );
+    let df_line = line("deployment frequency");
+    assert!(
+        df_line.contains(&format!(
+            "{:.2} per week, {closed} change requests closed",
+            dora["deployment_frequency"]["per_week"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+        )) && df_line.ends_with(
+            dora["deployment_frequency"]["grade"]
+                .as_str()
+                .unwrap_or("?")
+        ),
+        "{df_line}"
+    );
+    let cfr = &dora["change_failure_rate"];
+    let cfr_line = line("change failure rate");
+    assert!(
+        cfr_line.contains(&format!(
+            "({} failure incidents / {closed} deployments)",
+            cfr["failures"]
+        )) && cfr_line.ends_with(cfr["grade"].as_str().unwrap_or("-")),
+        "{cfr_line}"
+    );
+    let attributed = line("attributed by caused_by");
+    if summary.dora["incidents_with_caused_by"].as_u64() == Some(0) {
+        assert!(attributed.contains("no incident names"), "{attributed}");
+    } else {
+        assert!(
+            attributed.contains(&format!("of {closed} changes")),
+            "{attributed}"
+        );
+    }
+    println!("{printed}");
     Ok(())
 }
 

@@ -90,6 +90,11 @@ impl ApiKeys {
         }
     }
 
+    /// The configured tenants, in order.
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.by_tenant.keys().map(String::as_str)
+    }
+
     /// The tenant a request may act for, judged from its headers.
     ///
     /// A missing tenant is 401, like a missing key: both are configuration errors of

@@ -5,7 +5,8 @@
 //! tenant, gzip bodies, a body size limit, all-or-nothing batches with per-record
 //! validation, versioned upserts (newest wins; older or equal are stale), tombstones that
 //! older replays cannot resurrect, `Idempotency-Key` replays, listing and reading records
-//! back, and the MTTR report with its DORA grade. Records live in SQLite (a file, or
+//! back, the MTTR report with its DORA grade, the DORA report (MTTR, deployment frequency,
+//! change failure rate) and a dashboard charting it. Records live in SQLite (a file, or
 //! memory). Deterministic fault injection and request counters let tests check how a
 //! client retries. See `docs/sei-local.md`.
 //!
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod batch;
 pub mod config;
+pub mod dora;
 pub mod faults;
 mod http;
 pub mod mttr;
@@ -34,6 +36,7 @@ pub mod store;
 
 pub use batch::IngestResult;
 pub use config::{ConfigError, DatabaseLocation, SeiLocalConfig};
+pub use dora::{DoraGroupBy, DoraReport, MttrStart};
 pub use faults::{Fault, FaultRule, RuleReport, Trigger};
 pub use mttr::{Grade, GroupBy, MttrGroup, MttrReport, MttrStats};
 pub use server::{RunningSeiLocal, SeiLocal, SeiLocalError};

@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use crate::batch::{Batch, IngestResult, ValidRecord, sortable_time};
 use crate::config::DatabaseLocation;
+use crate::dora::{DoraChange, DoraIncident};
 use crate::mttr::ResolvedIncident;
 
 /// The schema this code reads and writes (`PRAGMA user_version`).
@@ -495,6 +496,111 @@ impl Store {
             });
         }
         Ok(incidents)
+    }
+    /// What the DORA report reads of one integration's live incidents and change requests.
+    ///
+    /// Every live record of the two entities, read out of the stored bodies with
+    /// `json_extract`: the report's windows apply to three different times (resolved,
+    /// created, closed), which a dev server can well filter in Rust.
+    pub fn dora_facts(
+        &self,
+        tenant: &str,
+        integration_id: &str,
+    ) -> Result<(Vec<DoraIncident>, Vec<DoraChange>), StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT sys_id, json_extract(body, '$.sys_created_on'),
+                        json_extract(body, '$.opened_at'), json_extract(body, '$.resolved_at'),
+                        json_extract(body, '$.time_to_restore_ms'),
+                        json_extract(body, '$.priority.value'), json_extract(body, '$.category.value'),
+                        json_extract(body, '$.caused_by')
+                 FROM records
+                 WHERE tenant = ?1 AND integration_id = ?2 AND entity = ?3 AND body IS NOT NULL",
+            )
+            .map_err(sql("prepare the DORA incident query"))?;
+        let rows = statement
+            .query_map(
+                params![tenant, integration_id, Entity::Incident.name()],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        [
+                            row.get::<_, Option<String>>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                            row.get::<_, Option<String>>(3)?,
+                        ],
+                        row.get::<_, Option<i64>>(4)?,
+                        row.get::<_, Option<String>>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                        row.get::<_, Option<String>>(7)?,
+                    ))
+                },
+            )
+            .map_err(sql("run the DORA incident query"))?;
+        let mut incidents = Vec::new();
+        for row in rows {
+            let (
+                sys_id,
+                [created, opened, resolved],
+                time_to_restore_ms,
+                priority,
+                category,
+                caused_by,
+            ) = row.map_err(sql("run the DORA incident query"))?;
+            let time = |text: Option<String>, what| {
+                text.map(|text| parse_time(&text, what, Entity::Incident, &sys_id))
+                    .transpose()
+            };
+            incidents.push(DoraIncident {
+                sys_created_on: time(created, "sys_created_on")?,
+                opened_at: time(opened, "opened_at")?,
+                resolved_at: time(resolved, "resolved_at")?,
+                time_to_restore_ms,
+                priority,
+                category,
+                caused_by,
+                sys_id,
+            });
+        }
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT sys_id, json_extract(body, '$.closed_at'), json_extract(body, '$.state.value'),
+                        json_extract(body, '$.type.value'), json_extract(body, '$.priority.value')
+                 FROM records
+                 WHERE tenant = ?1 AND integration_id = ?2 AND entity = ?3 AND body IS NOT NULL",
+            )
+            .map_err(sql("prepare the DORA change query"))?;
+        let rows = statement
+            .query_map(
+                params![tenant, integration_id, Entity::ChangeRequest.name()],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .map_err(sql("run the DORA change query"))?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let (sys_id, closed_at, state, change_type, priority) =
+                row.map_err(sql("run the DORA change query"))?;
+            let closed_at = closed_at
+                .map(|text| parse_time(&text, "closed_at", Entity::ChangeRequest, &sys_id))
+                .transpose()?;
+            changes.push(DoraChange {
+                sys_id,
+                closed_at,
+                state,
+                change_type,
+                priority,
+            });
+        }
+        Ok((incidents, changes))
     }
 }
 

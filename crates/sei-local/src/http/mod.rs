@@ -2,11 +2,14 @@
 //! faults and read counters with.
 //!
 //! Every `/v1/` request passes through [`observe`] (faults, then counting) and
-//! authenticates through the [`Tenant`] extractor before its body is read. `/admin/` has no
-//! authentication and no faults: sei-local is a development server, never exposed.
+//! authenticates through the [`Tenant`] extractor before its body is read. `/admin/` and
+//! `/dashboard` have no authentication and no faults: sei-local is a development server,
+//! never exposed.
 
 mod admin;
 mod body;
+mod dashboard;
+mod dora;
 mod error;
 mod ingest;
 mod mttr;
@@ -69,6 +72,7 @@ pub(crate) fn router(state: SharedState) -> Router {
             get(records::get_record),
         )
         .route("/v1/metrics/mttr", get(mttr::get_mttr))
+        .route("/v1/metrics/dora", get(dora::get_dora))
         .layer(middleware::from_fn_with_state(state.clone(), observe));
     let admin = Router::new()
         .route(
@@ -80,7 +84,9 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route(
             "/admin/stats",
             get(admin::get_stats).delete(admin::reset_stats),
-        );
+        )
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/assets/{name}", get(dashboard::asset));
     api.merge(admin).fallback(no_route).with_state(state)
 }
 

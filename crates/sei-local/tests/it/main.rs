@@ -2,6 +2,8 @@
 
 mod auth_and_limits;
 mod common;
+mod dashboard;
+mod dora;
 mod faults;
 mod ingest;
 mod mttr;
