@@ -64,6 +64,7 @@ fn config(url: &str, auth: AuthConfig) -> Config {
             exclude_fields: Vec::new(),
             allow_http: true,
             exclude_at_source: false,
+            metadata: Default::default(),
         }],
         ..Config::default()
     }
