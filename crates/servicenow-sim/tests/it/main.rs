@@ -4,6 +4,7 @@ mod acls_and_zones;
 mod common;
 mod faults;
 mod generator;
+mod filters;
 mod keyset;
 mod oauth;
 mod table_api;
