@@ -246,7 +246,10 @@ fn the_metadata_keys_are_read_per_integration_from_the_config_file() {
         metadata.query_for("incident"),
         Some("category=network^NQpriority=1")
     );
-    assert_eq!(metadata.query_for("change_request"), Some("type!=emergency"));
+    assert_eq!(
+        metadata.query_for("change_request"),
+        Some("type!=emergency")
+    );
     assert_eq!(metadata.timezone.as_deref(), Some("Europe/Berlin"));
 }
 
@@ -282,5 +285,8 @@ fn a_query_that_does_not_parse_or_orders_is_named_by_its_key() {
 fn a_blank_query_filters_nothing() {
     let blank = WITH_METADATA.replace("type!=emergency", "  ");
     let config = Config::parse(&blank, Format::Toml).unwrap();
-    assert_eq!(config.integrations[1].metadata.query_for("change_request"), None);
+    assert_eq!(
+        config.integrations[1].metadata.query_for("change_request"),
+        None
+    );
 }

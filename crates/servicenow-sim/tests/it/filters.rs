@@ -30,7 +30,12 @@ async fn sys_ids(sim: &RunningSim, table: &str, query: &str) -> BTreeSet<String>
         .collect()
 }
 
-fn stored(sim: &RunningSim, table: &str, keep: impl Fn(&str) -> bool, field: &str) -> BTreeSet<String> {
+fn stored(
+    sim: &RunningSim,
+    table: &str,
+    keep: impl Fn(&str) -> bool,
+    field: &str,
+) -> BTreeSet<String> {
     sim.snapshot(table)
         .unwrap()
         .iter()
@@ -42,7 +47,12 @@ fn stored(sim: &RunningSim, table: &str, keep: impl Fn(&str) -> bool, field: &st
 #[tokio::test]
 async fn a_filter_on_a_known_field_returns_exactly_the_matching_rows() {
     let sim = start(small_config()).await;
-    let network = stored(&sim, "incident", |category| category == "network", "category");
+    let network = stored(
+        &sim,
+        "incident",
+        |category| category == "network",
+        "category",
+    );
     assert!(!network.is_empty(), "the generator makes network incidents");
     assert_eq!(sys_ids(&sim, "incident", "category=network").await, network);
 }
@@ -96,10 +106,16 @@ async fn a_dot_walked_condition_through_a_reference_is_applied() {
 #[tokio::test]
 async fn sys_db_object_names_task_as_the_parent_of_incident_and_change_request() {
     let sim = start(small_config()).await;
-    for (table, parent) in [("incident", "task"), ("change_request", "task"), ("task", "")] {
+    for (table, parent) in [
+        ("incident", "task"),
+        ("change_request", "task"),
+        ("task", ""),
+    ] {
         let reply = get(
             &sim,
-            &format!("sys_db_object?sysparm_query=name={table}&sysparm_fields=name,super_class.name"),
+            &format!(
+                "sys_db_object?sysparm_query=name={table}&sysparm_fields=name,super_class.name"
+            ),
         )
         .await;
         assert_eq!(reply.status, 200);

@@ -3,8 +3,8 @@
 mod acls_and_zones;
 mod common;
 mod faults;
-mod generator;
 mod filters;
+mod generator;
 mod keyset;
 mod oauth;
 mod table_api;
