@@ -227,6 +227,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_filter_is_anded_into_each_of_its_groups_before_the_order() {
+        let filter = EncodedQuery::parse("category=network^NQpriority=1").unwrap();
+        let conditions = ["sys_id>=4".to_owned(), "sys_id<8".to_owned()];
+        assert_eq!(
+            with_filter(&conditions, Some(&filter), "ORDERBYsys_id"),
+            "sys_id>=4^sys_id<8^category=network^NQsys_id>=4^sys_id<8^priority=1^ORDERBYsys_id"
+        );
+        assert_eq!(
+            with_filter(&[], Some(&filter), ""),
+            "category=network^NQpriority=1"
+        );
+        assert_eq!(
+            with_filter(&conditions, None, "ORDERBYsys_id"),
+            "sys_id>=4^sys_id<8^ORDERBYsys_id"
+        );
+        assert_eq!(with_filter(&[], None, "ORDERBYsys_id"), "ORDERBYsys_id");
+    }
+
+    #[test]
     fn hex_sys_ids_are_held_as_numbers_and_others_as_text() {
         let mut keys = LiveKeys::default();
         keys.insert("46d44a5e4f1a3210a1b2c3d4e5f60718");
