@@ -232,16 +232,19 @@ async fn scan_once(
         UnitKind::Records(table) => env.integration.filter(table),
         UnitKind::Deletions => None,
     };
-    let unit_filter = unit
-        .filter()
-        .and_then(|filter| EncodedQuery::parse(&filter).ok());
-    let filter = match (unit_filter, user_filter) {
-        (Some(own), Some(user)) => Some(own.and(user)),
-        (Some(own), None) => Some(own),
-        (None, user) => user.cloned(),
+    // The unit's own filter (dictionary, deletions) is sent as written; a configured filter
+    // (incident and change_request, which have none of their own) is ANDed by the keyset
+    // query into each of its `^NQ` groups.
+    let filter = match (unit.filter(), user_filter) {
+        (own, None) => own,
+        (None, Some(user)) => Some(user.to_string()),
+        (Some(own), Some(user)) => Some(match EncodedQuery::parse(&own) {
+            Ok(own) => own.and(user).to_string(),
+            Err(_) => own,
+        }),
     };
     if let Some(filter) = filter {
-        request = request.filter(filter.to_string());
+        request = request.filter(filter);
     }
     let service_now_error = |source| FetchError::ServiceNow {
         integration_id: env.integration.id.clone(),
