@@ -5,7 +5,7 @@
 //! which do? Every change of ownership is one `Supervisor::reconcile` step that stops the
 //! units that moved away and starts those that arrived.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use nowstream_bus::{Producer, TopicSpec, ensure_topics, max_message_bytes};
 use nowstream_model::ExclusionPolicy;
 use nowstream_model::TopicNames;
 use nowstream_runtime::{Config, FetcherConfig, Health, KafkaConfig};
+use nowstream_servicenow::query::EncodedQuery;
 
 use crate::backoff::Backoff;
 use crate::checkpoints::CheckpointStore;
@@ -161,10 +162,30 @@ fn integrations(config: &Config) -> Result<HashMap<String, Arc<Integration>>, Fe
                 excluded_at_source,
                 excluded,
                 audit_access: Default::default(),
+                filters: filters(integration)?,
             }),
         );
     }
     Ok(integrations)
+}
+
+/// The integration's configured filters, parsed (the config loader has already refused the
+/// ones that do not parse or that order).
+fn filters(
+    integration: &nowstream_runtime::IntegrationConfig,
+) -> Result<BTreeMap<&'static str, EncodedQuery>, FetchError> {
+    integration
+        .metadata
+        .filters()
+        .map(|(key, table, query)| {
+            EncodedQuery::parse(query)
+                .map(|parsed| (table, parsed))
+                .map_err(|error| FetchError::Integration {
+                    integration_id: integration.id.clone(),
+                    reason: format!("metadata.{key}: {error}"),
+                })
+        })
+        .collect()
 }
 
 /// The units this replica should run against the units it runs, and what every unit it

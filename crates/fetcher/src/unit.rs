@@ -1,6 +1,6 @@
 //! Running one work unit: backfill, then poll forever, checkpointing after every page.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use nowstream_model::table_api::stored_value;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
 use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
+use nowstream_servicenow::query::EncodedQuery;
 
 use crate::checkpoints::CheckpointStore;
 use crate::dead_letter::{DeadLetters, Letter, Source};
@@ -40,6 +41,16 @@ pub struct Integration {
     pub excluded: ExclusionPolicy,
     /// Whether the user may read `sys_audit_delete` (see [`reconcile`]).
     pub audit_access: reconcile::AuditAccess,
+    /// The integration's `metadata.incident_query` / `change_request_query`, by table: ANDed
+    /// into every scan of the table, its keys-only scans for reconciliation included.
+    pub filters: BTreeMap<&'static str, EncodedQuery>,
+}
+
+impl Integration {
+    /// The configured filter of `table`, if any.
+    pub fn filter(&self, table: &str) -> Option<&EncodedQuery> {
+        self.filters.get(table)
+    }
 }
 
 /// Everything a unit needs besides its own identity.
@@ -182,6 +193,18 @@ pub async fn run_unit(
         }
         scan_result?;
         backfilling = false;
+        if unit.kind == UnitKind::Deletions {
+            // Records that leave their table's filter are deleted in no audit table: the
+            // filtered tables are reconciled besides, when their round is due.
+            let filtered = reconcile::filtered_tables(&env);
+            if !filtered.is_empty()
+                && reconcile::due_rounds(&unit, &env, &filtered, &cancel)
+                    .await?
+                    .is_none()
+            {
+                return Ok(());
+            }
+        }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep(env.settings.poll_interval) => {}
@@ -205,7 +228,22 @@ async fn scan_once(
     } else if let Some(since) = env.settings.backfill_since {
         request = request.since(since);
     }
-    if let Some(filter) = unit.filter() {
+    let user_filter = match unit.kind {
+        UnitKind::Records(table) => env.integration.filter(table),
+        UnitKind::Deletions => None,
+    };
+    // The unit's own filter (dictionary, deletions) is sent as written; a configured filter
+    // (incident and change_request, which have none of their own) is ANDed by the keyset
+    // query into each of its `^NQ` groups.
+    let filter = match (unit.filter(), user_filter) {
+        (own, None) => own,
+        (None, Some(user)) => Some(user.to_string()),
+        (Some(own), Some(user)) => Some(match EncodedQuery::parse(&own) {
+            Ok(own) => own.and(user).to_string(),
+            Err(_) => own,
+        }),
+    };
+    if let Some(filter) = filter {
         request = request.filter(filter);
     }
     let service_now_error = |source| FetchError::ServiceNow {

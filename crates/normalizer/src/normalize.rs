@@ -282,6 +282,7 @@ mod tests {
             exclude_fields: exclude.iter().map(|field| (*field).to_owned()).collect(),
             allow_http: false,
             exclude_at_source: false,
+            metadata: Default::default(),
         }
     }
 

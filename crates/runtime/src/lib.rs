@@ -19,9 +19,9 @@ pub mod telemetry;
 
 pub use config::{
     AuthConfig, BasicAuth, Config, ConfigError, ConfigLoader, DeletionDetection, FetcherConfig,
-    Format, HttpConfig, IntegrationConfig, KafkaConfig, LogFormat, NormalizerConfig, OAuthConfig,
-    OAuthGrant, Problem, SECRETS_DIR_VARIABLE, Satellite, SecretScope, SeiConfig, SinkConfig,
-    TelemetryConfig, ValidationErrors,
+    Format, HttpConfig, IntegrationConfig, IntegrationMetadata, KafkaConfig, LogFormat,
+    NormalizerConfig, OAuthConfig, OAuthGrant, Problem, SECRETS_DIR_VARIABLE, Satellite,
+    SecretScope, SeiConfig, SinkConfig, TelemetryConfig, ValidationErrors,
 };
 pub use health::{Health, ReadinessHandle};
 pub use server::{ServeError, ServeHandle, serve};

@@ -264,6 +264,7 @@ pub fn generate(config: &GeneratorConfig, accounts: &[Account]) -> Dataset {
     // Last, so the random stream of everything above is what it always was.
     g.journal_dictionary_rows();
     g.properties();
+    g.table_definitions();
     g.data
 }
 
@@ -752,6 +753,37 @@ impl Generator {
             ],
         );
         self.push(schema::SYS_PROPERTIES, r);
+    }
+
+    /// `sys_db_object` rows of the served tables, with `task` as the `super_class` of the
+    /// tables that extend it: how a client learns which tables' columns a table inherits.
+    fn table_definitions(&mut self) {
+        let mut task_id = String::new();
+        let schemas = schema::all_tables();
+        let order = schemas
+            .iter()
+            .filter(|s| s.name == tables::TASK)
+            .chain(schemas.iter().filter(|s| s.name != tables::TASK));
+        for table in order {
+            let mut r = self.setup_record();
+            let parent = if schema::TASK_TABLES.contains(&table.name) {
+                task_id.clone()
+            } else {
+                String::new()
+            };
+            Self::set(
+                &mut r,
+                &[
+                    ("name", table.name),
+                    ("label", table.name),
+                    ("super_class", &parent),
+                ],
+            );
+            let id = self.push(schema::SYS_DB_OBJECT, r);
+            if table.name == tables::TASK {
+                task_id = id;
+            }
+        }
     }
 
     fn incidents(&mut self, pools: &Pools) {

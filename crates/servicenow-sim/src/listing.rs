@@ -22,6 +22,53 @@ pub struct Page<'a> {
     pub rows: Vec<Row<'a>>,
 }
 
+/// Whether `path` (`field` or dot-walked `reference.field…`) names a field of `table`, following
+/// each reference to its target table.
+pub fn field_exists(store: &Store, table: &str, path: &str) -> bool {
+    let mut current = table.to_owned();
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Some(def) = store.field_def(&current, part) else {
+            return false;
+        };
+        if parts.peek().is_some() {
+            match def.reference_target() {
+                Some(target) => current = target.to_owned(),
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// `query` without its conditions on fields `table` does not have, as a real instance runs it
+/// (with the default `glide.invalid_query.returns_no_rows=false`): the condition is dropped
+/// silently, so `u_typo=x` alone matches every row. A clause left without conditions is
+/// dropped; a group left without clauses matches every row.
+pub fn without_unknown_fields(store: &Store, table: &str, query: &EncodedQuery) -> EncodedQuery {
+    let groups = query
+        .groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .map(|clause| {
+                    clause
+                        .iter()
+                        .filter(|condition| field_exists(store, table, &condition.field))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .filter(|clause| !clause.is_empty())
+                .collect()
+        })
+        .collect();
+    EncodedQuery {
+        groups,
+        order_by: query.order_by.clone(),
+    }
+}
+
 /// Rows of `table` matching `query`, ordered by its `ORDERBY` terms only (no implicit
 /// sys_id tie-break: ties keep insertion order, as a database heap would), then paged.
 pub fn list<'a>(
@@ -31,10 +78,11 @@ pub fn list<'a>(
     offset: usize,
     limit: usize,
 ) -> Result<Page<'a>, StoreError> {
+    let known = without_unknown_fields(store, table, query);
     let mut matching: Vec<Row<'a>> = store
         .scan(table)?
         .filter(|(concrete, record)| {
-            query.matches(&|name: &str| raw_value(store, concrete, record, name))
+            known.matches(&|name: &str| raw_value(store, concrete, record, name))
         })
         .collect();
     if !query.order_by.is_empty() {

@@ -55,6 +55,8 @@ pub const CMDB_CI_SERVICE: &str = "cmdb_ci_service";
 pub const CMN_DEPARTMENT: &str = "cmn_department";
 /// System properties (`glide.sys.default.tz`, ...); admin-only on a default instance.
 pub const SYS_PROPERTIES: &str = "sys_properties";
+/// Table definitions: `super_class` names the table a table extends (incident → task).
+pub const SYS_DB_OBJECT: &str = "sys_db_object";
 
 /// Static description of one table.
 #[derive(Debug, Clone)]
@@ -95,6 +97,7 @@ pub fn all_tables() -> Vec<TableSchema> {
         cmdb_ci_service(),
         cmn_department(),
         sys_properties(),
+        sys_db_object(),
     ]
 }
 
@@ -374,6 +377,21 @@ fn sys_properties() -> TableSchema {
     ]);
     TableSchema {
         name: SYS_PROPERTIES,
+        display_field: "name",
+        fields,
+        is_view: false,
+    }
+}
+
+fn sys_db_object() -> TableSchema {
+    let mut fields = system_fields();
+    fields.extend([
+        FieldDef::new("name", FieldKind::Text),
+        FieldDef::new("label", FieldKind::Text),
+        FieldDef::new("super_class", reference(SYS_DB_OBJECT)),
+    ]);
+    TableSchema {
+        name: SYS_DB_OBJECT,
         display_field: "name",
         fields,
         is_view: false,

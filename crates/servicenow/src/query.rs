@@ -393,6 +393,45 @@ impl EncodedQuery {
     }
 }
 
+impl EncodedQuery {
+    /// This query AND `other`: every group of one is combined with every group of the other,
+    /// since `^NQ` ORs groups and `(a OR b) AND (c OR d)` is `ac OR ad OR bc OR bd`. A plain
+    /// `^` between the two strings would instead AND `other`'s first group into this query's
+    /// last one only. `other`'s `ORDERBY` terms are dropped: this query decides the order.
+    pub fn and(&self, other: &EncodedQuery) -> EncodedQuery {
+        let groups = if other.groups.is_empty() {
+            self.groups.clone()
+        } else if self.groups.is_empty() {
+            other.groups.clone()
+        } else {
+            self.groups
+                .iter()
+                .flat_map(|mine| {
+                    other
+                        .groups
+                        .iter()
+                        .map(move |theirs| mine.iter().chain(theirs).cloned().collect())
+                })
+                .collect()
+        };
+        EncodedQuery {
+            groups,
+            order_by: self.order_by.clone(),
+        }
+    }
+
+    /// Every field a condition names, once each, in order of first appearance.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = Vec::new();
+        for condition in self.groups.iter().flatten().flatten() {
+            if !fields.contains(&condition.field.as_str()) {
+                fields.push(&condition.field);
+            }
+        }
+        fields
+    }
+}
+
 impl FromStr for EncodedQuery {
     type Err = QueryError;
 

@@ -28,6 +28,7 @@ use crate::instance;
 use crate::oauth_login::without_stored_token;
 
 mod auth;
+mod filters;
 mod network;
 mod render;
 mod report;
@@ -69,7 +70,8 @@ pub async fn validate(config: &Config) -> Report {
         config
             .integrations
             .iter()
-            .map(|integration| validate_integration(integration, &config.fetcher)),
+            .enumerate()
+            .map(|(index, integration)| validate_integration(integration, index, &config.fetcher)),
     )
     .await;
     Report {
@@ -77,13 +79,22 @@ pub async fn validate(config: &Config) -> Report {
     }
 }
 
-/// Runs the checklist for one integration.
+/// Runs the checklist for one integration; `index` is its place in `integrations`, for naming
+/// its keys.
 pub async fn validate_integration(
     integration: &IntegrationConfig,
+    index: usize,
     fetcher: &FetcherConfig,
 ) -> IntegrationReport {
     let mut checks = Vec::new();
-    run_checks(integration, fetcher, &mut checks).await;
+    run_checks(integration, index, fetcher, &mut checks).await;
+    // Filter checks need an authenticated client; wherever the run stopped before them,
+    // they are listed as skipped like every other check after authentication.
+    for kind in filters::filter_kinds(&integration.metadata) {
+        if !checks.iter().any(|check| check.kind == kind) {
+            checks.push(Check::skipped(kind, "skipped: an earlier check failed"));
+        }
+    }
     let secrets = configured_secrets(integration);
     for check in &mut checks {
         check.message = scrub(&check.message, &secrets);
@@ -99,6 +110,7 @@ pub async fn validate_integration(
 /// The checks in dependency order; on a failure, the rest is recorded as skipped.
 async fn run_checks(
     integration: &IntegrationConfig,
+    index: usize,
     fetcher: &FetcherConfig,
     checks: &mut Vec<Check>,
 ) {
@@ -159,7 +171,7 @@ async fn run_checks(
         );
         return;
     }
-    check_access(integration, fetcher, checks).await;
+    check_access(integration, index, fetcher, checks).await;
 }
 
 /// Every check after the network ones, in order.
@@ -197,6 +209,7 @@ fn skip_all(checks: &mut Vec<Check>, kinds: &[CheckKind], because: &str) {
 /// Authentication, user, roles and tables: everything that needs the credentials.
 async fn check_access(
     integration: &IntegrationConfig,
+    index: usize,
     fetcher: &FetcherConfig,
     checks: &mut Vec<Check>,
 ) {
@@ -253,7 +266,10 @@ async fn check_access(
             let (roles, advised) = check_roles(&client, &user_name, &sys_id).await;
             checks.push(roles);
             checks.push(advised);
-            checks.push(time_zone::check(&client, &user_name, time_zone.as_deref()).await);
+            let configured = integration.metadata.timezone.as_deref();
+            checks.push(
+                time_zone::check(&client, &user_name, time_zone.as_deref(), configured).await,
+            );
         }
         None => {
             let note = format!(
@@ -286,6 +302,7 @@ async fn check_access(
     )
     .await;
     checks.extend(mapped);
+    checks.extend(filters::check_filters(&client, &integration.metadata, index).await);
 }
 
 /// The stored value of a field, never its display value: preflight compares it with names and

@@ -384,6 +384,7 @@ mod tests {
             exclude_fields: Vec::new(),
             allow_http,
             exclude_at_source: false,
+            metadata: Default::default(),
         }
     }
 

@@ -41,6 +41,9 @@ pub enum CheckKind {
     TableRead(&'static str),
     /// `sys_dictionary` shows every field the normalizer maps for this table.
     MappedFields(&'static str),
+    /// The filter under this `metadata` key (`incident_query`, `change_request_query`) parses
+    /// and names only fields its table has.
+    Filter(&'static str),
 }
 
 impl CheckKind {
@@ -59,6 +62,7 @@ impl CheckKind {
             CheckKind::TimeZone => "Time zone".to_owned(),
             CheckKind::TableRead(table) => format!("Read {table}"),
             CheckKind::MappedFields(table) => format!("Fields {table}"),
+            CheckKind::Filter(key) => format!("Filter {key}"),
         }
     }
 }

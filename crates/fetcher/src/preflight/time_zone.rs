@@ -56,8 +56,57 @@ fn consequences(zone: &str) -> String {
 const HINT: &str = "set the integration user's Time zone to UTC (User Administration > Users > \
                     the user > Time zone), or keep satellite.yml's metadata.timezone equal to it";
 
-/// The check for a user whose `sys_user.time_zone` is `user_zone` (`None`: empty).
-pub async fn check(client: &Client, user_name: &str, user_zone: Option<&str>) -> Check {
+/// Whether two zone names mean the same zone (UTC under any of its names counts as one).
+fn same_zone(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim()) || (is_utc(a) && is_utc(b))
+}
+
+/// The check for a user whose `sys_user.time_zone` is `user_zone` (`None`: empty), with the
+/// integration's `metadata.timezone` (`configured`): it must name the zone the user works in,
+/// since that is the zone ServiceNow evaluates the filters' date conditions in.
+pub async fn check(
+    client: &Client,
+    user_name: &str,
+    user_zone: Option<&str>,
+    configured: Option<&str>,
+) -> Check {
+    let zone_check = check_user_zone(client, user_name, user_zone).await;
+    let Some(configured) = configured else {
+        return zone_check;
+    };
+    let effective = match user_zone {
+        Some(zone) => Some(zone.to_owned()),
+        None => system_default(client).await.ok().flatten(),
+    };
+    match effective {
+        Some(zone) if same_zone(&zone, configured) => Check {
+            message: format!("{}; metadata.timezone agrees", zone_check.message),
+            ..zone_check
+        },
+        Some(zone) => Check::warn(
+            CheckKind::TimeZone,
+            format!(
+                "metadata.timezone says {configured}, but {user_name} works in {zone}: \
+                 ServiceNow evaluates date conditions in incident_query / change_request_query \
+                 in {zone}, not {configured}"
+            ),
+            format!(
+                "set metadata.timezone to {zone}, or the integration user's Time zone to \
+                 {configured}"
+            ),
+        ),
+        None => Check {
+            message: format!(
+                "{}; metadata.timezone says {configured}, which cannot be compared",
+                zone_check.message
+            ),
+            ..zone_check
+        },
+    }
+}
+
+/// The user's zone alone: UTC passes, anything else (or unknown) warns.
+async fn check_user_zone(client: &Client, user_name: &str, user_zone: Option<&str>) -> Check {
     let kind = CheckKind::TimeZone;
     if let Some(zone) = user_zone {
         return if is_utc(zone) {

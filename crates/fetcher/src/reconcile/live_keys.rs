@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use nowstream_model::table_api::stored_value;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest};
-use nowstream_servicenow::query::SYS_ID;
+use nowstream_servicenow::query::{EncodedQuery, SYS_ID};
 use tokio_util::sync::CancellationToken;
 
 use super::ranges::SysIdRange;
@@ -96,11 +96,28 @@ pub enum KeyScanError {
     Cancelled,
 }
 
-/// Every sys_id of `table` in `range`, as the integration user sees them.
+/// `conditions` (ANDed, no `^NQ`) AND `filter`, distributed over the filter's `^NQ` groups,
+/// then `order`.
+pub fn with_filter(conditions: &[String], filter: Option<&EncodedQuery>, order: &str) -> String {
+    let own = conditions.join("^");
+    let query = match (filter, EncodedQuery::parse(&own)) {
+        (Some(filter), Ok(parsed)) => parsed.and(filter).to_string(),
+        _ => own,
+    };
+    match (query.is_empty(), order.is_empty()) {
+        (_, true) => query,
+        (true, false) => order.to_owned(),
+        (false, false) => format!("{query}^{order}"),
+    }
+}
+
+/// Every sys_id of `table` in `range` that matches `filter` (the integration's configured
+/// filter of the table), as the integration user sees them.
 pub async fn scan(
     client: &Client,
     table: &str,
     range: &SysIdRange,
+    filter: Option<&EncodedQuery>,
     page_size: usize,
     cancel: &CancellationToken,
 ) -> Result<LiveKeys, KeyScanError> {
@@ -113,10 +130,9 @@ pub async fn scan(
         if let Some(last) = &last {
             conditions.push(format!("sys_id>{last}"));
         }
-        conditions.push("ORDERBYsys_id".to_owned());
         let request = ListRequest {
             table: table.to_owned(),
-            query: conditions.join("^"),
+            query: with_filter(&conditions, filter, "ORDERBYsys_id"),
             limit,
             offset,
             fields: Some(vec![SYS_ID.to_owned()]),
@@ -172,20 +188,21 @@ pub async fn scan(
 /// sys_ids per re-check request (about 3.3 kB of query string).
 pub const RECHECK_BATCH: usize = 100;
 
-/// Which of `sys_ids` (all of `table`) the instance still returns, asked for directly by
-/// sys_id (`sys_idIN…`, [`RECHECK_BATCH`] at a time): the last word before a delete is
-/// published.
+/// Which of `sys_ids` (all of `table`) the instance still returns and that still match
+/// `filter`, asked for directly by sys_id (`sys_idIN…`, [`RECHECK_BATCH`] at a time): the
+/// last word before a delete is published.
 pub async fn still_present(
     client: &Client,
     table: &str,
     sys_ids: &[String],
+    filter: Option<&EncodedQuery>,
     cancel: &CancellationToken,
 ) -> Result<BTreeSet<String>, KeyScanError> {
     let mut present = BTreeSet::new();
     for batch in sys_ids.chunks(RECHECK_BATCH) {
         let request = ListRequest {
             table: table.to_owned(),
-            query: format!("sys_idIN{}", batch.join(",")),
+            query: with_filter(&[format!("sys_idIN{}", batch.join(","))], filter, ""),
             limit: batch.len(),
             offset: 0,
             fields: Some(vec![SYS_ID.to_owned()]),
@@ -208,6 +225,25 @@ pub async fn still_present(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_is_anded_into_each_of_its_groups_before_the_order() {
+        let filter = EncodedQuery::parse("category=network^NQpriority=1").unwrap();
+        let conditions = ["sys_id>=4".to_owned(), "sys_id<8".to_owned()];
+        assert_eq!(
+            with_filter(&conditions, Some(&filter), "ORDERBYsys_id"),
+            "sys_id>=4^sys_id<8^category=network^NQsys_id>=4^sys_id<8^priority=1^ORDERBYsys_id"
+        );
+        assert_eq!(
+            with_filter(&[], Some(&filter), ""),
+            "category=network^NQpriority=1"
+        );
+        assert_eq!(
+            with_filter(&conditions, None, "ORDERBYsys_id"),
+            "sys_id>=4^sys_id<8^ORDERBYsys_id"
+        );
+        assert_eq!(with_filter(&[], None, "ORDERBYsys_id"), "ORDERBYsys_id");
+    }
 
     #[test]
     fn hex_sys_ids_are_held_as_numbers_and_others_as_text() {

@@ -119,37 +119,12 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<(), UnitFailure> {
     let interval = env.settings.reconcile_interval.max(MIN_INTERVAL);
-    let step = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
     metrics::deletion_detection(&unit.integration_id, "reconcile");
     tracing::info!(unit = %unit, interval = ?interval, "detecting deletions by reconciliation");
     loop {
-        let saved = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Ok(()),
-            saved = env.checkpoints.load_all() => saved.map_err(UnitFailure::Retry)?,
+        let Some(next) = due_rounds(unit, env, &DELETION_TABLES, cancel).await? else {
+            return Ok(());
         };
-        let mut next = Utc::now() + step;
-        for table in DELETION_TABLES {
-            let previous = saved.get(&checkpoint_key(&unit.integration_id, table));
-            let due = previous.map_or(DateTime::<Utc>::MIN_UTC, |c| c.last_updated_on + step);
-            if due > Utc::now() {
-                next = next.min(due);
-                continue;
-            }
-            let round = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                round = reconcile_table(env, table, previous, cancel) => round,
-            };
-            match round {
-                Ok(_) => next = next.min(Utc::now() + step),
-                Err(_) if cancel.is_cancelled() => return Ok(()),
-                Err(error) => {
-                    metrics::unit_error(&unit.integration_id, table, "reconcile");
-                    return Err(UnitFailure::Retry(error));
-                }
-            }
-        }
         let wait = (next - Utc::now())
             .to_std()
             .unwrap_or_default()
@@ -159,6 +134,57 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Runs the round of each of `tables` that is due (its interval since the last round, saved as
+/// a checkpoint, has passed); returns when the next one falls due, or `None` when cancelled.
+pub async fn due_rounds(
+    unit: &WorkUnit,
+    env: &UnitEnv,
+    tables: &[&'static str],
+    cancel: &CancellationToken,
+) -> Result<Option<DateTime<Utc>>, UnitFailure> {
+    let interval = env.settings.reconcile_interval.max(MIN_INTERVAL);
+    let step = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
+    let saved = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Ok(None),
+        saved = env.checkpoints.load_all() => saved.map_err(UnitFailure::Retry)?,
+    };
+    let mut next = Utc::now() + step;
+    for &table in tables {
+        let previous = saved.get(&checkpoint_key(&unit.integration_id, table));
+        let due = previous.map_or(DateTime::<Utc>::MIN_UTC, |c| c.last_updated_on + step);
+        if due > Utc::now() {
+            next = next.min(due);
+            continue;
+        }
+        let round = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(None),
+            round = reconcile_table(env, table, previous, cancel) => round,
+        };
+        match round {
+            Ok(_) => next = next.min(Utc::now() + step),
+            Err(_) if cancel.is_cancelled() => return Ok(None),
+            Err(error) => {
+                metrics::unit_error(&unit.integration_id, table, "reconcile");
+                return Err(UnitFailure::Retry(error));
+            }
+        }
+    }
+    Ok(Some(next))
+}
+
+/// The tables whose records the integration filters (`metadata.incident_query`,
+/// `change_request_query`). When deletions come from `sys_audit_delete`, these are still
+/// reconciled every `reconcile_interval`: a record that stops matching its filter is deleted
+/// in no audit table, and only a keys-only scan with the filter sees it leave.
+pub fn filtered_tables(env: &UnitEnv) -> Vec<&'static str> {
+    DELETION_TABLES
+        .into_iter()
+        .filter(|table| env.integration.filter(table).is_some())
+        .collect()
 }
 
 /// One round over `table`; returns how many deletes it published.
@@ -191,7 +217,11 @@ async fn reconcile_table(
         })?;
     let kafka = env.checkpoints.kafka();
     let client = &integration.client;
-    let rows = client.count(table, "").await.map_err(service_now)?;
+    let filter = integration.filter(table);
+    let rows = client
+        .count(table, &live_keys::with_filter(&[], filter, ""))
+        .await
+        .map_err(service_now)?;
     let ranges = SysIdRange::split(rows, env.settings.reconcile_max_keys);
     let in_progress = previous.cloned().unwrap_or_else(|| Checkpoint {
         integration_id: integration.id.clone(),
@@ -206,7 +236,7 @@ async fn reconcile_table(
     let (mut listed, mut deleted) = (0usize, 0usize);
     for range in &ranges {
         let marks = published::watermarks(kafka, &topic).await?;
-        let live = live_keys::scan(client, table, range, client.page_size(), cancel)
+        let live = live_keys::scan(client, table, range, filter, client.page_size(), cancel)
             .await
             .map_err(key_scan)?;
         listed += live.len();
@@ -277,7 +307,9 @@ async fn confirm_gone(
     let mut candidates: Vec<(String, Published)> = missing.into_iter().collect();
     candidates.sort_by(|a, b| a.0.cmp(&b.0));
     let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
-    let present = live_keys::still_present(&env.integration.client, table, &ids, cancel).await?;
+    let filter = env.integration.filter(table);
+    let present =
+        live_keys::still_present(&env.integration.client, table, &ids, filter, cancel).await?;
     if !present.is_empty() {
         tracing::debug!(%table, count = present.len(), "candidates still present when asked directly; kept");
     }

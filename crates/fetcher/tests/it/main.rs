@@ -15,6 +15,7 @@ mod exactly_once_refusals;
 mod exclude_at_source;
 mod failover;
 mod faults;
+mod filters;
 mod kill_and_resume;
 mod mapped_fields;
 mod no_secrets_in_logs;

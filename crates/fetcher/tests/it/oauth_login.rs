@@ -90,6 +90,7 @@ fn integration(url: &str, grant: OAuthGrant, token_file: Option<PathBuf>) -> Int
         exclude_fields: Vec::new(),
         allow_http: true,
         exclude_at_source: false,
+        metadata: Default::default(),
     }
 }
 

@@ -64,6 +64,7 @@ fn config(url: &str, auth: AuthConfig) -> Config {
             exclude_fields: Vec::new(),
             allow_http: true,
             exclude_at_source: false,
+            metadata: Default::default(),
         }],
         ..Config::default()
     }
@@ -505,4 +506,103 @@ async fn a_wrong_client_secret_is_reported_as_a_refused_grant() {
         "{text}"
     );
     assert!(!text.contains("not-the-client-secret"), "{text}");
+}
+
+fn with_filters(url: &str, incident_query: &str, change_request_query: &str) -> Config {
+    let mut config = config(
+        url,
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    );
+    let metadata = &mut config.integrations[0].metadata;
+    metadata.incident_query = Some(incident_query.to_owned());
+    metadata.change_request_query = Some(change_request_query.to_owned());
+    config
+}
+
+#[tokio::test]
+async fn a_filter_naming_an_unknown_field_fails_and_names_its_config_key() {
+    let sim = start(Vec::new()).await;
+    // `categroy` is a typo ServiceNow would silently ignore; `priority` is inherited from task;
+    // `assigned_to.user_name` is dot-walked into sys_user.
+    let config = with_filters(
+        sim.base_url(),
+        "categroy=network^NQpriority=1",
+        "type=normal^assigned_to.user_name=beth.anglin",
+    );
+    let report = preflight::validate(&config).await;
+    let text = report.render();
+    let incident = check(&report, CheckKind::Filter("incident_query"));
+    assert_eq!(incident.outcome, Outcome::Fail, "{text}");
+    assert!(
+        incident
+            .message
+            .contains("integrations[0].metadata.incident_query"),
+        "{incident:?}"
+    );
+    assert!(incident.message.contains("categroy"), "{incident:?}");
+    assert!(!incident.message.contains("priority"), "{incident:?}");
+    let change = check(&report, CheckKind::Filter("change_request_query"));
+    assert_eq!(change.outcome, Outcome::Pass, "{text}");
+    assert!(
+        change.message.contains("change_request → task"),
+        "{change:?}"
+    );
+    assert!(!report.passed(), "{text}");
+    assert!(text.contains("Filter incident_query"), "{text}");
+}
+
+#[tokio::test]
+async fn filters_on_existing_fields_pass_and_a_dot_walk_through_a_non_reference_is_named() {
+    let sim = start(Vec::new()).await;
+    let config = with_filters(
+        sim.base_url(),
+        // `category` is no reference, so nothing can be dot-walked from it.
+        "category=network^ORpriority=1^category.name=x",
+        "type=normal^sys_updated_on>2024-01-01 00:00:00",
+    );
+    let report = preflight::validate(&config).await;
+    let incident = check(&report, CheckKind::Filter("incident_query"));
+    assert_eq!(incident.outcome, Outcome::Fail, "{}", report.render());
+    assert!(incident.message.contains("category.name"), "{incident:?}");
+    let change = check(&report, CheckKind::Filter("change_request_query"));
+    assert_eq!(change.outcome, Outcome::Pass, "{}", report.render());
+}
+
+#[tokio::test]
+async fn filters_are_skipped_with_the_rest_when_authentication_fails() {
+    let sim = start(Vec::new()).await;
+    let mut config = with_filters(sim.base_url(), "category=network", "type=normal");
+    config.integrations[0].auth = basic(DEFAULT_INTEGRATION_USER, "wrong-password");
+    let report = preflight::validate(&config).await;
+    for key in ["incident_query", "change_request_query"] {
+        let filter = check(&report, CheckKind::Filter(key));
+        assert_eq!(filter.outcome, Outcome::Skipped, "{}", report.render());
+    }
+}
+
+#[tokio::test]
+async fn a_metadata_timezone_other_than_the_users_zone_is_warned() {
+    let sim = start(Vec::new()).await;
+    let mut config = config(
+        sim.base_url(),
+        basic(DEFAULT_INTEGRATION_USER, DEFAULT_INTEGRATION_PASSWORD),
+    );
+    config.integrations[0].metadata.timezone = Some("Europe/Berlin".to_owned());
+    let report = preflight::validate(&config).await;
+    let zone = check(&report, CheckKind::TimeZone);
+    assert_eq!(zone.outcome, Outcome::Warn, "{}", report.render());
+    assert!(
+        zone.message
+            .contains("metadata.timezone says Europe/Berlin, but"),
+        "{zone:?}"
+    );
+    assert!(zone.message.contains("America/New_York"), "{zone:?}");
+
+    config.integrations[0].metadata.timezone = Some("America/New_York".to_owned());
+    let report = preflight::validate(&config).await;
+    let zone = check(&report, CheckKind::TimeZone);
+    assert!(
+        zone.message.contains("metadata.timezone agrees"),
+        "{zone:?}"
+    );
 }

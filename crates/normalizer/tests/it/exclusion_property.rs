@@ -639,6 +639,7 @@ fn integration(id: &str, exclude_fields: &[String]) -> nowstream_runtime::Integr
         exclude_fields: exclude_fields.to_vec(),
         allow_http: false,
         exclude_at_source: false,
+        metadata: Default::default(),
     }
 }
 

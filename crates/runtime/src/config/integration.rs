@@ -32,6 +32,97 @@ pub struct IntegrationConfig {
     /// which lets a changed exclusion policy be replayed without fetching again.
     #[serde(default)]
     pub exclude_at_source: bool,
+    /// SEI's per-integration `metadata` (`[integrations.metadata]`), with the keys SEI's
+    /// satellite.yml uses, so a block can be copied over as it is.
+    #[serde(default)]
+    pub metadata: IntegrationMetadata,
+}
+
+/// What SEI's satellite.yml keeps under an integration's `metadata`: filters that limit what
+/// is ingested, and the instance's time zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationMetadata {
+    /// ServiceNow encoded query limiting which incidents are ingested, e.g.
+    /// `assignment_group.name=Platform^ORcategory=network`. ANDed with the fetcher's own
+    /// paging conditions (into every `^NQ` group). An incident that stops matching is removed
+    /// from SEI like a deleted one (see docs/fetcher.md). No `ORDERBY`: the fetcher's order
+    /// is fixed by its keyset paging.
+    #[serde(default)]
+    pub incident_query: Option<String>,
+    /// The same for change requests.
+    #[serde(default)]
+    pub change_request_query: Option<String>,
+    /// The time zone the integration user sees the instance in (an IANA name such as
+    /// `Europe/Berlin`). nowstream reads UTC values, so this converts nothing; `validate`
+    /// checks that it agrees with the user's effective zone, the one ServiceNow evaluates
+    /// date conditions of the two queries in.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Where these keys were read when not from the config file, e.g.
+    /// `satellite file /etc/sei/satellite.yml: integrations[2].metadata`, so reports name
+    /// the key where the operator wrote it. Not a configuration key.
+    #[serde(skip)]
+    pub origin: Option<String>,
+}
+
+/// The metadata keys that hold a filter, with the table each one limits.
+pub const FILTER_KEYS: [(&str, &str); 2] = [
+    ("incident_query", "incident"),
+    ("change_request_query", "change_request"),
+];
+
+impl IntegrationMetadata {
+    /// Where `key` of this block is written: `origin.key`, or the config file's
+    /// `integrations[index].metadata.key`.
+    pub fn key_path(&self, index: usize, key: &str) -> String {
+        match &self.origin {
+            Some(origin) => format!("{origin}.{key}"),
+            None => format!("integrations[{index}].metadata.{key}"),
+        }
+    }
+
+    /// The configured filter of `table` (`incident` or `change_request`); a blank one is none.
+    pub fn query_for(&self, table: &str) -> Option<&str> {
+        let query = match table {
+            "incident" => self.incident_query.as_deref(),
+            "change_request" => self.change_request_query.as_deref(),
+            _ => None,
+        };
+        query.map(str::trim).filter(|query| !query.is_empty())
+    }
+
+    /// Every configured filter as (metadata key, table, query).
+    pub fn filters(&self) -> impl Iterator<Item = (&'static str, &'static str, &str)> {
+        FILTER_KEYS
+            .into_iter()
+            .filter_map(|(key, table)| self.query_for(table).map(|query| (key, table, query)))
+    }
+
+    /// Why the filters cannot be used, as (metadata key, message) pairs: a filter must parse
+    /// as an encoded query the fetcher understands, and must not order (`ORDERBY`), since the
+    /// fetcher's keyset paging needs its own order and would silently drop another.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        for (key, _, query) in self.filters() {
+            match nowstream_servicenow::query::EncodedQuery::parse(query) {
+                Err(error) => problems.push((key, format!("not an encoded query: {error}"))),
+                Ok(parsed) if !parsed.order_by.is_empty() => problems.push((
+                    key,
+                    "must not contain ORDERBY/ORDERBYDESC: the fetcher pages in its own \
+                     order (sys_updated_on, sys_id); remove the ordering term"
+                        .to_owned(),
+                )),
+                Ok(_) => {}
+            }
+        }
+        if let Some(zone) = &self.timezone
+            && zone.trim().is_empty()
+        {
+            problems.push(("timezone", "must not be empty when given".to_owned()));
+        }
+        problems
+    }
 }
 
 /// Credentials for the Table API, chosen with `type = "basic"` or `type = "oauth"`.

@@ -42,7 +42,10 @@ pub use env::ENV_PREFIX;
 pub use error::{ConfigError, Problem, ValidationErrors};
 pub use fetcher::{DeletionDetection, FetcherConfig};
 pub use http::HttpConfig;
-pub use integration::{AuthConfig, BasicAuth, IntegrationConfig, OAuthConfig, OAuthGrant};
+pub use integration::{
+    AuthConfig, BasicAuth, FILTER_KEYS, IntegrationConfig, IntegrationMetadata, OAuthConfig,
+    OAuthGrant,
+};
 pub use kafka::{
     DEFAULT_DLQ_RETENTION, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TOMBSTONE_RETENTION, KafkaConfig,
     RECORD_BATCH_FRAMING,

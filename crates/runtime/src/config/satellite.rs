@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::deserialize::deserialize;
 use super::error::ConfigError;
-use super::integration::{AuthConfig, BasicAuth, IntegrationConfig};
+use super::integration::{AuthConfig, BasicAuth, IntegrationConfig, IntegrationMetadata};
 use super::load::syntax_message;
 use super::sei::SeiConfig;
 
@@ -26,7 +26,8 @@ pub struct Satellite {
     /// From the file's `satellite:` section.
     pub sei: SeiConfig,
     /// Every `application: servicenow` entry, as basic authentication with `username`
-    /// and `api_key` (SEI stores the ServiceNow password under `api_key`).
+    /// and `api_key` (SEI stores the ServiceNow password under `api_key`), with its
+    /// `metadata` (`incident_query`, `change_request_query`, `timezone`).
     pub integrations: Vec<IntegrationConfig>,
 }
 
@@ -55,6 +56,20 @@ struct SatelliteIntegration {
     username: Option<String>,
     #[serde(default)]
     api_key: Option<SecretString>,
+    #[serde(default)]
+    metadata: SatelliteMetadata,
+}
+
+/// An integration's `metadata` block. Other keys SEI may keep there are ignored, as
+/// everywhere in this file.
+#[derive(Deserialize, Default)]
+struct SatelliteMetadata {
+    #[serde(default)]
+    incident_query: Option<String>,
+    #[serde(default)]
+    change_request_query: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 impl Satellite {
@@ -108,6 +123,21 @@ impl Satellite {
             let url = entry.url.ok_or_else(|| missing("url"))?;
             let username = entry.username.ok_or_else(|| missing("username"))?;
             let password = entry.api_key.ok_or_else(|| missing("api_key"))?;
+            let metadata = IntegrationMetadata {
+                incident_query: entry.metadata.incident_query,
+                change_request_query: entry.metadata.change_request_query,
+                timezone: entry.metadata.timezone,
+                origin: Some(format!("{origin}: integrations[{index}].metadata")),
+            };
+            // Checked here, not only after merging, so the error names the satellite file
+            // and the key as written there.
+            if let Some((key, message)) = metadata.problems().into_iter().next() {
+                return Err(ConfigError::Invalid {
+                    origin: origin.clone(),
+                    key: format!("integrations[{index}].metadata.{key}"),
+                    message,
+                });
+            }
             integrations.push(IntegrationConfig {
                 id: entry.id,
                 url,
@@ -115,6 +145,7 @@ impl Satellite {
                 exclude_fields: Vec::new(),
                 allow_http: false,
                 exclude_at_source: false,
+                metadata,
             });
         }
         Ok(Self { sei, integrations })

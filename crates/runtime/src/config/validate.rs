@@ -177,6 +177,12 @@ impl Config {
                     check_oauth(&at("auth"), oauth, integration, scope, problems);
                 }
             }
+            for (key, message) in integration.metadata.problems() {
+                problems.push(Problem::new(
+                    integration.metadata.key_path(index, key),
+                    message,
+                ));
+            }
             for (field_index, field) in integration.exclude_fields.iter().enumerate() {
                 if field.trim().is_empty() {
                     problems.push(Problem::new(

@@ -57,6 +57,10 @@ fn every_config_key_is_shown_in_the_example_reference() {
                 "type = \"oauth\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngrant = \"client_credentials\"\nzz_probe = 1",
             ),
         ),
+        (
+            "[integrations.metadata]",
+            format!("{BASE}\n[integrations.metadata]\nzz_probe = 1\n"),
+        ),
         ("[sei]", format!("{BASE}\n[sei]\nzz_probe = 1\n")),
         ("[telemetry]", format!("{BASE}\n[telemetry]\nzz_probe = 1\n")),
         ("[http]", format!("{BASE}\n[http]\nzz_probe = 1\n")),

@@ -170,3 +170,92 @@ fn the_satellite_example_beside_the_config_example_is_the_generated_file() {
     let satellite = Satellite::read(&path).unwrap();
     assert_eq!(satellite.integrations.len(), 1);
 }
+
+/// An integration entry with SEI's `metadata` block.
+const SEI_SATELLITE_WITH_METADATA: &str = r#"satellite:
+  tenant: acme
+  api_key: <SEI_API_KEY>
+  url: https://app.harness.io/gateway/sei/api
+integrations:
+  - id: "4711"
+    url: https://acme.service-now.com
+    username: sei.reader
+    application: servicenow
+    api_key: <SERVICENOW_PASSWORD>
+    metadata:
+      incident_query: category=network^NQpriority=1
+      change_request_query: type!=emergency
+      timezone: Europe/Berlin
+      something_sei_adds_later: true
+"#;
+
+#[test]
+fn the_metadata_block_supplies_the_filters_and_time_zone() {
+    let satellite = Satellite::parse(SEI_SATELLITE_WITH_METADATA).unwrap();
+    let metadata = &satellite.integrations[0].metadata;
+    assert_eq!(
+        metadata.incident_query.as_deref(),
+        Some("category=network^NQpriority=1")
+    );
+    assert_eq!(
+        metadata.change_request_query.as_deref(),
+        Some("type!=emergency")
+    );
+    assert_eq!(metadata.timezone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(
+        metadata.query_for("incident"),
+        Some("category=network^NQpriority=1")
+    );
+    assert_eq!(metadata.query_for("sys_user"), None);
+}
+
+#[test]
+fn an_entry_without_metadata_filters_nothing() {
+    let satellite = Satellite::parse(SEI_SATELLITE).unwrap();
+    let metadata = &satellite.integrations[0].metadata;
+    assert_eq!(metadata.filters().count(), 0);
+    assert_eq!(metadata.timezone, None);
+}
+
+#[test]
+fn a_bad_satellite_query_is_named_by_its_key_in_the_satellite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ordering = SEI_SATELLITE_WITH_METADATA.replace(
+        "change_request_query: type!=emergency",
+        "change_request_query: type!=emergency^ORDERBYDESCnumber",
+    );
+    let error = load_with_satellite(dir.path(), &ordering, "").unwrap_err();
+    let rendered = error.to_string();
+    assert!(
+        rendered.contains("integrations[0].metadata.change_request_query"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("satellite.yml"), "{rendered}");
+    assert!(rendered.contains("ORDERBY"), "{rendered}");
+
+    let unparsable = SEI_SATELLITE_WITH_METADATA.replace(
+        "incident_query: category=network^NQpriority=1",
+        "incident_query: category",
+    );
+    let rendered = load_with_satellite(dir.path(), &unparsable, "")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        rendered.contains("integrations[0].metadata.incident_query"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn a_satellite_integration_remembers_where_its_metadata_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load_with_satellite(dir.path(), SEI_SATELLITE_WITH_METADATA, "").unwrap();
+    let path = config.integrations[0]
+        .metadata
+        .key_path(0, "incident_query");
+    assert!(path.contains("satellite.yml"), "{path}");
+    assert!(
+        path.ends_with("integrations[0].metadata.incident_query"),
+        "{path}"
+    );
+}

@@ -211,3 +211,82 @@ group_id = " "
     assert!(found.contains(&"sink.batch_max_records"), "{found:?}");
     assert!(found.contains(&"normalizer.group_id"), "{found:?}");
 }
+
+const WITH_METADATA: &str = r#"
+[kafka]
+bootstrap_servers = "b:9092"
+
+[[integrations]]
+id = "4711"
+url = "https://acme.service-now.com"
+[integrations.auth]
+type = "basic"
+username = "reader"
+password = "pw"
+
+[[integrations]]
+id = "4712"
+url = "https://acme-eu.service-now.com"
+[integrations.auth]
+type = "basic"
+username = "reader"
+password = "pw"
+[integrations.metadata]
+incident_query = "category=network^NQpriority=1"
+change_request_query = "type!=emergency"
+timezone = "Europe/Berlin"
+"#;
+
+#[test]
+fn the_metadata_keys_are_read_per_integration_from_the_config_file() {
+    let config = Config::parse(WITH_METADATA, Format::Toml).unwrap();
+    assert_eq!(config.integrations[0].metadata.filters().count(), 0);
+    let metadata = &config.integrations[1].metadata;
+    assert_eq!(
+        metadata.query_for("incident"),
+        Some("category=network^NQpriority=1")
+    );
+    assert_eq!(
+        metadata.query_for("change_request"),
+        Some("type!=emergency")
+    );
+    assert_eq!(metadata.timezone.as_deref(), Some("Europe/Berlin"));
+}
+
+#[test]
+fn an_unknown_metadata_key_is_refused() {
+    let typo = WITH_METADATA.replace("timezone =", "time_zone =");
+    let rendered = Config::parse(&typo, Format::Toml).unwrap_err().to_string();
+    assert!(rendered.contains("time_zone"), "{rendered}");
+}
+
+#[test]
+fn a_query_that_does_not_parse_or_orders_is_named_by_its_key() {
+    let broken = WITH_METADATA
+        .replace(
+            "category=network^NQpriority=1",
+            "category=network^ORDERBYnumber",
+        )
+        .replace("type!=emergency", "typeBETWEEN1@3");
+    let found = problems(&broken);
+    assert_eq!(
+        paths(&found),
+        [
+            "integrations[1].metadata.incident_query",
+            "integrations[1].metadata.change_request_query"
+        ],
+        "{found:?}"
+    );
+    assert!(found[0].message.contains("ORDERBY"), "{found:?}");
+    assert!(found[1].message.contains("BETWEEN"), "{found:?}");
+}
+
+#[test]
+fn a_blank_query_filters_nothing() {
+    let blank = WITH_METADATA.replace("type!=emergency", "  ");
+    let config = Config::parse(&blank, Format::Toml).unwrap();
+    assert_eq!(
+        config.integrations[1].metadata.query_for("change_request"),
+        None
+    );
+}

@@ -3,6 +3,7 @@
 mod acls_and_zones;
 mod common;
 mod faults;
+mod filters;
 mod generator;
 mod keyset;
 mod oauth;

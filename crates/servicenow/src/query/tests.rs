@@ -435,6 +435,35 @@ fn keyset_distributes_an_extra_filter_with_its_own_groups() {
 }
 
 #[test]
+fn and_keeps_each_side_of_a_user_query_with_nq_under_the_other_condition() {
+    // `category=network^NQpriority=1` ANDed with `active=true`: a plain `^` would give
+    // `category=network^NQpriority=1^active=true`, which lets every network row through
+    // whatever `active` says.
+    let user = parse("category=network^NQpriority=1");
+    let scope = parse("active=true^ORDERBYnumber");
+    let both = scope.and(&user);
+    assert_eq!(
+        both.to_string(),
+        "active=true^category=network^NQactive=true^priority=1^ORDERBYnumber"
+    );
+    let inactive_network = row(&[("active", "false"), ("category", "network")]);
+    let active_priority_one = row(&[("active", "true"), ("priority", "1")]);
+    assert!(!both.matches(&inactive_network));
+    assert!(both.matches(&active_priority_one));
+    assert_eq!(user.and(&EncodedQuery::match_all()), user);
+    assert_eq!(EncodedQuery::match_all().and(&user).groups, user.groups);
+}
+
+#[test]
+fn fields_names_every_field_a_condition_uses_once() {
+    let q = parse("category=a^ORcategory=b^NQpriority<3^assigned_to.department=x^ORDERBYnumber");
+    assert_eq!(
+        q.fields(),
+        ["category", "priority", "assigned_to.department"]
+    );
+}
+
+#[test]
 fn keyset_appends_an_unparsable_extra_filter_verbatim() {
     assert_eq!(
         keyset(Some(("T", "ID")), None, Some("priorityBETWEEN1@3")),
@@ -574,6 +603,26 @@ proptest! {
     fn display_then_parse_round_trips_random_queries(q in query_strategy()) {
         let text = q.to_string();
         prop_assert_eq!(EncodedQuery::parse(&text), Ok(q), "text was {:?}", text);
+    }
+
+    #[test]
+    fn and_matches_exactly_the_rows_both_queries_match(
+        a in query_strategy(),
+        b in query_strategy(),
+        values in prop::collection::vec(("[a-c]", "[0-2]"), 0..6),
+    ) {
+        let pairs: Vec<(String, String)> = values;
+        let lookup = |field: &str| {
+            let first = field.split('.').next().unwrap_or(field);
+            pairs
+                .iter()
+                .find(|(name, _)| first.starts_with(name.as_str()))
+                .map(|(_, value)| value.clone())
+        };
+        prop_assert_eq!(
+            a.and(&b).matches(&lookup),
+            a.matches(&lookup) && b.matches(&lookup)
+        );
     }
 
     #[test]
