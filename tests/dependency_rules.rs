@@ -5,6 +5,9 @@
 //!   below them: no stage crate depends on another, not even for its tests.
 //! - The model is the contract every crate shares; it links no Kafka, HTTP or async runtime
 //!   crate, so the contract can be used (and its tests run) without any of them.
+//! - The ServiceNow client (`nowstream-servicenow`, an HTTP client) is the fetcher's: the
+//!   normalizer, the sink and the shared crates read ServiceNow's record shape and query
+//!   language from the model instead, so they never link it.
 //! - The test servers and the test harness (simulator, sei-local, testkit) never ship inside
 //!   a product crate: product crates use them as dev-dependencies only. One exception, named
 //!   in [`ALLOWED_TEST_SUPPORT`] with its reason: the `nowstream` demo command, whose whole
@@ -45,6 +48,11 @@ const NOT_FOR_THE_MODEL: [&str; 14] = [
     "nowstream-sei-local",
     "nowstream-testkit",
 ];
+
+/// The ServiceNow HTTP client, and the crates allowed to link it as a normal dependency: the
+/// fetcher, and the simulator (it answers in the client's wire types).
+const SERVICENOW_CLIENT: &str = "nowstream-servicenow";
+const SERVICENOW_CLIENT_USERS: [&str; 2] = ["nowstream-fetcher", "nowstream-servicenow-sim"];
 
 /// Test servers and the test harness: dev-dependencies only, outside their own group.
 const TEST_SUPPORT: [&str; 3] = [
@@ -140,6 +148,16 @@ fn violations(metadata: &Value) -> Vec<String> {
                 dep.to, dep.kind
             ));
         }
+        if dep.to == SERVICENOW_CLIENT
+            && dep.kind != "dev"
+            && !SERVICENOW_CLIENT_USERS.contains(&dep.from)
+        {
+            found.push(format!(
+                "{} depends on the ServiceNow client {} ({} dependency): only the fetcher talks \
+                 to ServiceNow; the record shape and the query language are in nowstream-model",
+                dep.from, dep.to, dep.kind
+            ));
+        }
         let allowed = ALLOWED_TEST_SUPPORT
             .iter()
             .any(|(from, to, _)| *from == dep.from && *to == dep.to);
@@ -166,6 +184,8 @@ fn unknown_names(metadata: &Value) -> Vec<&'static str> {
         .iter()
         .chain([MODEL].iter())
         .chain(TEST_SUPPORT.iter())
+        .chain([SERVICENOW_CLIENT].iter())
+        .chain(SERVICENOW_CLIENT_USERS.iter())
         .chain(NOT_PRODUCT.iter())
         .chain(ALLOWED_TEST_SUPPORT.iter().map(|(from, _, _)| from))
         .filter(|name| !names.contains(name))
@@ -308,6 +328,35 @@ fn test_support_in_a_product_crate_is_refused_outside_dev_dependencies_and_the_d
             "product crate nowstream depends on test support nowstream-testkit",
         ],
         "{broken:?}"
+    );
+}
+
+#[test]
+fn only_the_fetcher_links_the_servicenow_client_outside_tests() {
+    let metadata = synthetic(&[
+        ("nowstream-fetcher", &[("nowstream-servicenow", None)]),
+        ("nowstream-runtime", &[("nowstream-servicenow", None)]),
+        (
+            "nowstream-normalizer",
+            &[("nowstream-servicenow", Some("build"))],
+        ),
+        ("nowstream-sink", &[("nowstream-servicenow", Some("dev"))]),
+    ]);
+    let broken = violations(&metadata);
+    assert_eq!(broken.len(), 2, "{broken:?}");
+    assert!(
+        broken[0].starts_with(
+            "nowstream-runtime depends on the ServiceNow client nowstream-servicenow (normal"
+        ),
+        "{}",
+        broken[0]
+    );
+    assert!(
+        broken[1].starts_with(
+            "nowstream-normalizer depends on the ServiceNow client nowstream-servicenow (build"
+        ),
+        "{}",
+        broken[1]
     );
 }
 

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use nowstream_bus::{Producer, TopicSpec, ensure_topics, max_message_bytes};
 use nowstream_model::ExclusionPolicy;
 use nowstream_model::TopicNames;
+use nowstream_model::table_api::query::EncodedQuery;
 use nowstream_runtime::{Config, FetcherConfig, Health, KafkaConfig};
-use nowstream_servicenow::query::EncodedQuery;
 
 use crate::backoff::Backoff;
 use crate::checkpoints::CheckpointStore;

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use nowstream_model::ExclusionPolicy;
 use nowstream_model::keys::record_key;
+use nowstream_model::table_api::query::EncodedQuery;
 use nowstream_model::table_api::stored_value;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
 use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
-use nowstream_servicenow::query::EncodedQuery;
 
 use crate::checkpoints::CheckpointStore;
 use crate::dead_letter::{DeadLetters, Letter, Source};

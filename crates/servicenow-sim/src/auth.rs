@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use nowstream_servicenow::query::EncodedQuery;
+use nowstream_model::table_api::query::EncodedQuery;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::Serialize;

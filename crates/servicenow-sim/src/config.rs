@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 
-use nowstream_servicenow::query::EncodedQuery;
+use nowstream_model::table_api::query::EncodedQuery;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 

@@ -1,11 +1,11 @@
 //! Executing a Table API list request: filter with the encoded query, order, count, page.
 //!
 //! The query language itself (parsing, matching, value comparison) belongs to
-//! `nowstream_servicenow::query`, so the fetcher and the simulator agree on what a query means.
+//! `nowstream_model::table_api::query`, so the fetcher and the simulator agree on what a query means.
 
 use std::cmp::Ordering;
 
-use nowstream_servicenow::query::{EncodedQuery, compare_values};
+use nowstream_model::table_api::query::{EncodedQuery, compare_values};
 
 use crate::display::raw_value;
 use crate::store::{Record, Store, StoreError};

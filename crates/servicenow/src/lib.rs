@@ -1,9 +1,8 @@
-//! ServiceNow Table API: wire types, the encoded query language, and the client.
+//! ServiceNow Table API: wire types and the client.
 //!
-//! The fetcher builds its keyset queries with [`query`] and reads tables with
-//! [`client::Client`]; the simulator parses and evaluates the same query language, so both
-//! sides agree on what a query means.
+//! The fetcher reads tables with [`client::Client`]. Queries are built with the encoded query
+//! language of `nowstream_model::table_api::query`, which the simulator also parses and
+//! evaluates, so both sides agree on what a query means.
 
 pub mod client;
-pub mod query;
 pub mod table;

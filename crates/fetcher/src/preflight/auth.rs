@@ -1,10 +1,10 @@
 //! Authentication: a client with the integration's credentials, and the first authenticated
 //! request, which also finds the integration user whose roles and time zone are checked next.
 
+use nowstream_model::table_api::query::SYS_ID;
 use nowstream_model::table_api::tables;
 use nowstream_runtime::{AuthConfig, FetcherConfig, IntegrationConfig, OAuthGrant};
 use nowstream_servicenow::client::{Client, ClientError, ListRequest};
-use nowstream_servicenow::query::SYS_ID;
 
 use super::report::{Check, CheckKind};
 use super::{MAX_RATE_LIMIT_WAIT, REQUEST_RETRIES, REQUEST_TIMEOUT, field_value, time_zone};

@@ -11,10 +11,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use nowstream_model::table_api::query::EncodedQuery;
 use nowstream_model::table_api::{stored_value, tables};
 use nowstream_runtime::IntegrationMetadata;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest, ScanRequest};
-use nowstream_servicenow::query::EncodedQuery;
 
 use super::report::{Check, CheckKind};
 

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use nowstream_model::table_api::query::SYS_ID;
 use nowstream_model::table_api::tables;
 use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest};
-use nowstream_servicenow::query::SYS_ID;
 
 use nowstream_model::ExclusionPolicy;
 

@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+use nowstream_model::table_api::query::{EncodedQuery, SYS_ID};
 use nowstream_model::table_api::stored_value;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest};
-use nowstream_servicenow::query::{EncodedQuery, SYS_ID};
 use tokio_util::sync::CancellationToken;
 
 use super::ranges::SysIdRange;

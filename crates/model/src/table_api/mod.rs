@@ -7,8 +7,11 @@
 //!   (`{"value", "display_value", "link"}`), and how its stored and display values are read.
 //! - [`time`]: the UTC `yyyy-MM-dd HH:mm:ss` of date-time values and encoded queries.
 //! - [`tables`]: the names of the tables the project reads.
+//! - [`query`]: the encoded query language (`sysparm_query`): the fetcher's keyset queries and
+//!   customer filters, the simulator's evaluation of them, the config's check of a filter.
 
 pub mod field;
+pub mod query;
 pub mod tables;
 pub mod time;
 

@@ -105,7 +105,7 @@ impl IntegrationMetadata {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         for (key, _, query) in self.filters() {
-            match nowstream_servicenow::query::EncodedQuery::parse(query) {
+            match nowstream_model::table_api::query::EncodedQuery::parse(query) {
                 Err(error) => problems.push((key, format!("not an encoded query: {error}"))),
                 Ok(parsed) if !parsed.order_by.is_empty() => problems.push((
                     key,

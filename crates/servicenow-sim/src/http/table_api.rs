@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nowstream_servicenow::query::EncodedQuery;
+use nowstream_model::table_api::query::EncodedQuery;
 use serde_json::{Map, Value, json};
 
 use super::AppState;

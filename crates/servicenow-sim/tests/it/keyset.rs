@@ -5,7 +5,7 @@ use crate::common;
 use std::collections::BTreeSet;
 
 use common::{get, start};
-use nowstream_servicenow::query::keyset;
+use nowstream_model::table_api::query::keyset;
 use nowstream_servicenow_sim::{GeneratorConfig, SimConfig};
 
 const ROWS: usize = 2_500;

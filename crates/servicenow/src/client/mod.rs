@@ -246,7 +246,7 @@ impl Client {
             query: query.to_owned(),
             limit: 1,
             offset: 0,
-            fields: Some(vec![crate::query::SYS_ID.to_owned()]),
+            fields: Some(vec![nowstream_model::table_api::query::SYS_ID.to_owned()]),
         };
         let context = self.list_context(&request)?;
         let page = self.list_page(&request).await?;

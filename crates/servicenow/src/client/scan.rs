@@ -1,5 +1,5 @@
 //! Keyset scans: reading a table in `(sys_updated_on, sys_id)` order, page after page,
-//! resuming after the last row seen (see [`crate::query`] for why not offsets).
+//! resuming after the last row seen (see [`nowstream_model::table_api::query`] for why not offsets).
 //!
 //! Two ServiceNow behaviours shape the loop:
 //!
@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use super::retry::{Retrier, RetryReason};
 use super::{Client, ClientError, ListReply, ListRequest, OnCancel};
-use crate::query::{SYS_ID, UPDATED_ON, compare_values, keyset};
+use nowstream_model::table_api::query::{SYS_ID, UPDATED_ON, compare_values, keyset};
 use nowstream_model::table_api::{FieldShape, TimeError, format_time, parse_time, read_field};
 
 /// Position in a keyset scan: the last row read. Both parts come from the rows' stored
