@@ -824,9 +824,7 @@ impl Generator {
             .get(tables::CHANGE_REQUEST)
             .into_iter()
             .flatten()
-            .filter(|change| {
-                IMPLEMENTED_CHANGE_STATES.contains(&field(change, "state"))
-            })
+            .filter(|change| IMPLEMENTED_CHANGE_STATES.contains(&field(change, "state")))
             .filter_map(|change| {
                 let started = parse_time(field(change, "start_date")).ok()?;
                 let weight = match field(change, "close_code") {
@@ -838,11 +836,7 @@ impl Generator {
             })
             .collect();
         let window = Duration::days(FAILURE_WINDOW_DAYS);
-        let incident_count = self
-            .data
-            .tables
-            .get(tables::INCIDENT)
-            .map_or(0, Vec::len);
+        let incident_count = self.data.tables.get(tables::INCIDENT).map_or(0, Vec::len);
         for index in 0..incident_count {
             let Some(opened) = self.data.tables.get(tables::INCIDENT).and_then(|rows| {
                 rows.get(index)
@@ -1546,7 +1540,10 @@ mod tests {
             .collect();
         let set: Vec<&&str> = numbers.iter().filter(|n| !n.is_empty()).collect();
         assert!(set.len() > numbers.len() / 2, "{numbers:?}");
-        assert!(set.len() < numbers.len(), "some users have none: {numbers:?}");
+        assert!(
+            set.len() < numbers.len(),
+            "some users have none: {numbers:?}"
+        );
         let distinct: std::collections::BTreeSet<&&&str> = set.iter().collect();
         assert_eq!(distinct.len(), set.len(), "employee numbers are unique");
         let account = users

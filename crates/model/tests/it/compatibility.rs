@@ -230,7 +230,12 @@ fn v2_adds_employee_number_to_user_and_caused_by_to_incident_and_nothing_else() 
         assert_ne!(v1.fingerprint(), v2.fingerprint());
         let mut without_added = field_names(v2.source());
         without_added.retain(|name| name != added);
-        assert_eq!(without_added, field_names(v1.source()), "{}", contract.name());
+        assert_eq!(
+            without_added,
+            field_names(v1.source()),
+            "{}",
+            contract.name()
+        );
         let v2_json: Value = serde_json::from_str(v2.source()).unwrap();
         let field = v2_json["fields"]
             .as_array()
@@ -286,7 +291,10 @@ where
 #[test]
 fn a_v1_reader_and_a_v2_reader_read_each_others_incidents() {
     let incident = common::incident();
-    assert!(incident.caused_by.is_some(), "the sample must carry the new field");
+    assert!(
+        incident.caused_by.is_some(),
+        "the sample must carry the new field"
+    );
     let without = Incident {
         caused_by: None,
         ..incident.clone()
@@ -297,7 +305,10 @@ fn a_v1_reader_and_a_v2_reader_read_each_others_incidents() {
 #[test]
 fn a_v1_reader_and_a_v2_reader_read_each_others_users() {
     let user = common::user();
-    assert!(user.employee_number.is_some(), "the sample must carry the new field");
+    assert!(
+        user.employee_number.is_some(),
+        "the sample must carry the new field"
+    );
     let without = User {
         employee_number: None,
         ..user.clone()
