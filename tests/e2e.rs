@@ -111,6 +111,18 @@ async fn sei_equals_servicenow_minus_excluded_fields_after_backfill_and_live_cha
     let left = stack.wait_until_equal(SETTLE).await?;
     assert!(left.is_empty(), "after the backfill: {left:#?}");
     assert_mttr_matches(&stack.sim, &mttr_of_sei(&stack.sei).await?)?;
+    // The schema v2 fields arrived with values, not only as equal nulls.
+    let live = |entity| stack.live(entity);
+    assert!(
+        live(Entity::Incident)?
+            .values()
+            .any(|i| !i["caused_by"].is_null())
+    );
+    assert!(
+        live(Entity::User)?
+            .values()
+            .any(|u| !u["employee_number"].is_null())
+    );
 
     change_servicenow(&stack.sim)?;
     let left = stack.wait_until_equal(Duration::from_secs(120)).await?;

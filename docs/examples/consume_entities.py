@@ -6,6 +6,11 @@ fingerprint of the writer schema, then the Avro binary body. The .avsc files in 
 a consumer needs; no schema registry is involved. A null value (tombstone) means the record was
 deleted in ServiceNow.
 
+A value written with an older released schema (schemas/released/<entity>/v<N>.avsc, e.g. an
+incident from a v1 producer, without caused_by) is resolved into the current schema
+(schemas/<entity>.avsc), so every record of a topic comes out with the same fields: the ones the
+writer did not have are filled with their defaults (null).
+
     pip install confluent-kafka fastavro
     python3 consume_entities.py --bootstrap localhost:9092 --schemas ../../schemas \
         --topic sei.servicenow.incident --max-idle 5
@@ -25,26 +30,34 @@ from confluent_kafka import Consumer
 MAGIC = b"\xc3\x01"
 
 
-def load_schemas(folder):
-    """Every schema in the folder (and its released/ copies), by CRC-64-AVRO fingerprint."""
-    by_fingerprint = {}
-    for path in sorted(pathlib.Path(folder).rglob("*.avsc")):
-        parsed = fastavro.parse_schema(json.loads(path.read_text()))
-        canonical = fastavro.schema.to_parsing_canonical_form(parsed)
-        fingerprint = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
-        by_fingerprint[bytes.fromhex(fingerprint)] = parsed
-    return by_fingerprint
+class Schemas:
+    """The writer schemas (current and released/) by CRC-64-AVRO fingerprint, and the reader
+    schema (the current .avsc at the top of the folder) by record full name."""
+
+    def __init__(self, folder):
+        folder = pathlib.Path(folder)
+        self.writers = {}
+        self.readers = {}
+        for path in sorted(folder.rglob("*.avsc")):
+            parsed = fastavro.parse_schema(json.loads(path.read_text()))
+            canonical = fastavro.schema.to_parsing_canonical_form(parsed)
+            fingerprint = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
+            # fastavro renders the fingerprint in the byte order the header carries it.
+            self.writers[bytes.fromhex(fingerprint)] = parsed
+            if path.parent == folder:
+                self.readers[parsed["name"]] = parsed
 
 
 def decode(value, schemas):
-    """Decodes one single-object-encoded value; raises ValueError naming what is wrong."""
+    """Decodes one single-object-encoded value into the current schema of its record; raises
+    ValueError naming what is wrong."""
     if len(value) < 10 or value[:2] != MAGIC:
         raise ValueError("not Avro single-object encoding (no C3 01 header)")
-    # fastavro renders the fingerprint in the byte order the header carries it.
-    schema = schemas.get(value[2:10])
-    if schema is None:
+    writer = schemas.writers.get(value[2:10])
+    if writer is None:
         raise ValueError(f"unknown writer schema fingerprint {value[2:10].hex()}")
-    return fastavro.schemaless_reader(io.BytesIO(value[10:]), schema)
+    reader = schemas.readers.get(writer["name"], writer)
+    return fastavro.schemaless_reader(io.BytesIO(value[10:]), writer, reader)
 
 
 def main():
@@ -56,7 +69,7 @@ def main():
     parser.add_argument("--max-idle", type=float, default=0, help="exit after this many idle seconds (0: never)")
     args = parser.parse_args()
 
-    schemas = load_schemas(args.schemas)
+    schemas = Schemas(args.schemas)
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,

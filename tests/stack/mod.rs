@@ -278,7 +278,21 @@ impl Stack {
                         got["sys_updated_on"]
                     ));
                 }
+                // Schema v2 fields: ServiceNow's stored value (a sys_id for the reference),
+                // null in SEI where ServiceNow's is empty.
+                let stored = |field: &str| record.get(field).filter(|value| !value.is_empty());
+                if table == "sys_user"
+                    && got["employee_number"].as_str()
+                        != stored("employee_number").map(String::as_str)
+                {
+                    differences.push(format!("sys_user {sys_id}: employee_number differs"));
+                }
                 if table == "incident" {
+                    if got["caused_by"]["sys_id"].as_str()
+                        != stored("caused_by").map(String::as_str)
+                    {
+                        differences.push(format!("incident {sys_id}: caused_by differs"));
+                    }
                     for field in EXCLUDED {
                         if !got[field].is_null() {
                             differences

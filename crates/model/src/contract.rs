@@ -233,7 +233,10 @@ pub static INCIDENT: LazyLock<ContractSchema> = LazyLock::new(|| {
     ContractSchema::load(
         "incident",
         schema_file!("incident.avsc"),
-        &[(1, schema_file!("released/incident/v1.avsc"))],
+        &[
+            (1, schema_file!("released/incident/v1.avsc")),
+            (2, schema_file!("released/incident/v2.avsc")),
+        ],
     )
 });
 
@@ -251,7 +254,10 @@ pub static USER: LazyLock<ContractSchema> = LazyLock::new(|| {
     ContractSchema::load(
         "user",
         schema_file!("user.avsc"),
-        &[(1, schema_file!("released/user/v1.avsc"))],
+        &[
+            (1, schema_file!("released/user/v1.avsc")),
+            (2, schema_file!("released/user/v2.avsc")),
+        ],
     )
 });
 

@@ -150,6 +150,7 @@ mod tests {
             user_name: Some("fred".into()),
             name: None,
             email: None,
+            employee_number: None,
             title: None,
             active: Some(true),
             department: None,

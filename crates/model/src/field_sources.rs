@@ -110,6 +110,7 @@ const INCIDENT_SOURCES: &[FieldSource] = &[
         "business_service.department",
         Reference,
     ),
+    FieldSource::new("caused_by", "caused_by", Reference),
 ];
 
 /// Entity field of the incident's derived time to restore.
@@ -159,6 +160,7 @@ const USER_SOURCES: &[FieldSource] = &[
     FieldSource::new("user_name", "user_name", Text),
     FieldSource::new("name", "name", Text),
     FieldSource::new("email", "email", Text),
+    FieldSource::new("employee_number", "employee_number", Text),
     FieldSource::new("title", "title", Text),
     FieldSource::new("active", "active", Flag),
     FieldSource::new("department", "department", Reference),

@@ -7,7 +7,7 @@
 //! `close_code`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use nowstream_model::table_api::{format_time, tables};
+use nowstream_model::table_api::{format_time, parse_time, tables};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::config::{ConfigError, DEFAULT_TIME_ZONE};
 use crate::schema::{self, CMDB_CI_SERVICE, CMN_DEPARTMENT, FieldKind};
-use crate::store::{Dataset, Record, priority_of};
+use crate::store::{Dataset, Record, field, priority_of};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -101,6 +101,31 @@ pub struct Account {
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Base columns added after the simulator's data was first fixed: their dictionary rows are
+/// generated last ([`Generator::late_dictionary_rows`]), so every record generated before
+/// them keeps its sys_id and values for a given seed.
+const LATE_COLUMNS: [(&str, &str); 1] = [(tables::INCIDENT, "caused_by")];
+
+/// Change states in which a change has been (or is being) put in place, and so can have
+/// caused an incident: implement, review, closed.
+const IMPLEMENTED_CHANGE_STATES: [&str; 3] = ["-1", "0", "3"];
+
+/// How long after a change's window opened an incident may still be blamed on it.
+const FAILURE_WINDOW_DAYS: i64 = 3;
+
+/// Chance that an incident opened within [`FAILURE_WINDOW_DAYS`] of a change was caused by one.
+const FAILURE_SHARE: f64 = 0.15;
+
+/// `sys_user.employee_number` of the `index`th ordinary user: six digits, as an HR system
+/// numbers staff; every eighth user (a contractor) has none, so empty values flow too.
+fn employee_number(index: usize) -> String {
+    if index % 8 == 7 {
+        String::new()
+    } else {
+        format!("{:06}", 100_001 + index)
+    }
+}
 
 const FIRST_NAMES: [&str; 32] = [
     "Abel", "Beth", "Carlos", "Dana", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kara",
@@ -264,6 +289,10 @@ pub fn generate(config: &GeneratorConfig, accounts: &[Account]) -> Dataset {
     // Last, so the random stream of everything above is what it always was.
     g.journal_dictionary_rows();
     g.properties();
+    // Later additions still, for the same reason: a seed gives the records it always gave,
+    // now with these links.
+    g.late_dictionary_rows();
+    g.link_failures_to_changes();
     g.table_definitions();
     g.data
 }
@@ -455,6 +484,7 @@ impl Generator {
             } else {
                 "false"
             };
+            let employee_number = employee_number(i);
             Self::set(
                 &mut r,
                 &[
@@ -463,6 +493,7 @@ impl Generator {
                     ("first_name", first),
                     ("last_name", last),
                     ("email", &format!("{user_name}@example.com")),
+                    ("employee_number", &employee_number),
                     ("title", title),
                     ("department", &department),
                     ("manager", &manager),
@@ -650,7 +681,9 @@ impl Generator {
             let Some(schema) = schema::all_tables().into_iter().find(|s| s.name == table) else {
                 continue;
             };
-            let wanted = |name: &str| !schema::JOURNAL_FIELDS.contains(&name);
+            let wanted = |name: &str| {
+                !schema::JOURNAL_FIELDS.contains(&name) && !LATE_COLUMNS.contains(&(table, name))
+            };
             let base = schema.fields.iter().filter(|f| wanted(&f.name)).map(|f| {
                 let (internal_type, reference) = match &f.kind {
                     FieldKind::Text => ("string", String::new()),
@@ -736,6 +769,99 @@ impl Generator {
                 ],
             );
             self.push(tables::SYS_DICTIONARY, r);
+        }
+    }
+
+    /// Dictionary rows of the [`LATE_COLUMNS`], generated after everything else.
+    fn late_dictionary_rows(&mut self) {
+        if !self.config.dictionary_base_fields {
+            return;
+        }
+        for (table, element) in LATE_COLUMNS {
+            let Some(field) = schema::all_tables()
+                .into_iter()
+                .find(|s| s.name == table)
+                .and_then(|s| s.field(element).cloned())
+            else {
+                continue;
+            };
+            let (internal_type, reference) = match &field.kind {
+                FieldKind::Reference(target) => ("reference", target.clone()),
+                FieldKind::Text => ("string", String::new()),
+                FieldKind::Integer => ("integer", String::new()),
+                FieldKind::Boolean => ("boolean", String::new()),
+                FieldKind::DateTime => ("glide_date_time", String::new()),
+            };
+            let mut r = self.setup_record();
+            Self::set(
+                &mut r,
+                &[
+                    ("name", table),
+                    ("element", element),
+                    ("column_label", &column_label(element)),
+                    ("internal_type", internal_type),
+                    ("max_length", "32"),
+                    ("reference", &reference),
+                    ("choice", "0"),
+                    ("mandatory", "false"),
+                    ("read_only", "false"),
+                    ("active", "true"),
+                ],
+            );
+            self.push(tables::SYS_DICTIONARY, r);
+        }
+    }
+
+    /// Points a share of incidents at the change request that caused them (`caused_by`), as
+    /// a change manager does after a failed change: only changes already being implemented
+    /// or done ([`IMPLEMENTED_CHANGE_STATES`]) whose window started in the
+    /// [`FAILURE_WINDOW_DAYS`] before the incident was opened, and more often a change closed
+    /// unsuccessful or with issues. With the default counts that links 5–10 % of incidents, to
+    /// about a fifth of the changes: a change failure rate in DORA's usual range.
+    fn link_failures_to_changes(&mut self) {
+        let changes: Vec<(String, DateTime<Utc>, u32)> = self
+            .data
+            .tables
+            .get(tables::CHANGE_REQUEST)
+            .into_iter()
+            .flatten()
+            .filter(|change| IMPLEMENTED_CHANGE_STATES.contains(&field(change, "state")))
+            .filter_map(|change| {
+                let started = parse_time(field(change, "start_date")).ok()?;
+                let weight = match field(change, "close_code") {
+                    "unsuccessful" => 8,
+                    "successful_issues" => 4,
+                    _ => 1,
+                };
+                Some((field(change, "sys_id").to_owned(), started, weight))
+            })
+            .collect();
+        let window = Duration::days(FAILURE_WINDOW_DAYS);
+        let incident_count = self.data.tables.get(tables::INCIDENT).map_or(0, Vec::len);
+        for index in 0..incident_count {
+            let Some(opened) = self.data.tables.get(tables::INCIDENT).and_then(|rows| {
+                rows.get(index)
+                    .and_then(|row| parse_time(field(row, "opened_at")).ok())
+            }) else {
+                continue;
+            };
+            let candidates: Vec<(&str, u32)> = changes
+                .iter()
+                .filter(|(_, started, _)| *started < opened && opened - *started <= window)
+                .map(|(sys_id, _, weight)| (sys_id.as_str(), *weight))
+                .collect();
+            if candidates.is_empty() || !self.rng.random_bool(FAILURE_SHARE) {
+                continue;
+            }
+            let cause = self.pick(&candidates).to_owned();
+            if let Some(row) = self
+                .data
+                .tables
+                .get_mut(tables::INCIDENT)
+                .and_then(|rows| rows.get_mut(index))
+            {
+                row.insert("caused_by".to_owned(), cause);
+            }
         }
     }
 
@@ -1335,8 +1461,6 @@ fn choice_lists() -> Vec<ChoiceList> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::field;
-    use nowstream_model::table_api::parse_time;
 
     fn small(seed: u64) -> GeneratorConfig {
         GeneratorConfig {
@@ -1434,6 +1558,66 @@ mod tests {
             data.tables["sys_dictionary"]
                 .iter()
                 .any(|d| field(d, "element") == "u_risk_score")
+        );
+    }
+
+    #[test]
+    fn ordinary_users_carry_employee_numbers_and_some_have_none() {
+        let data = generate(&small(6), &accounts());
+        let users = &data.tables["sys_user"];
+        let numbers: Vec<&str> = users
+            .iter()
+            .filter(|u| field(u, "user_name") != "integration")
+            .map(|u| field(u, "employee_number"))
+            .collect();
+        let set: Vec<&&str> = numbers.iter().filter(|n| !n.is_empty()).collect();
+        assert!(set.len() > numbers.len() / 2, "{numbers:?}");
+        assert!(
+            set.len() < numbers.len(),
+            "some users have none: {numbers:?}"
+        );
+        let distinct: std::collections::BTreeSet<&&&str> = set.iter().collect();
+        assert_eq!(distinct.len(), set.len(), "employee numbers are unique");
+        let account = users
+            .iter()
+            .find(|u| field(u, "user_name") == "integration")
+            .unwrap();
+        assert_eq!(field(account, "employee_number"), "");
+    }
+
+    #[test]
+    fn a_share_of_incidents_is_caused_by_a_change_implemented_shortly_before() {
+        let data = generate(&small(7), &accounts());
+        let changes = &data.tables["change_request"];
+        let incidents = &data.tables["incident"];
+        let linked: Vec<&Record> = incidents
+            .iter()
+            .filter(|i| !field(i, "caused_by").is_empty())
+            .collect();
+        // A realistic share: some, far from all (300 incidents, 60 changes).
+        assert!(
+            (10..=90).contains(&linked.len()),
+            "{} of {} incidents linked",
+            linked.len(),
+            incidents.len()
+        );
+        for incident in linked {
+            let cause = changes
+                .iter()
+                .find(|c| field(c, "sys_id") == field(incident, "caused_by"))
+                .unwrap_or_else(|| panic!("caused_by points at no change: {incident:?}"));
+            assert!(IMPLEMENTED_CHANGE_STATES.contains(&field(cause, "state")));
+            let opened = parse_time(field(incident, "opened_at")).unwrap();
+            let started = parse_time(field(cause, "start_date")).unwrap();
+            assert!(started < opened, "{cause:?} started after {incident:?}");
+            assert!(opened - started <= Duration::days(FAILURE_WINDOW_DAYS));
+        }
+        assert!(
+            data.tables["sys_dictionary"]
+                .iter()
+                .any(|d| field(d, "element") == "caused_by"
+                    && field(d, "reference") == "change_request"),
+            "the dictionary lists caused_by as a change_request reference"
         );
     }
 }

@@ -167,6 +167,8 @@ fn incident() -> TableSchema {
         FieldDef::new("hold_reason", FieldKind::Integer),
         FieldDef::new("reopen_count", FieldKind::Integer),
         FieldDef::new("calendar_stc", FieldKind::Integer),
+        // The change request that caused the incident: what change failure rate counts.
+        FieldDef::new("caused_by", reference(tables::CHANGE_REQUEST)),
     ]);
     TableSchema {
         name: tables::INCIDENT,
@@ -214,6 +216,7 @@ fn sys_user() -> TableSchema {
         FieldDef::new("first_name", FieldKind::Text),
         FieldDef::new("last_name", FieldKind::Text),
         FieldDef::new("email", FieldKind::Text),
+        FieldDef::new("employee_number", FieldKind::Text),
         FieldDef::new("title", FieldKind::Text),
         FieldDef::new("department", reference(CMN_DEPARTMENT)),
         FieldDef::new("manager", reference(tables::SYS_USER)),

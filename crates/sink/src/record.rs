@@ -221,6 +221,7 @@ pub(crate) mod tests {
             user_name: Some(format!("user-{sys_id}")),
             name: None,
             email: None,
+            employee_number: None,
             title: None,
             active: Some(true),
             department: None,

@@ -74,6 +74,9 @@ avro_record! {
         pub business_service: Option<Reference>,
         /// Department owning the business service.
         pub business_service_department: Option<Reference>,
+        /// The change request that caused the incident (`caused_by`): the exact link behind
+        /// change failure rate. Since schema v2; `None` for records written with v1.
+        pub caused_by: Option<Reference>,
         /// Names of the fields the exclusion policy removed.
         #[serde(default)]
         pub excluded_fields: Vec<String>,

@@ -30,6 +30,9 @@ avro_record! {
         pub name: Option<String>,
         /// E-mail address.
         pub email: Option<String>,
+        /// Employee number: SEI's datasheet lists it for users. Since schema v2; `None` for
+        /// records written with v1.
+        pub employee_number: Option<String>,
         /// Job title.
         pub title: Option<String>,
         /// Whether the account is active.

@@ -1,11 +1,17 @@
 //! The compatibility rule: every current schema may replace each of its released versions,
 //! and the rule's check rejects the edits that would break customers.
 
+use crate::common;
+
+use std::fmt::Debug;
 use std::path::PathBuf;
 
-use apache_avro::Schema;
+use apache_avro::types::Value as AvroValue;
+use apache_avro::{Schema, from_avro_datum, to_avro_datum};
 use nowstream_model::compatibility::{CompatibilityViolation, check};
-use nowstream_model::contract;
+use nowstream_model::contract::{self, ReleasedSchema};
+use nowstream_model::single_object::MAGIC;
+use nowstream_model::{AvroRecord, Incident, User};
 use serde_json::{Value, json};
 
 fn schemas_dir() -> PathBuf {
@@ -175,4 +181,137 @@ fn adding_an_enum_symbol_fails_because_released_readers_cannot_read_it() {
         ),
         "{violation}"
     );
+}
+
+#[test]
+fn every_release_is_fully_compatible_with_each_earlier_release() {
+    // The current schema is checked against every release above; this checks the releases
+    // among themselves, so v2 is held to v1 in both directions even once v3 is current.
+    let mut pairs = 0;
+    for contract in contract::all() {
+        for (newer_index, newer) in contract.released().iter().enumerate() {
+            for older in &contract.released()[..newer_index] {
+                check(older.schema(), newer.schema()).unwrap_or_else(|violation| {
+                    panic!(
+                        "{} v{} against v{}: {violation}",
+                        contract.name(),
+                        newer.version(),
+                        older.version()
+                    )
+                });
+                pairs += 1;
+            }
+        }
+    }
+    assert!(pairs >= 2, "incident and user have a v2 to hold against v1");
+}
+
+/// Field names of a schema text, in order.
+fn field_names(source: &str) -> Vec<String> {
+    let json: Value = serde_json::from_str(source).unwrap();
+    json["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn v2_adds_employee_number_to_user_and_caused_by_to_incident_and_nothing_else() {
+    for (contract, added) in [
+        (&*contract::USER, "employee_number"),
+        (&*contract::INCIDENT, "caused_by"),
+    ] {
+        let [v1, v2] = contract.released() else {
+            panic!("{} should have exactly v1 and v2", contract.name());
+        };
+        assert_eq!((v1.version(), v2.version()), (1, 2));
+        assert_ne!(v1.fingerprint(), v2.fingerprint());
+        let mut without_added = field_names(v2.source());
+        without_added.retain(|name| name != added);
+        assert_eq!(
+            without_added,
+            field_names(v1.source()),
+            "{}",
+            contract.name()
+        );
+        let v2_json: Value = serde_json::from_str(v2.source()).unwrap();
+        let field = v2_json["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|field| field["name"] == added)
+            .unwrap();
+        assert_eq!(field["type"][0], "null", "{added} is nullable");
+        assert_eq!(field.get("default"), Some(&Value::Null), "{added}");
+        // v2 is what producers write today.
+        assert_eq!(v2.fingerprint(), contract.fingerprint());
+    }
+    // Entities the datasheet check found complete stay at v1.
+    assert_eq!(contract::CHANGE_REQUEST.released().len(), 1);
+    assert_eq!(contract::FIELD_DEFINITION.released().len(), 1);
+}
+
+/// What a reader still on `release` makes of a message the current producer wrote.
+fn read_as_release<T: AvroRecord>(record: &T, release: &ReleasedSchema) -> AvroValue {
+    let message = record.encode().unwrap();
+    let mut body = &message[10..];
+    from_avro_datum(T::contract().schema(), &mut body, Some(release.schema())).unwrap()
+}
+
+/// A message as a producer still on `release` writes it.
+fn written_with_release(value: AvroValue, release: &ReleasedSchema) -> Vec<u8> {
+    let mut message = MAGIC.to_vec();
+    message.extend(release.fingerprint().wire_bytes());
+    message.extend(to_avro_datum(release.schema(), value).unwrap());
+    message
+}
+
+fn record_field_names(value: &AvroValue) -> Vec<String> {
+    match value {
+        AvroValue::Record(fields) => fields.iter().map(|(name, _)| name.clone()).collect(),
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+/// Both directions with real records: a v1 reader reads what v2 writes (every v1 field,
+/// unchanged), and v2 reads what a v1 producer wrote (the added field null).
+fn assert_v1_and_v2_read_each_other<T>(record: T, without_added: T)
+where
+    T: AvroRecord + PartialEq + Debug,
+{
+    let v1 = &T::contract().released()[0];
+    let as_v1 = read_as_release(&record, v1);
+    assert_eq!(record_field_names(&as_v1), field_names(v1.source()));
+    let written_by_v1 = written_with_release(as_v1, v1);
+    assert_eq!(T::decode(&written_by_v1).unwrap(), without_added);
+}
+
+#[test]
+fn a_v1_reader_and_a_v2_reader_read_each_others_incidents() {
+    let incident = common::incident();
+    assert!(
+        incident.caused_by.is_some(),
+        "the sample must carry the new field"
+    );
+    let without = Incident {
+        caused_by: None,
+        ..incident.clone()
+    };
+    assert_v1_and_v2_read_each_other(incident, without);
+}
+
+#[test]
+fn a_v1_reader_and_a_v2_reader_read_each_others_users() {
+    let user = common::user();
+    assert!(
+        user.employee_number.is_some(),
+        "the sample must carry the new field"
+    );
+    let without = User {
+        employee_number: None,
+        ..user.clone()
+    };
+    assert_v1_and_v2_read_each_other(user, without);
 }

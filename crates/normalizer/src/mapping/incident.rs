@@ -47,6 +47,7 @@ pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<Incident, MapEr
         resolved_by: fields.reference("resolved_by")?,
         business_service: fields.reference("business_service")?,
         business_service_department: fields.reference("business_service.department")?,
+        caused_by: fields.reference("caused_by")?,
         excluded_fields: common.excluded_fields,
         custom_fields: common.custom_fields,
     })

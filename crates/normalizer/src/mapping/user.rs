@@ -15,6 +15,7 @@ pub(super) fn map(fields: &Fields<'_>, common: Common) -> Result<User, MapError>
         user_name: fields.text("user_name")?,
         name: fields.text("name")?,
         email: fields.text("email")?,
+        employee_number: fields.text("employee_number")?,
         title: fields.text("title")?,
         active: fields.flag("active")?,
         department: fields.reference("department")?,

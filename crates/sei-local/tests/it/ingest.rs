@@ -310,3 +310,60 @@ async fn stored_records_read_back_as_the_model_types() {
         Some("1")
     );
 }
+
+#[tokio::test]
+async fn schema_v2_fields_are_stored_in_the_body_and_v1_bodies_without_them_are_accepted() {
+    let sei = start().await;
+    let client = Client::new(&sei);
+    let change =
+        json!({"sys_id": "c83c5e5347c12200e0ef563dbb9a7190", "display_value": "CHG0030002"});
+    let mut caused = incident("i2", "2024-01-01T00:00:00Z", 1);
+    caused["caused_by"] = change.clone();
+    // A sender still on v1 leaves the field out altogether.
+    let from_v1 = incident("i1", "2024-01-01T00:00:00Z", 1);
+    assert!(from_v1.get("caused_by").is_none());
+    client
+        .ingest_ok("incidents", "k1", &batch(vec![from_v1, caused], &[]))
+        .await;
+    let mut numbered = user("u2", "2024-01-01T00:00:00Z", 1, "Zoë");
+    numbered["employee_number"] = json!("100042");
+    let user_from_v1 = user("u1", "2024-01-01T00:00:00Z", 1, "Ada");
+    client
+        .ingest_ok("users", "k2", &batch(vec![user_from_v1, numbered], &[]))
+        .await;
+
+    let stored = |path: String| {
+        let client = client.clone();
+        async move {
+            let (status, body) = client.get_json(&path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let incidents = format!("/v1/servicenow/{INTEGRATION}/incidents");
+    let users = format!("/v1/servicenow/{INTEGRATION}/users");
+    assert_eq!(stored(format!("{incidents}/i2")).await["caused_by"], change);
+    let v1_incident = stored(format!("{incidents}/i1")).await;
+    assert!(v1_incident.as_object().unwrap().contains_key("caused_by"));
+    assert!(v1_incident["caused_by"].is_null());
+    assert_eq!(
+        stored(format!("{users}/u2")).await["employee_number"],
+        "100042"
+    );
+    assert!(stored(format!("{users}/u1")).await["employee_number"].is_null());
+}
+
+#[tokio::test]
+async fn a_withheld_v2_field_that_carries_a_value_is_refused() {
+    let sei = start().await;
+    let client = Client::new(&sei);
+    let mut record = user("u1", "2024-01-01T00:00:00Z", 1, "Zoë");
+    record["employee_number"] = json!("100042");
+    record["excluded_fields"] = json!(["employee_number"]);
+    let response = client
+        .ingest("users", "k1", &batch(vec![record], &[]))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["field"], "employee_number", "{error}");
+}

@@ -123,6 +123,7 @@ pub fn incident() -> Incident {
             sys_id: "221f79b7c6112284005d646b76ab978c".into(),
             display_value: None,
         }),
+        caused_by: reference("c83c5e5347c12200e0ef563dbb9a7190", "CHG0030002"),
         excluded_fields: vec!["short_description".into(), "comments".into()],
         custom_fields: custom_fields(),
     }
@@ -160,6 +161,7 @@ pub fn sparse_incident() -> Incident {
         resolved_by: None,
         business_service: None,
         business_service_department: None,
+        caused_by: None,
         excluded_fields: Vec::new(),
         custom_fields: BTreeMap::new(),
     }
@@ -208,6 +210,7 @@ pub fn user() -> User {
         user_name: Some("fred.luddy".into()),
         name: Some("Fred Lüddy 👋".into()),
         email: None,
+        employee_number: Some("E-01042".into()),
         title: Some("SRE".into()),
         active: Some(true),
         department: reference("221f79b7c6112284005d646b76ab978c", "IT"),

@@ -350,6 +350,7 @@ pub fn entity_value(
             user_name: Some(format!("user.{index}")),
             name: Some(format!("User {index} v{version}")),
             email: None,
+            employee_number: Some(format!("{:06}", 100_000 + index)),
             title: Some("SRE".into()),
             active: Some(true),
             department: reference("221f79b7c6112284005d646b76ab978c", "IT"),
@@ -414,6 +415,7 @@ pub fn incident(sys_id: &str, updated: DateTime<Utc>, mod_count: Option<i64>) ->
         resolved_by: None,
         business_service: reference("26da329f0a0a0bb400f69d8159bc753d", "Payments"),
         business_service_department: None,
+        caused_by: reference("c83c5e5347c12200e0ef563dbb9a7190", "CHG0030002"),
         excluded_fields: Vec::new(),
         custom_fields: BTreeMap::new(),
     }
