@@ -182,8 +182,7 @@ fn check_record(
         Entity::Incident => {
             let incident: Incident = typed(value)?;
             let facts = incident_facts(&incident)?;
-            let mut body = canonical(&incident)?;
-            carry_caused_by(original, &mut body)?;
+            let body = canonical(&incident)?;
             (incident.version(), body, Some(facts))
         }
         Entity::ChangeRequest => {
@@ -241,39 +240,6 @@ fn check_record(
         incident,
     })
 }
-
-/// `caused_by` (the sys_id of the change request that caused an incident, or null) is read
-/// by the DORA report. Until the `Incident` model carries it, it is checked and kept here so
-/// the stored body has it; once the model has the field, the canonical body already holds it
-/// and this does nothing.
-fn carry_caused_by(original: &Map<String, Value>, body: &mut Value) -> Result<(), RecordProblem> {
-    let Value::Object(fields) = body else {
-        return Ok(());
-    };
-    if fields.contains_key(CAUSED_BY) {
-        return Ok(());
-    }
-    let value = match original.get(CAUSED_BY) {
-        None | Some(Value::Null) => Value::Null,
-        Some(Value::String(sys_id)) if !sys_id.trim().is_empty() => Value::String(sys_id.clone()),
-        Some(Value::String(_)) => {
-            return Err(RecordProblem::at(
-                CAUSED_BY,
-                "empty sys_id; send null for none",
-            ));
-        }
-        Some(other) => {
-            return Err(RecordProblem::at(
-                CAUSED_BY,
-                format!("expected a sys_id string or null, found {}", kind_of(other)),
-            ));
-        }
-    };
-    fields.insert(CAUSED_BY.to_owned(), value);
-    Ok(())
-}
-
-const CAUSED_BY: &str = "caused_by";
 
 fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, RecordProblem> {
     serde_path_to_error::deserialize(value).map_err(|error| {

@@ -514,7 +514,7 @@ impl Store {
                         json_extract(body, '$.opened_at'), json_extract(body, '$.resolved_at'),
                         json_extract(body, '$.time_to_restore_ms'),
                         json_extract(body, '$.priority.value'), json_extract(body, '$.category.value'),
-                        json_extract(body, '$.caused_by')
+                        json_extract(body, '$.caused_by.sys_id')
                  FROM records
                  WHERE tenant = ?1 AND integration_id = ?2 AND entity = ?3 AND body IS NOT NULL",
             )

@@ -90,7 +90,7 @@ fn incident(
         "resolved_at": resolved,
         "priority": choice(priority),
         "category": choice(category),
-        "caused_by": caused_by,
+        "caused_by": caused_by.map(|sys_id| json!({"sys_id": sys_id, "display_value": format!("CHG-{sys_id}")})),
     })
 }
 
@@ -455,7 +455,7 @@ async fn the_report_needs_the_api_key_like_every_v1_endpoint() {
 }
 
 #[tokio::test]
-async fn caused_by_is_stored_with_the_incident_and_must_be_a_sys_id_or_null() {
+async fn caused_by_is_stored_with_the_incident_and_must_be_a_reference_or_null() {
     let sei = start().await;
     let client = Client::new(&sei);
     let linked = incident(
@@ -472,7 +472,7 @@ async fn caused_by_is_stored_with_the_incident_and_must_be_a_sys_id_or_null() {
         .await;
     let (status, stored) = client.get_json("/v1/servicenow/sn1/incidents/i1").await;
     assert_eq!(status, StatusCode::OK, "{stored}");
-    assert_eq!(stored["caused_by"], "c1", "{stored}");
+    assert_eq!(stored["caused_by"]["sys_id"], "c1", "{stored}");
 
     let mut bad = incident(
         "i2",
