@@ -16,7 +16,7 @@
 //! so asking for them is harmless.
 //!
 //! Should a record still come back without a mapped identity field (`number`,
-//! `sys_created_on`), the fetcher reports it ([`report_missing_identity`]: a warning naming
+//! `sys_created_on`), the fetcher reports it ([`IdentityReport`]: a warning naming
 //! table and sys_id, and a metric by table) and publishes it anyway: it is a real change, and
 //! dropping it would lose it. The fetcher is where this is checked because it is the stage that
 //! chose the field list and can name the request that lacked the field.
@@ -76,38 +76,54 @@ pub fn identity_fields(table: &str) -> Vec<&'static str> {
 }
 
 /// Counts and logs the records of a page that lack a mapped identity field (other than one
-/// `excluded` says was left out on purpose).
-pub fn report_missing_identity<'a>(
-    integration_id: &str,
-    table: &str,
-    records: impl IntoIterator<Item = &'a Map<String, Value>>,
-    excluded: &dyn Fn(&str) -> bool,
-) {
-    let identity: Vec<&str> = identity_fields(table)
-        .into_iter()
-        .filter(|field| !excluded(field))
-        .collect();
-    if identity.is_empty() {
-        return;
+/// the exclusion policy says was left out on purpose), one record at a time as the page is
+/// published ([`IdentityReport::check`]), with a summary at the end of the page
+/// ([`IdentityReport::finish`]).
+#[derive(Debug)]
+pub struct IdentityReport<'a> {
+    integration_id: &'a str,
+    table: &'a str,
+    identity: Vec<&'static str>,
+    lacking: usize,
+}
+
+impl<'a> IdentityReport<'a> {
+    pub fn new(integration_id: &'a str, table: &'a str, excluded: &dyn Fn(&str) -> bool) -> Self {
+        IdentityReport {
+            integration_id,
+            table,
+            identity: identity_fields(table)
+                .into_iter()
+                .filter(|field| !excluded(field))
+                .collect(),
+            lacking: 0,
+        }
     }
-    let mut lacking = 0usize;
-    for record in records {
-        let missing: Vec<&str> = identity
+
+    /// The identity fields checked (a record's other fields need not be read).
+    pub fn fields(&self) -> &[&'static str] {
+        &self.identity
+    }
+
+    /// Counts `record` if it lacks an identity field; logs the first few of a page.
+    pub fn check(&mut self, record: &Map<String, Value>) {
+        let missing: Vec<&str> = self
+            .identity
             .iter()
             .copied()
             .filter(|field| stored_value(record, field).is_none())
             .collect();
         if missing.is_empty() {
-            continue;
+            return;
         }
         for field in &missing {
-            metrics::missing_identity(integration_id, table, field, 1);
+            metrics::missing_identity(self.integration_id, self.table, field, 1);
         }
-        lacking += 1;
-        if lacking <= MISSING_IDENTITY_LOGGED_PER_PAGE {
+        self.lacking += 1;
+        if self.lacking <= MISSING_IDENTITY_LOGGED_PER_PAGE {
             tracing::warn!(
-                integration = %integration_id,
-                %table,
+                integration = %self.integration_id,
+                table = %self.table,
                 sys_id = %stored_value(record, "sys_id").unwrap_or(Cow::Borrowed("(no sys_id)")),
                 missing = %missing.join(","),
                 "record arrived without a mapped identity field; it is published as returned \
@@ -115,14 +131,18 @@ pub fn report_missing_identity<'a>(
             );
         }
     }
-    if lacking > MISSING_IDENTITY_LOGGED_PER_PAGE {
-        tracing::warn!(
-            integration = %integration_id,
-            %table,
-            records = lacking,
-            "records of this page arrived without a mapped identity field (the first \
-             {MISSING_IDENTITY_LOGGED_PER_PAGE} are named above)"
-        );
+
+    /// The page's summary, when more records lacked an identity field than were named.
+    pub fn finish(self) {
+        if self.lacking > MISSING_IDENTITY_LOGGED_PER_PAGE {
+            tracing::warn!(
+                integration = %self.integration_id,
+                table = %self.table,
+                records = self.lacking,
+                "records of this page arrived without a mapped identity field (the first \
+                 {MISSING_IDENTITY_LOGGED_PER_PAGE} are named above)"
+            );
+        }
     }
 }
 
@@ -172,8 +192,7 @@ pub async fn dictionary_columns(
         columns.extend(
             page.records
                 .iter()
-                .filter_map(|row| stored_value(row, "element"))
-                .map(Cow::into_owned),
+                .filter_map(|row| row.stored_value("element")),
         );
     }
     Ok(columns)

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use nowstream_model::table_api::{parse_time, stored_value};
 use nowstream_model::{RawRecord, RecordOp};
+use nowstream_servicenow::row::Row;
 
 /// A record the fetcher cannot key or version. ServiceNow always sends these fields, so this
 /// points at a proxy or instance returning something that is not a Table API record.
@@ -33,11 +34,38 @@ pub struct Origin<'a> {
     pub fetched_at: DateTime<Utc>,
 }
 
-/// A new or changed record of `table`.
+/// The fields a record is keyed and versioned by: all the fetcher reads of a record it
+/// publishes as received ([`upsert_row`]).
+pub const KEY_FIELDS: [&str; 3] = ["sys_id", "sys_updated_on", "sys_mod_count"];
+
+/// A new or changed record of `table`, its payload `record` serialized.
 pub fn upsert(
     origin: &Origin<'_>,
     table: &str,
     record: &Map<String, Value>,
+) -> Result<RawRecord, RecordError> {
+    upsert_with(origin, table, record, || {
+        serde_json::to_string(record).map_err(|error| format!("cannot serialise payload: {error}"))
+    })
+}
+
+/// A new or changed record of `table` published as the text it was received as: `keys` holds
+/// its [`KEY_FIELDS`] (read from `row` alone, [`Row::select`]), and the record is not
+/// parsed further.
+pub fn upsert_row(
+    origin: &Origin<'_>,
+    table: &str,
+    keys: &Map<String, Value>,
+    row: &Row,
+) -> Result<RawRecord, RecordError> {
+    upsert_with(origin, table, keys, || Ok(row.json().to_owned()))
+}
+
+fn upsert_with(
+    origin: &Origin<'_>,
+    table: &str,
+    record: &Map<String, Value>,
+    payload: impl FnOnce() -> Result<String, String>,
 ) -> Result<RawRecord, RecordError> {
     let sys_id = stored_value(record, "sys_id").unwrap_or_default();
     let problem = |code: &'static str, problem: String| RecordError {
@@ -67,12 +95,7 @@ pub fn upsert(
             })
         })
         .transpose()?;
-    let payload = serde_json::to_string(record).map_err(|error| {
-        problem(
-            "unserialisable",
-            format!("cannot serialise payload: {error}"),
-        )
-    })?;
+    let payload = payload().map_err(|reason| problem("unserialisable", reason))?;
     Ok(RawRecord {
         integration_id: origin.integration_id.to_owned(),
         table: table.to_owned(),
@@ -161,6 +184,24 @@ mod tests {
             payload,
             "payload is the record as returned"
         );
+    }
+
+    #[test]
+    fn a_row_is_published_as_the_text_it_came_as_keyed_from_its_key_fields_alone() {
+        let text = r#"{"sys_id": {"display_value": "abc", "value": "abc"}, "sys_updated_on": {"display_value": "01/02/2026 10:04:05 PM", "value": "2026-01-03 03:04:05"}, "sys_mod_count": {"display_value": "3", "value": "3"}, "u_note": {"display_value": "a\u00e9", "value": "a\u00e9"}}"#;
+        let row: Row = serde_json::from_str(text).unwrap();
+        let keys = row.select(&KEY_FIELDS).unwrap();
+        assert_eq!(keys.len(), 3, "only the key fields are read");
+        let raw = upsert_row(&origin(), "incident", &keys, &row).unwrap();
+        assert_eq!(raw.payload.as_deref(), Some(text));
+        assert_eq!(raw.sys_id, "abc");
+        assert_eq!(raw.sys_updated_on.to_rfc3339(), "2026-01-03T03:04:05+00:00");
+        assert_eq!(raw.sys_mod_count, Some(3));
+
+        let no_id: Row = serde_json::from_str(r#"{"number": {"value": "INC1"}}"#).unwrap();
+        let keys = no_id.select(&KEY_FIELDS).unwrap();
+        let error = upsert_row(&origin(), "incident", &keys, &no_id).unwrap_err();
+        assert_eq!(error.code, "no_sys_id");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use nowstream_model::table_api::stored_value;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
 use nowstream_runtime::FetcherConfig;
 use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
+use nowstream_servicenow::row::{Row, RowError};
 
 use crate::checkpoints::CheckpointStore;
 use crate::dead_letter::{DeadLetters, Letter, Source};
@@ -318,20 +319,55 @@ async fn publish_page(
     // Oversized versions, remembered like published ones so that an overlap re-read does
     // not dead-letter them again.
     let mut oversized = Vec::new();
-    let mut fresh_sources = Vec::with_capacity(page.records.len());
-    for record in &page.records {
-        let converted = match (unit.kind, integration.excluded_at_source.as_ref()) {
-            (UnitKind::Records(table), Some(policy)) => {
-                raw::upsert(&origin, table, &without_excluded(policy, record))
-            }
-            (UnitKind::Records(table), None) => raw::upsert(&origin, table, record),
-            (UnitKind::Deletions, _) => raw::deletion(&origin, record),
+    let policy = integration.excluded_at_source.as_ref();
+    let excluded = |field: &str| policy.is_some_and(|policy| policy.excludes(field));
+    let mut identity = match unit.kind {
+        UnitKind::Records(table) => Some(fields::IdentityReport::new(
+            &integration.id,
+            table,
+            &excluded,
+        )),
+        UnitKind::Deletions => None,
+    };
+    // The page stays JSON text (`Row`). Without exclusion at source a record is published
+    // as the text it came as, and only its key and identity fields are read; with exclusion
+    // at source (and for deletions) one record at a time is read into a map.
+    let wanted: Vec<&str> = raw::KEY_FIELDS
+        .iter()
+        .copied()
+        .chain(
+            identity
+                .iter()
+                .flat_map(|report| report.fields().iter().copied()),
+        )
+        .collect();
+    for row in &page.records {
+        // What a dead letter of this row carries: the whole record where it can be read.
+        let letter_row = || {
+            row.to_map()
+                .unwrap_or_else(|_| row.select(&raw::KEY_FIELDS).unwrap_or_default())
         };
-        let raw = match converted {
-            Ok(raw) => raw,
+        let converted = match (unit.kind, integration.excluded_at_source.as_ref()) {
+            (UnitKind::Records(table), Some(policy)) => read(unit.source_table(), row, |record| {
+                let kept = without_excluded(policy, &record);
+                raw::upsert(&origin, table, &kept).map(|raw| (raw, kept))
+            }),
+            (UnitKind::Records(table), None) => match row.select(&wanted) {
+                Ok(read) => raw::upsert_row(&origin, table, &read, row).map(|raw| (raw, read)),
+                Err(error) => Err(unreadable(table, row, &error)),
+            },
+            (UnitKind::Deletions, _) => read(unit.source_table(), row, |record| {
+                raw::deletion(&origin, &record).map(|raw| (raw, record))
+            }),
+        };
+        let (mut raw, read) = match converted {
+            Ok(converted) => converted,
             Err(error) => {
                 metrics::invalid_record(&integration.id, unit.source_table());
-                letters.push(env.dead_letters.unconvertible(source, &error, record));
+                letters.push(
+                    env.dead_letters
+                        .unconvertible(source, &error, &letter_row()),
+                );
                 continue;
             }
         };
@@ -350,27 +386,36 @@ async fn publish_page(
                     sys_id: raw.sys_id.clone(),
                     problem: reason,
                 };
-                letters.push(env.dead_letters.unconvertible(source, &error, record));
+                letters.push(
+                    env.dead_letters
+                        .unconvertible(source, &error, &letter_row()),
+                );
                 continue;
             }
             Err(other) => return Err(other),
         };
+        // Encoded now: the payload's text is not needed again, and a page of them is
+        // megabytes held until the write is acknowledged.
+        raw.payload = None;
         if let Some(size) = env.dead_letters.oversize(&encoded) {
-            letters.push(
-                env.dead_letters
-                    .too_large(source, &raw.table, &raw.sys_id, size, record),
-            );
+            letters.push(env.dead_letters.too_large(
+                source,
+                &raw.table,
+                &raw.sys_id,
+                size,
+                &letter_row(),
+            ));
             oversized.push(raw);
             continue;
         }
         records.push(encoded);
         fresh.push(raw);
-        fresh_sources.push(record);
+        if let Some(identity) = identity.as_mut() {
+            identity.check(&read);
+        }
     }
-    if let UnitKind::Records(table) = unit.kind {
-        let policy = integration.excluded_at_source.as_ref();
-        let excluded = |field: &str| policy.is_some_and(|policy| policy.excludes(field));
-        fields::report_missing_identity(&integration.id, table, fresh_sources, &excluded);
+    if let Some(identity) = identity {
+        identity.finish();
     }
 
     for oversized in &page.oversized {
@@ -414,6 +459,31 @@ async fn publish_page(
     metrics::checkpoint_time(&integration.id, unit.source_table(), next.last_updated_on);
     *checkpoint = Some(next);
     Ok(records.len())
+}
+
+/// Reads `row` into a map and hands it to `convert`; a row whose JSON cannot be read as values
+/// is an unconvertible record.
+fn read<T>(
+    table: &str,
+    row: &Row,
+    convert: impl FnOnce(Map<String, Value>) -> Result<T, raw::RecordError>,
+) -> Result<T, raw::RecordError> {
+    match row.to_map() {
+        Ok(record) => convert(record),
+        Err(error) => Err(unreadable(table, row, &error)),
+    }
+}
+
+/// The error of a row whose JSON reads as text but not as values (a number beyond `f64`).
+fn unreadable(table: &str, row: &Row, error: &RowError) -> raw::RecordError {
+    raw::RecordError {
+        code: "unreadable_json",
+        table: table.to_owned(),
+        sys_id: row
+            .stored_value("sys_id")
+            .unwrap_or_else(|| "(no sys_id)".to_owned()),
+        problem: error.to_string(),
+    }
 }
 
 /// `record` without the fields `policy` excludes, at any nesting level. With

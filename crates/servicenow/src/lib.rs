@@ -5,4 +5,5 @@
 //! evaluates, so both sides agree on what a query means.
 
 pub mod client;
+pub mod row;
 pub mod table;

@@ -8,11 +8,10 @@
 //! `sys_db_object.super_class`: incident and change_request extend task); a dot-walked field
 //! is followed through each reference to its target table.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use nowstream_model::table_api::query::EncodedQuery;
-use nowstream_model::table_api::{stored_value, tables};
+use nowstream_model::table_api::tables;
 use nowstream_runtime::IntegrationMetadata;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest, ScanRequest};
 
@@ -185,8 +184,7 @@ impl<'a> Dictionary<'a> {
             let parent = page
                 .records
                 .first()
-                .and_then(|record| stored_value(record, "super_class.name"))
-                .map(Cow::into_owned)
+                .and_then(|record| record.stored_value("super_class.name"))
                 .filter(|parent| !parent.is_empty() && !lineage.contains(parent));
             match parent {
                 Some(parent) => lineage.push(parent),
@@ -214,9 +212,9 @@ impl<'a> Dictionary<'a> {
         let mut columns = BTreeMap::new();
         while let Some(page) = scan.next_page().await? {
             for row in &page.records {
-                if let Some(element) = stored_value(row, "element") {
-                    let reference = stored_value(row, "reference").unwrap_or_default();
-                    columns.insert(element.into_owned(), reference.into_owned());
+                if let Some(element) = row.stored_value("element") {
+                    let reference = row.stored_value("reference").unwrap_or_default();
+                    columns.insert(element, reference);
                 }
             }
         }

@@ -18,7 +18,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use serde_json::{Map, Value};
+use nowstream_servicenow::row::Row;
 
 use nowstream_runtime::{AuthConfig, Config, FetcherConfig, IntegrationConfig, OAuthGrant};
 
@@ -307,6 +307,6 @@ async fn check_access(
 
 /// The stored value of a field, never its display value: preflight compares it with names and
 /// time zones, where a label read as a value would be wrong (see `nowstream_model::table_api`).
-fn field_value(record: &Map<String, Value>, name: &str) -> Option<String> {
-    nowstream_model::table_api::stored_value(record, name).map(std::borrow::Cow::into_owned)
+fn field_value(record: &Row, name: &str) -> Option<String> {
+    record.stored_value(name)
 }

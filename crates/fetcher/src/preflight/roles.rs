@@ -124,6 +124,7 @@ fn role_checks(user_name: &str, held: &BTreeSet<String>) -> (Check, Check) {
 #[cfg(test)]
 mod tests {
     use crate::preflight::Outcome;
+    use nowstream_servicenow::row::Row;
 
     use super::*;
 
@@ -154,7 +155,7 @@ mod tests {
                 serde_json::json!({"role.name": {"display_value": "", "value": ""}}),
             ]
             .into_iter()
-            .filter_map(|v| v.as_object().cloned())
+            .filter_map(|v| v.as_object().map(Row::from_map))
             .collect(),
             total: Some(3),
             has_next: None,

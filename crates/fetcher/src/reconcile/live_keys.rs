@@ -8,11 +8,9 @@
 //! Memory: a sys_id of 32 hex digits is held as a `u128` in a sorted `Vec` (16 bytes per
 //! record); anything else (rare: imported records) as a string.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use nowstream_model::table_api::query::{EncodedQuery, SYS_ID};
-use nowstream_model::table_api::stored_value;
 use nowstream_servicenow::client::{Client, ClientError, ListRequest};
 use tokio_util::sync::CancellationToken;
 
@@ -156,7 +154,7 @@ pub async fn scan(
         for sys_id in page
             .records
             .iter()
-            .filter_map(|record| stored_value(record, SYS_ID))
+            .filter_map(|record| record.stored_value(SYS_ID))
         {
             keys.insert(&sys_id);
             page_last = Some(sys_id);
@@ -166,14 +164,14 @@ pub async fn scan(
         // candidate is asked for directly before it is deleted. A cursor that does not move
         // would loop for ever.
         match (page_last, &last) {
-            (Some(got), Some(previous)) if got.as_ref() <= previous.as_str() => {
+            (Some(got), Some(previous)) if got.as_str() <= previous.as_str() => {
                 return Err(KeyScanError::OutOfOrder {
                     table: table.to_owned(),
                     after: previous.clone(),
-                    got: got.into_owned(),
+                    got,
                 });
             }
-            (Some(got), _) => last = Some(got.into_owned()),
+            (Some(got), _) => last = Some(got),
             (None, _) => break,
         }
         offset = 0;
@@ -215,8 +213,7 @@ pub async fn still_present(
         present.extend(
             page.records
                 .iter()
-                .filter_map(|record| stored_value(record, SYS_ID))
-                .map(Cow::into_owned),
+                .filter_map(|record| record.stored_value(SYS_ID)),
         );
     }
     Ok(present)

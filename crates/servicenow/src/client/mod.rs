@@ -7,7 +7,7 @@
 //! Every Table API read asks for `sysparm_display_value=all`, so each field arrives as
 //! `{"value", "display_value", "link"}`: the raw topic keeps both the stored value and what a
 //! user sees, and the reference links stay (`sysparm_exclude_reference_link` is never sent).
-//! Records are kept as `serde_json::Map`s exactly as returned.
+//! Records are kept as the JSON text they were returned as ([`Row`]), read on demand.
 //!
 //! Failure handling, in short: 429, 5xx, timeouts, dropped connections, malformed and
 //! truncated bodies are retried ([`retry`]); 401 with OAuth renews the token once and retries
@@ -28,8 +28,12 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use url::Url;
+
+use crate::row::Row;
 
 pub use config::{
     AUTHORIZE_PATH, Auth, ClientConfig, ConfigError, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF,
@@ -44,6 +48,7 @@ pub use scan::{
     Cursor, CursorError, KeysetScan, OversizedRecord, ScanPage, ScanRequest, ScanStart,
 };
 
+use crate::table::ErrorBody;
 use config::instance_endpoint;
 use oauth::{Bearer, TokenEndpoint, TokenManager};
 use response::{describe, error_object, error_text, has_next_link, is_transaction_cancelled};
@@ -94,10 +99,9 @@ pub(crate) enum OnCancel {
 
 /// A successful read.
 pub(crate) enum Reply {
-    Json {
-        headers: HeaderMap,
-        body: Value,
-    },
+    /// A body checked to be JSON and not an error object. It stays text: a list page is
+    /// read into [`Row`]s, anything else into a `Value` ([`json_body`]).
+    Json { headers: HeaderMap, body: Vec<u8> },
     /// The transaction was cancelled for running too long (message kept for reporting).
     Cancelled(String),
 }
@@ -121,7 +125,7 @@ pub struct ListRequest {
 pub struct TablePage {
     /// The records as returned (row ACLs may have removed some: a page can be short or
     /// empty while rows remain).
-    pub records: Vec<Map<String, Value>>,
+    pub records: Vec<Row>,
     /// `X-Total-Count`: rows matching the query before row ACLs.
     pub total: Option<u64>,
     /// Whether the `Link` header had `rel="next"`; `None` without a `Link` header.
@@ -300,23 +304,9 @@ impl Client {
             Reply::Cancelled(message) => return Ok(ListReply::Cancelled(message)),
             Reply::Json { headers, body } => (headers, body),
         };
-        let records = match body {
-            Value::Object(mut envelope) => match envelope.remove("result") {
-                Some(Value::Array(rows)) => rows
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, row)| match row {
-                        Value::Object(record) => Ok(record),
-                        _ => Err(bad_response(
-                            &context,
-                            &format!("result[{i}] is not a JSON object"),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-                _ => return Err(bad_response(&context, "no `result` array in the response")),
-            },
-            _ => return Err(bad_response(&context, "the response is not a JSON object")),
-        };
+        let records = list_rows(&body, &context)?;
+        // The page is held as rows from here on; the body's bytes go now.
+        drop(body);
         Ok(ListReply::Page(TablePage {
             records,
             total: response::total_count(&headers),
@@ -439,7 +429,9 @@ impl Client {
             .into());
         }
         if status.is_success() {
-            let json: Value = serde_json::from_slice(&body).map_err(|e| {
+            // Checked as JSON without building it: a list page is read into rows afterwards,
+            // and a tree of it here would double the page's memory for nothing.
+            serde_json::from_slice::<IgnoredAny>(&body).map_err(|e| {
                 let content_type = headers
                     .get(reqwest::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
@@ -457,7 +449,7 @@ impl Client {
                     ),
                 )
             })?;
-            if let Some(error) = error_object(&json) {
+            if let Some(error) = error_in_body(&body) {
                 let message = redactor.clean(&describe(&error));
                 if is_transaction_cancelled(&error) {
                     return Ok(Reply::Cancelled(message));
@@ -469,10 +461,7 @@ impl Client {
                 }
                 .into());
             }
-            return Ok(Reply::Json {
-                headers,
-                body: json,
-            });
+            return Ok(Reply::Json { headers, body });
         }
         let message = redactor.clean(&error_text(&body));
         match status.as_u16() {
@@ -517,9 +506,63 @@ pub(crate) enum ListReply {
 
 fn json_body(reply: Reply, context: &RequestContext) -> Result<(HeaderMap, Value), ClientError> {
     match reply {
-        Reply::Json { headers, body } => Ok((headers, body)),
+        Reply::Json { headers, body } => {
+            // `classify` checked the body as JSON; a number beyond f64 is what can still fail.
+            let value = serde_json::from_slice(&body).map_err(|e| {
+                bad_response(
+                    context,
+                    &format!(
+                        "the body cannot be read: {} at line {}, column {}",
+                        json_error_kind(&e),
+                        e.line(),
+                        e.column()
+                    ),
+                )
+            })?;
+            Ok((headers, value))
+        }
         Reply::Cancelled(message) => Err(bad_response(context, &message)),
     }
+}
+
+/// The `error` object of a JSON body that is an object, read without building the rest.
+fn error_in_body(body: &[u8]) -> Option<ErrorBody> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        error: Option<Value>,
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let probe: Probe = serde_json::from_slice(body).ok()?;
+    let mut envelope = Map::new();
+    envelope.insert("error".to_owned(), probe.error?);
+    error_object(&Value::Object(envelope))
+}
+
+/// The rows of a list response `{"result": [ {record}, … ]}`, each kept as its JSON text.
+fn list_rows(body: &[u8], context: &RequestContext) -> Result<Vec<Row>, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        result: Option<Vec<Box<RawValue>>>,
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(bad_response(context, "the response is not a JSON object"));
+    }
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|_| bad_response(context, "no `result` array in the response"))?;
+    let Some(rows) = envelope.result else {
+        return Err(bad_response(context, "no `result` array in the response"));
+    };
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            Row::from_raw(raw)
+                .map_err(|_| bad_response(context, &format!("result[{i}] is not a JSON object")))
+        })
+        .collect()
 }
 
 fn bad_response(context: &RequestContext, reason: &str) -> ClientError {

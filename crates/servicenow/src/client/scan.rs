@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 
 use super::retry::{Retrier, RetryReason};
 use super::{Client, ClientError, ListReply, ListRequest, OnCancel};
+use crate::row::Row;
 use nowstream_model::table_api::query::{SYS_ID, UPDATED_ON, compare_values, keyset};
 use nowstream_model::table_api::{FieldShape, TimeError, format_time, parse_time, read_field};
 
@@ -214,7 +215,7 @@ pub struct OversizedRecord {
 pub struct ScanPage {
     /// Records in scan order, exactly as returned. Empty only when the page is one row too
     /// large to read, reported in `oversized`.
-    pub records: Vec<Map<String, Value>>,
+    pub records: Vec<Row>,
     /// Rows of this page that could not be read because their response alone was over
     /// `max_response_bytes` (at most one, with `records` empty).
     pub oversized: Vec<OversizedRecord>,
@@ -424,10 +425,19 @@ impl KeysetScan {
             }
         };
         let more = page.rows_remain_after(keys_request.offset, keys_request.limit);
-        let Some(keys) = page.records.into_iter().next() else {
+        let Some(row) = page.records.into_iter().next() else {
             return Ok(None);
         };
-        let cursor = self.check_order(&keys_request, std::slice::from_ref(&keys))?;
+        let cursor = self.check_order(&keys_request, std::slice::from_ref(&row))?;
+        let keys = match row.to_map() {
+            Ok(keys) => keys,
+            Err(e) => {
+                return Err(ClientError::BadResponse {
+                    request: self.client.list_context(&keys_request)?,
+                    reason: format!("result[0]: {e}"),
+                });
+            }
+        };
         tracing::warn!(
             table = %self.table,
             sys_id = %cursor.sys_id,
@@ -477,16 +487,18 @@ impl KeysetScan {
     /// The cursor after `records`, checking that each row comes strictly after the one
     /// before (and after the starting cursor): a server that ignored the ORDER BY or the
     /// keyset condition would otherwise make the scan loop or skip rows silently.
-    fn check_order(
-        &self,
-        request: &ListRequest,
-        records: &[Map<String, Value>],
-    ) -> Result<Cursor, ClientError> {
+    fn check_order(&self, request: &ListRequest, records: &[Row]) -> Result<Cursor, ClientError> {
         let request_context = self.client.list_context(request)?;
         let context = || request_context.clone();
         let mut previous = self.cursor.clone();
-        for (i, record) in records.iter().enumerate() {
-            let cursor = Cursor::from_record(record).map_err(|e| ClientError::BadResponse {
+        for (i, row) in records.iter().enumerate() {
+            let keys = row
+                .select(&[SYS_ID, UPDATED_ON])
+                .map_err(|e| ClientError::BadResponse {
+                    request: context(),
+                    reason: format!("result[{i}]: {e}"),
+                })?;
+            let cursor = Cursor::from_record(&keys).map_err(|e| ClientError::BadResponse {
                 request: context(),
                 reason: format!("result[{i}]: {e}"),
             })?;
@@ -651,16 +663,16 @@ mod tests {
             fields: None,
         };
         let records = [
-            record("2024-01-01 00:00:01", "x", "b"),
-            record("2024-01-01 00:00:01", "x", "a"),
+            Row::from_map(&record("2024-01-01 00:00:01", "x", "b")),
+            Row::from_map(&record("2024-01-01 00:00:01", "x", "a")),
         ];
         let err = s.check_order(&request, &records).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("result[1]"), "{text}");
         assert!(text.contains("table incident"), "{text}");
         let ordered = [
-            record("2024-01-01 00:00:01", "x", "a"),
-            record("2024-01-01 00:00:01", "x", "b"),
+            Row::from_map(&record("2024-01-01 00:00:01", "x", "a")),
+            Row::from_map(&record("2024-01-01 00:00:01", "x", "b")),
         ];
         assert_eq!(s.check_order(&request, &ordered).unwrap().sys_id, "b");
     }

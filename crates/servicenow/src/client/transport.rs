@@ -159,7 +159,13 @@ impl Transport {
             });
         }
         let mut response = response;
-        let mut body = Vec::new();
+        // Sized from Content-Length when the server sends one (checked against the limit
+        // above): a page grown by doubling would briefly hold up to three times its size.
+        let announced = response
+            .content_length()
+            .and_then(|length| usize::try_from(length).ok())
+            .unwrap_or(0);
+        let mut body = Vec::with_capacity(announced.min(limit));
         while let Some(chunk) = response
             .chunk()
             .await

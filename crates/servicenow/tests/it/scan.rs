@@ -32,7 +32,7 @@ async fn records_come_back_exactly_as_returned_with_values_display_values_and_li
     let sim = start(sim_config(30, 0)).await;
     let client = client(basic_config(&sim));
     let pages = drain(client.scan(ScanRequest::new("incident").page_size(10))).await;
-    let record = &pages[0].records[0];
+    let record = &pages[0].records[0].to_map().expect("fields");
     let opened_by = &record["opened_by"];
     assert!(opened_by["value"].is_string(), "{opened_by}");
     assert!(opened_by["display_value"].is_string(), "{opened_by}");
@@ -171,22 +171,19 @@ async fn a_scan_resumes_after_a_cursor_and_since_a_time() {
     let sim = start(sim_config(200, 0)).await;
     let client = client(basic_config(&sim));
     let all = drain(client.scan(ScanRequest::new("incident").page_size(50))).await;
-    let records: Vec<_> = all.iter().flat_map(|p| p.records.iter()).collect();
+    let records = maps(&all);
     assert_eq!(records.len(), 200);
 
     // Resume after the 120th row: exactly the last 80 come back.
-    let cursor = Cursor::from_record(records[119]).unwrap();
+    let cursor = Cursor::from_record(&records[119]).unwrap();
     let rest = drain(client.scan(ScanRequest::new("incident").after(cursor).page_size(30))).await;
-    let rest_ids: Vec<&str> = rest
-        .iter()
-        .flat_map(|p| p.records.iter())
-        .map(|r| value(r, "sys_id"))
-        .collect();
+    let rest = maps(&rest);
+    let rest_ids: Vec<&str> = rest.iter().map(|r| value(r, "sys_id")).collect();
     let expected: Vec<&str> = records[120..].iter().map(|r| value(r, "sys_id")).collect();
     assert_eq!(rest_ids, expected);
 
     // Since the 120th row's second: that row and everything after (and its second's ties).
-    let since = Cursor::from_record(records[119]).unwrap().updated_on;
+    let since = Cursor::from_record(&records[119]).unwrap().updated_on;
     let from = drain(client.scan(ScanRequest::new("incident").since(since))).await;
     let count: usize = from.iter().map(|p| p.records.len()).sum();
     let expected = records
@@ -215,9 +212,9 @@ async fn a_filter_and_field_list_narrow_the_scan() {
         .into_iter()
         .filter(|r| r.get("priority").map(String::as_str) == Some("1"))
         .count();
-    let records: Vec<_> = pages.iter().flat_map(|p| p.records.iter()).collect();
+    let records = maps(&pages);
     assert_eq!(records.len(), expected);
-    for record in records {
+    for record in &records {
         assert_eq!(value(record, "priority"), "1");
         let keys: BTreeSet<&str> = record.keys().map(String::as_str).collect();
         assert_eq!(

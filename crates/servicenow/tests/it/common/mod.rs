@@ -125,12 +125,21 @@ pub fn value<'a>(record: &'a Map<String, Value>, field: &str) -> &'a str {
         .expect("display_value=all field")
 }
 
+/// Every record of `pages`, in scan order, read into maps.
+pub fn maps(pages: &[ScanPage]) -> Vec<Map<String, Value>> {
+    pages
+        .iter()
+        .flat_map(|page| page.records.iter())
+        .map(|row| row.to_map().expect("a record of fields"))
+        .collect()
+}
+
 /// sys_ids of scanned records, asserting none came twice.
 pub fn unique_sys_ids(pages: &[ScanPage]) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    for page in pages {
-        for record in &page.records {
-            let sys_id = value(record, "sys_id").to_owned();
+    for record in maps(pages) {
+        {
+            let sys_id = value(&record, "sys_id").to_owned();
             assert!(seen.insert(sys_id.clone()), "{sys_id} returned twice");
         }
     }
