@@ -4,20 +4,26 @@
 //! into `serde_json::Map`s it took about four times that (every field is a nested map of
 //! `value`, `display_value` and `link`, each key and string its own allocation), and a fetcher
 //! holds two pages per unit at once (the one being published and the next one): the pages were
-//! nearly all of its heap. A [`Row`] keeps the record's text and nothing else; the fetcher
-//! parses one record at a time while it publishes a page, and the scan reads only the two
-//! cursor fields ([`Row::select`]).
+//! nearly all of its heap. A [`Row`] is a slice of the response body it came in, shared by the
+//! rows of that page (no copy, no allocation per record); the fetcher reads only the fields it
+//! needs ([`Row::select`]), one record at a time, and the scan only the two cursor fields.
 
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// A Table API record, kept as the JSON object text ServiceNow sent.
+/// A Table API record, kept as the JSON object text ServiceNow sent: a range of its page's
+/// body. Cheap to clone; the body lives as long as one of its rows does.
 #[derive(Clone)]
-pub struct Row(Box<RawValue>);
+pub struct Row {
+    text: Arc<String>,
+    range: Range<usize>,
+}
 
 /// A record whose text does not read as a JSON object of fields. Only the parser's category
 /// and position are kept: the text is record data.
@@ -27,6 +33,19 @@ pub struct RowError {
     pub kind: &'static str,
     pub line: usize,
     pub column: usize,
+}
+
+/// A list response body that is not `{"result": [ {record}, … ]}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PageError {
+    #[error("the response is not UTF-8")]
+    NotUtf8,
+    #[error("the response is not a JSON object")]
+    NotAnObject,
+    #[error("no `result` array in the response")]
+    NoResultArray,
+    #[error("result[{index}] is not a JSON object")]
+    NotARecord { index: usize },
 }
 
 impl From<serde_json::Error> for RowError {
@@ -45,37 +64,77 @@ impl From<serde_json::Error> for RowError {
 }
 
 impl Row {
-    /// A row from JSON text already checked to be an object (the list response parser).
-    pub(crate) fn from_raw(raw: Box<RawValue>) -> Result<Row, Box<RawValue>> {
-        if raw.get().starts_with('{') {
-            Ok(Row(raw))
-        } else {
-            Err(raw)
+    /// The rows of a list response body `{"result": [ {record}, … ]}`, each a range of the
+    /// body. `Err` says what is wrong with the body's shape.
+    pub(crate) fn page(mut body: Vec<u8>) -> Result<Vec<Row>, PageError> {
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            result: Option<Vec<&'a RawValue>>,
+        }
+        // A body read without Content-Length grew by doubling; the rows keep it for the
+        // page's lifetime, so give back the spare capacity.
+        body.shrink_to_fit();
+        let text = Arc::new(String::from_utf8(body).map_err(|_| PageError::NotUtf8)?);
+        if !text.trim_start().starts_with('{') {
+            return Err(PageError::NotAnObject);
+        }
+        let envelope: Envelope<'_> =
+            serde_json::from_str(&text).map_err(|_| PageError::NoResultArray)?;
+        let raws = envelope.result.ok_or(PageError::NoResultArray)?;
+        raws.iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                if !raw.get().starts_with('{') {
+                    return Err(PageError::NotARecord { index });
+                }
+                Ok(Row::within(&text, raw.get()))
+            })
+            .collect()
+    }
+
+    /// The row of `part`, a slice borrowed from `text` (as a borrowed `RawValue` is).
+    fn within(text: &Arc<String>, part: &str) -> Row {
+        let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        let range = start..start.wrapping_add(part.len());
+        match text.get(range.clone()) {
+            Some(found) if std::ptr::eq(found, part) => Row {
+                text: Arc::clone(text),
+                range,
+            },
+            // Not a slice of `text` after all: keep a copy rather than a wrong range.
+            _ => Row::owned(part.to_owned()),
+        }
+    }
+
+    fn owned(text: String) -> Row {
+        let range = 0..text.len();
+        Row {
+            text: Arc::new(text),
+            range,
         }
     }
 
     /// A row holding `record` (tests, and callers that built a record themselves).
     pub fn from_map(record: &Map<String, Value>) -> Row {
-        // Serializing a map of `Value`s cannot fail: its keys are strings.
-        #[allow(clippy::expect_used)]
-        let raw = serde_json::value::to_raw_value(record).expect("a JSON map serializes");
-        Row(raw)
+        Row::owned(Value::Object(record.clone()).to_string())
     }
 
     /// The record's JSON text, exactly as received.
     pub fn json(&self) -> &str {
-        self.0.get()
+        // The range was checked against the text when the row was made.
+        self.text.get(self.range.clone()).unwrap_or("{}")
     }
 
     /// Every field of the record.
     pub fn to_map(&self) -> Result<Map<String, Value>, RowError> {
-        Ok(serde_json::from_str(self.0.get())?)
+        Ok(serde_json::from_str(self.json())?)
     }
 
     /// Only the named top-level fields (those present), skipping the others without building
     /// them: what reading a cursor or a key needs.
     pub fn select(&self, fields: &[&str]) -> Result<Map<String, Value>, RowError> {
-        let mut deserializer = serde_json::Deserializer::from_str(self.0.get());
+        let mut deserializer = serde_json::Deserializer::from_str(self.json());
         let selected = Selected { fields }.deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok(selected)
@@ -109,8 +168,12 @@ impl fmt::Debug for Row {
 impl<'de> Deserialize<'de> for Row {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        Row::from_raw(raw)
-            .map_err(|_| serde::de::Error::custom("a Table API record must be a JSON object"))
+        if !raw.get().starts_with('{') {
+            return Err(serde::de::Error::custom(
+                "a Table API record must be a JSON object",
+            ));
+        }
+        Ok(Row::owned(raw.get().to_owned()))
     }
 }
 
@@ -188,6 +251,33 @@ mod tests {
         );
         assert_eq!(row.stored_value("empty"), None);
         assert_eq!(row.stored_value("absent"), None);
+    }
+
+    #[test]
+    fn the_rows_of_a_page_are_ranges_of_its_body_sharing_it() {
+        let body = br#"{"result": [{"sys_id": {"value": "a"}}, {"sys_id": {"value": "b"}, "n": [1, {"x": "}"}]}]}"#;
+        let rows = Row::page(body.to_vec()).expect("a page");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].json(), r#"{"sys_id": {"value": "a"}}"#);
+        assert_eq!(
+            rows[1].json(),
+            r#"{"sys_id": {"value": "b"}, "n": [1, {"x": "}"}]}"#
+        );
+        assert!(Arc::ptr_eq(&rows[0].text, &rows[1].text), "one shared body");
+        assert_eq!(rows[1].stored_value("sys_id").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_body_of_the_wrong_shape_is_named() {
+        let page = |body: &[u8]| Row::page(body.to_vec()).unwrap_err();
+        assert_eq!(page(b"[]"), PageError::NotAnObject);
+        assert_eq!(page(b"{\"error\": 1}"), PageError::NoResultArray);
+        assert_eq!(page(b"{\"result\": {}}"), PageError::NoResultArray);
+        assert_eq!(
+            page(b"{\"result\": [{}, 2]}"),
+            PageError::NotARecord { index: 1 }
+        );
+        assert_eq!(page(b"{\"result\": [\xff]}"), PageError::NotUtf8);
     }
 
     #[test]

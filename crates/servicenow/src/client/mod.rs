@@ -29,7 +29,6 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -304,9 +303,8 @@ impl Client {
             Reply::Cancelled(message) => return Ok(ListReply::Cancelled(message)),
             Reply::Json { headers, body } => (headers, body),
         };
-        let records = list_rows(&body, &context)?;
-        // The page is held as rows from here on; the body's bytes go now.
-        drop(body);
+        // The rows are ranges of the body, which moves into them.
+        let records = Row::page(body).map_err(|e| bad_response(&context, &e.to_string()))?;
         Ok(ListReply::Page(TablePage {
             records,
             total: response::total_count(&headers),
@@ -539,30 +537,6 @@ fn error_in_body(body: &[u8]) -> Option<ErrorBody> {
     let mut envelope = Map::new();
     envelope.insert("error".to_owned(), probe.error?);
     error_object(&Value::Object(envelope))
-}
-
-/// The rows of a list response `{"result": [ {record}, … ]}`, each kept as its JSON text.
-fn list_rows(body: &[u8], context: &RequestContext) -> Result<Vec<Row>, ClientError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        result: Option<Vec<Box<RawValue>>>,
-    }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(bad_response(context, "the response is not a JSON object"));
-    }
-    let envelope: Envelope = serde_json::from_slice(body)
-        .map_err(|_| bad_response(context, "no `result` array in the response"))?;
-    let Some(rows) = envelope.result else {
-        return Err(bad_response(context, "no `result` array in the response"));
-    };
-    rows.into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            Row::from_raw(raw)
-                .map_err(|_| bad_response(context, &format!("result[{i}] is not a JSON object")))
-        })
-        .collect()
 }
 
 fn bad_response(context: &RequestContext, reason: &str) -> ClientError {
