@@ -67,6 +67,11 @@ LABEL org.opencontainers.image.title="nowstream" \
       org.opencontainers.image.description="ServiceNow ITSM data into Harness SEI through Kafka" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# Two glibc malloc arenas instead of up to eight per core: the stages allocate from many
+# threads (tokio workers, librdkafka), and the extra arenas kept freed pages resident
+# (docs/performance.md, "Fetcher memory"). Set it differently in the environment to change it.
+ENV MALLOC_ARENA_MAX=2
+
 USER 10001:10001
 WORKDIR /var/lib/nowstream
 # /healthz, /readyz and /metrics of every stage ([http] listen).

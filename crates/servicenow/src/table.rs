@@ -1,8 +1,10 @@
 //! JSON shapes of ServiceNow's Table API (`/api/now/table/{table}`).
 //!
-//! Records stay `serde_json::Map`s: the fetcher publishes them exactly as returned (the
-//! raw topic is the source of truth), and custom `u_*` columns differ per instance, so a
-//! fixed struct per table would drop data. Only the envelope is typed here; the per-field
+//! Records are not typed per table: the fetcher publishes them exactly as returned (the raw
+//! topic is the source of truth), and custom `u_*` columns differ per instance, so a fixed
+//! struct per table would drop data. The client keeps them as their JSON text
+//! ([`crate::row::Row`]); the envelope types below describe the wire shapes, with
+//! `serde_json::Map` records. Only the envelope is typed here; the per-field
 //! `sysparm_display_value=all` shape, the time format and the table names are the record
 //! shape every crate shares, in [`nowstream_model::table_api`].
 
