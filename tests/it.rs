@@ -7,7 +7,11 @@
 //! One binary links librdkafka, SQLite and the harness once instead of once per file; the tests
 //! that share a broker use `KafkaBroker::shared` with unique topics and groups, the broker-loss
 //! tests start brokers of their own.
+//!
+//! `pipeline` is the pipeline benchmark's code (`benches/pipeline.rs`); `pipeline_bench` runs it
+//! with tiny figures.
 
+mod pipeline;
 mod stack;
 
 mod broker_loss;
@@ -16,3 +20,4 @@ mod consume_python;
 mod dependency_rules;
 mod deploy;
 mod e2e;
+mod pipeline_bench;

@@ -1,6 +1,6 @@
 //! Plumbing every nowstream binary shares, so the binaries stay thin: configuration
 //! ([`Config`]), logging ([`telemetry`]), the probe and metrics listener ([`server`],
-//! [`health`], [`prometheus`]) and the shutdown signal ([`shutdown`]).
+//! [`health`], [`prometheus`], [`process_memory`]) and the shutdown signal ([`shutdown`]).
 //!
 //! A binary does, in order: [`Config::load`], [`telemetry::init`],
 //! [`prometheus::install`] (before anything records a metric), [`server::serve`], and then
@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod health;
+pub mod process_memory;
 pub mod prometheus;
 pub mod server;
 pub mod service;

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::health::Health;
+use crate::process_memory;
 use crate::prometheus::{self, MetricsError};
 
 /// How often histogram windows are rolled when nobody scrapes, so memory stays bounded.
@@ -157,6 +158,7 @@ async fn readyz(State(health): State<Health>) -> Response {
 }
 
 fn render_metrics(metrics: &PrometheusHandle) -> Response {
+    process_memory::record();
     (
         [(
             header::CONTENT_TYPE,

@@ -238,7 +238,10 @@ mod tests {
     }
 
     fn upsert(json: &str) -> Operation {
-        Operation::Upsert { json: json.into() }
+        Operation::Upsert {
+            json: json.into(),
+            sys_updated_on: chrono::DateTime::UNIX_EPOCH,
+        }
     }
 
     fn limits(max_records: usize, max_bytes: usize) -> Limits {

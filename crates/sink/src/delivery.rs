@@ -26,7 +26,7 @@ use crate::backoff::Backoff;
 use crate::batch::{Batch, Op};
 use crate::metrics;
 use crate::readiness::{FAILING_AFTER, SeiReadiness};
-use crate::record::{Input, Target, reasons};
+use crate::record::{Input, Operation, Target, reasons};
 use crate::request::{IngestRequest, delete_positions, upsert_positions};
 
 /// What SEI said about one request, reduced to what the sink does next.
@@ -212,6 +212,14 @@ impl<T: Transport, D> Deliverer<T, D> {
                 metrics::request_duration(entity, started.elapsed());
                 match answer {
                     Answer::Accepted => {
+                        metrics::freshness(
+                            entity,
+                            chrono::Utc::now(),
+                            ops.iter().filter_map(|op| match &op.operation {
+                                Operation::Upsert { sys_updated_on, .. } => Some(*sys_updated_on),
+                                Operation::Delete => None,
+                            }),
+                        );
                         backoff.reset();
                         self.readiness.working();
                         let superseded = ops.iter().map(|op| op.superseded.len()).sum();
@@ -520,6 +528,7 @@ mod tests {
                 sys_id: format!("id{index}"),
                 operation: Operation::Upsert {
                     json: format!("{{\"sys_id\":\"id{index}\"}}"),
+                    sys_updated_on: chrono::DateTime::UNIX_EPOCH,
                 },
                 message: message("sei.servicenow.user", index as i64, None, None),
                 superseded: Vec::new(),
@@ -653,12 +662,14 @@ mod tests {
             sys_id: "a".into(),
             operation: Operation::Upsert {
                 json: "{\"sys_id\":\"a\"}".into(),
+                sys_updated_on: chrono::DateTime::UNIX_EPOCH,
             },
             message: message("sei.servicenow.user", 2, None, None),
             superseded: vec![
                 crate::batch::Superseded {
                     operation: Operation::Upsert {
                         json: "{\"sys_id\":\"a\"}".into(),
+                        sys_updated_on: chrono::DateTime::UNIX_EPOCH,
                     },
                     message: message("sei.servicenow.user", 0, None, None),
                 },

@@ -7,8 +7,9 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use nowstream_bus::{ConsumedMessage, DlqReason, Position};
-use nowstream_model::{Entity, EntityRecord, RecordKey, TopicNames};
+use nowstream_model::{Entity, EntityRecord, RecordKey, TopicNames, Versioned};
 
 /// Where a record is delivered: one SEI ingestion endpoint. Batches never mix targets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,8 +33,12 @@ pub enum Operation {
     Upsert {
         /// The entity as the ingestion API's JSON, field names as in the Avro schema.
         json: String,
+        /// When ServiceNow last changed the record (UTC), from the entity itself: the start of
+        /// the time `nowstream_sink_freshness_seconds` measures.
+        sys_updated_on: DateTime<Utc>,
     },
-    /// A tombstone: delete the record with the key's sys_id.
+    /// A tombstone: delete the record with the key's sys_id. It carries no time (a tombstone
+    /// has no value), so deletions are not observed by the freshness histogram.
     Delete,
 }
 
@@ -97,7 +102,7 @@ impl<M> Member<M> {
     /// Bytes this record adds to a request body (before compression).
     pub fn body_bytes(&self) -> usize {
         match &self.operation {
-            Operation::Upsert { json } => json.len() + 1,
+            Operation::Upsert { json, .. } => json.len() + 1,
             // The quoted sys_id and a comma.
             Operation::Delete => self.sys_id.len() + 3,
         }
@@ -153,8 +158,11 @@ pub fn decode<M: Input>(topics: &TopicNames, message: M) -> Result<Member<M>, Bo
     let operation = match message.payload() {
         None => Operation::Delete,
         Some(bytes) => match entity_json(entity, bytes) {
-            Ok((identity, json)) if identity.matches(&key) => Operation::Upsert { json },
-            Ok((identity, _)) => {
+            Ok((identity, json, sys_updated_on)) if identity.matches(&key) => Operation::Upsert {
+                json,
+                sys_updated_on,
+            },
+            Ok((identity, _, _)) => {
                 let detail = format!(
                     "{}: value is {}:{} but the key is {key}",
                     message.position(),
@@ -192,8 +200,9 @@ impl Identity {
     }
 }
 
-/// Decodes the Avro value as the topic's entity and writes it as ingestion JSON.
-fn entity_json(entity: Entity, bytes: &[u8]) -> Result<(Identity, String), String> {
+/// Decodes the Avro value as the topic's entity and writes it as ingestion JSON; also returns
+/// who the value says it is and when ServiceNow last changed it.
+fn entity_json(entity: Entity, bytes: &[u8]) -> Result<(Identity, String, DateTime<Utc>), String> {
     let record = EntityRecord::decode(entity, bytes).map_err(|error| error.to_string())?;
     let json = serde_json::to_string(&record)
         .map_err(|error| format!("cannot write the entity as JSON: {error}"))?;
@@ -201,7 +210,7 @@ fn entity_json(entity: Entity, bytes: &[u8]) -> Result<(Identity, String), Strin
         integration_id: record.integration_id().to_owned(),
         sys_id: record.sys_id().to_owned(),
     };
-    Ok((identity, json))
+    Ok((identity, json, record.version().sys_updated_on))
 }
 
 #[cfg(test)]
@@ -293,9 +302,14 @@ pub(crate) mod tests {
                 entity: Entity::User
             }
         );
-        let Operation::Upsert { json } = &member.operation else {
+        let Operation::Upsert {
+            json,
+            sys_updated_on,
+        } = &member.operation
+        else {
             panic!("expected an upsert");
         };
+        assert_eq!(sys_updated_on.timestamp(), 10, "the entity's own time");
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(value["user_name"], "user-abc");
         assert_eq!(value["sys_updated_on"], "1970-01-01T00:00:10Z");

@@ -71,7 +71,7 @@ fn json_body<M>(ops: &[Op<M>]) -> Vec<u8> {
     let size: usize = ops
         .iter()
         .map(|op| match &op.operation {
-            Operation::Upsert { json } => json.len() + 1,
+            Operation::Upsert { json, .. } => json.len() + 1,
             Operation::Delete => op.sys_id.len() + 3,
         })
         .sum();
@@ -79,7 +79,7 @@ fn json_body<M>(ops: &[Op<M>]) -> Vec<u8> {
     body.extend_from_slice(b"{\"upserts\":[");
     let mut first = true;
     for op in ops {
-        if let Operation::Upsert { json } = &op.operation {
+        if let Operation::Upsert { json, .. } = &op.operation {
             if !first {
                 body.push(b',');
             }
@@ -157,6 +157,7 @@ mod tests {
                 1,
                 Operation::Upsert {
                     json: "{\"sys_id\":\"a\"}".into(),
+                    sys_updated_on: chrono::DateTime::UNIX_EPOCH,
                 },
             ),
             op("b\"q", 2, Operation::Delete),
@@ -165,6 +166,7 @@ mod tests {
                 3,
                 Operation::Upsert {
                     json: "{\"sys_id\":\"c\"}".into(),
+                    sys_updated_on: chrono::DateTime::UNIX_EPOCH,
                 },
             ),
         ]

@@ -121,6 +121,35 @@ async fn metrics_shows_a_registered_counter_in_prometheus_text_format() {
     server.stopped().await.unwrap();
 }
 
+/// The value of an unlabelled series in a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn metrics_shows_the_processs_resident_memory_and_its_peak() {
+    let (server, stop) = start(Health::new()).await;
+
+    let (status, body) = get(&server, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let resident = gauge(&body, "process_resident_memory_bytes")
+        .unwrap_or_else(|| panic!("no resident memory in:\n{body}"));
+    let peak = gauge(&body, "process_resident_memory_peak_bytes")
+        .unwrap_or_else(|| panic!("no peak resident memory in:\n{body}"));
+    assert!(resident > 0.0, "{resident}");
+    assert!(peak >= resident, "peak {peak} below current {resident}");
+    assert!(
+        body.contains("# TYPE process_resident_memory_bytes gauge"),
+        "{body}"
+    );
+
+    stop.send(()).unwrap();
+    server.stopped().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_server_stops_when_the_shutdown_future_resolves() {
     let (server, stop) = start(Health::new()).await;

@@ -11,6 +11,7 @@ mod bulk_load;
 mod dead_letters;
 mod failover;
 mod foreign_bad_request;
+mod freshness;
 mod kill_and_restart;
 mod record_versions;
 mod sei_faults;
