@@ -6,9 +6,11 @@
 //! and the speed-up over one stream. Figures go to docs/performance.md, "Sliced backfill".
 //!
 //! `cargo bench -p nowstream-fetcher --bench sliced_backfill` (needs Apache Kafka:
-//! `scripts/install-kafka`). `NOWSTREAM_BENCH_RECORDS` sets the incidents (default 20000),
-//! `NOWSTREAM_BENCH_PAGE_DELAY_MS` the delay per page (default 300), `NOWSTREAM_BENCH_SLICES`
-//! the slice counts (default `1,4,8`).
+//! `scripts/install-kafka`). `NOWSTREAM_BENCH_RECORDS` sets the incidents (default 6000),
+//! `NOWSTREAM_BENCH_PAGE_DELAY_MS` the delay per page (default 300), `NOWSTREAM_BENCH_PAGE_SIZE`
+//! the rows per page (default 100: the simulator renders pages on this machine's CPU, which a
+//! real instance does on its own, so small pages keep the delay, not the rendering, the cost of
+//! a page), `NOWSTREAM_BENCH_SLICES` the slice counts (default `1,4,8`).
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,6 @@ use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator
 use nowstream_testkit::{KafkaBroker, unique};
 use tokio_util::sync::CancellationToken;
 
-const PAGE_SIZE: usize = 500;
 const INCIDENTS: &str = "/api/now/table/incident";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -36,7 +37,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let records: usize = env_or("NOWSTREAM_BENCH_RECORDS", 20_000);
+    let records: usize = env_or("NOWSTREAM_BENCH_RECORDS", 6_000);
+    let page_size: usize = env_or("NOWSTREAM_BENCH_PAGE_SIZE", 100);
     let delay_ms: u64 = env_or("NOWSTREAM_BENCH_PAGE_DELAY_MS", 300);
     let slice_counts: Vec<usize> = std::env::var("NOWSTREAM_BENCH_SLICES")
         .unwrap_or_else(|_| "1,4,8".to_owned())
@@ -55,15 +57,16 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let broker = KafkaBroker::shared()?;
-    println!("incidents: {records}, page size: {PAGE_SIZE}, page delay: {delay_ms} ms");
+    println!("incidents: {records}, page size: {page_size}, page delay: {delay_ms} ms");
     println!(
         "{:>6} {:>14} {:>14} {:>14} {:>9} {:>14}",
         "slices", "download rec/s", "fetch rec/s", "fetch secs", "fetch/dl", "speed-up vs 1"
     );
     let mut single = None;
     for &slices in &slice_counts {
-        let (downloaded, download_secs) = download(&sim, slices).await?;
-        let (published, fetch_secs, most_at_once) = fetch(&sim, broker, slices, downloaded).await?;
+        let (downloaded, download_secs) = download(&sim, slices, page_size).await?;
+        let (published, fetch_secs, most_at_once) =
+            fetch(&sim, broker, slices, page_size, downloaded).await?;
         let download_rate = downloaded as f64 / download_secs;
         let fetch_rate = published as f64 / fetch_secs;
         let base = *single.get_or_insert(fetch_rate);
@@ -80,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client(sim: &RunningSim, concurrency: usize) -> anyhow::Result<Client> {
+fn client(sim: &RunningSim, concurrency: usize, page_size: usize) -> anyhow::Result<Client> {
     let mut config = ClientConfig::new(
         sim.base_url().parse()?,
         Auth::Basic {
@@ -89,7 +92,7 @@ fn client(sim: &RunningSim, concurrency: usize) -> anyhow::Result<Client> {
         },
     );
     config.allow_http = true;
-    config.page_size = PAGE_SIZE;
+    config.page_size = page_size;
     config.max_concurrency = concurrency.max(1);
     Ok(Client::new(config)?)
 }
@@ -121,8 +124,12 @@ async fn created(client: &Client, descending: bool) -> anyhow::Result<DateTime<U
 
 /// Downloads every incident with `slices` concurrent keyset scans over equal spans of
 /// `sys_created_on` (records dropped): what the Table API alone allows at that concurrency.
-async fn download(sim: &RunningSim, slices: usize) -> anyhow::Result<(usize, f64)> {
-    let client = client(sim, slices)?;
+async fn download(
+    sim: &RunningSim,
+    slices: usize,
+    page_size: usize,
+) -> anyhow::Result<(usize, f64)> {
+    let client = client(sim, slices, page_size)?;
     let field_list = fields::field_list(&client, "incident", &|_| false).await?;
     let oldest = created(&client, false).await?;
     let end = created(&client, true).await? + chrono::Duration::seconds(1);
@@ -161,6 +168,7 @@ async fn fetch(
     sim: &RunningSim,
     broker: &KafkaBroker,
     slices: usize,
+    page_size: usize,
     expected: usize,
 ) -> anyhow::Result<(usize, f64, usize)> {
     sim.reset_stats();
@@ -180,7 +188,7 @@ type = "basic"
 username = "nowstream.integration"
 password = "integration-password"
 [fetcher]
-page_size = {PAGE_SIZE}
+page_size = {page_size}
 max_concurrency = {slices}
 backfill_slices = {slices}
 poll_interval = "1h"
