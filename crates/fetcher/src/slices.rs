@@ -215,7 +215,7 @@ pub(crate) enum Sliced {
     /// Every slice is done; the unit's own checkpoint is the watermark.
     Done {
         checkpoint: Checkpoint,
-        recent: RecentVersions,
+        recent: Box<RecentVersions>,
     },
 }
 
@@ -333,7 +333,7 @@ pub(crate) async fn backfill(
     );
     Ok(Sliced::Done {
         checkpoint: live,
-        recent,
+        recent: Box::new(recent),
     })
 }
 

@@ -204,7 +204,7 @@ pub async fn run_unit(
         } = outcome
         {
             checkpoint = Some(live);
-            recent = remembered;
+            recent = *remembered;
         }
     }
     if env.settings.exactly_once
