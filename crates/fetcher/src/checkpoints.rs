@@ -62,6 +62,14 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// Writes a tombstone for `key` (compaction then drops the key) and waits for Kafka's ack.
+    pub async fn remove(&self, key: &str) -> Result<(), FetchError> {
+        self.producer
+            .send(OutRecord::new(&self.topic, key.as_bytes(), None))
+            .await?;
+        Ok(())
+    }
+
     /// Reads the whole (compacted) topic and returns the newest checkpoint per key.
     pub async fn load_all(&self) -> Result<HashMap<String, Checkpoint>, FetchError> {
         let kafka = self.kafka.clone();

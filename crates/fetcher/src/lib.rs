@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod raw;
 pub mod reconcile;
 pub mod resume;
+pub mod slices;
 pub mod supervision;
 pub mod supervisor;
 pub mod token_file;

@@ -14,7 +14,7 @@ use nowstream_model::table_api::query::EncodedQuery;
 use nowstream_model::table_api::stored_value;
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, TopicNames};
 use nowstream_runtime::FetcherConfig;
-use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest};
+use nowstream_servicenow::client::{Client, Cursor, ScanPage, ScanRequest, ScanStart};
 use nowstream_servicenow::row::{Row, RowError};
 
 use crate::checkpoints::CheckpointStore;
@@ -23,6 +23,7 @@ use crate::failure::classify;
 use crate::fields;
 use crate::raw::{self, Origin};
 use crate::reconcile;
+use crate::slices;
 use crate::unit_state::UnitProgress;
 use crate::units::{UnitKind, WorkUnit};
 use crate::writer::{Encoded, Lettered, PageWriter};
@@ -79,7 +80,7 @@ pub use crate::failure::UnitFailure;
 /// oldest are forgotten first, and a re-read of one of those is published again (a harmless
 /// duplicate) rather than the memory growing with a mass update.
 #[derive(Debug, Default)]
-struct RecentVersions {
+pub(crate) struct RecentVersions {
     by_sys_id: HashMap<String, (DateTime<Utc>, Option<i64>)>,
     /// The same entries ordered by `sys_updated_on`, to forget the oldest cheaply.
     by_time: BTreeSet<(DateTime<Utc>, String)>,
@@ -108,7 +109,28 @@ impl RecentVersions {
         }
     }
 
-    fn forget_before(&mut self, horizon: DateTime<Utc>) {
+    /// Takes over what `other` remembers (a finished backfill slice's versions, handed to the
+    /// live stream that follows).
+    pub(crate) fn absorb(&mut self, other: RecentVersions) {
+        for (sys_id, version) in other.by_sys_id {
+            let (updated_on, mod_count) = version;
+            if let Some((previous, _)) = self
+                .by_sys_id
+                .insert(sys_id.clone(), (updated_on, mod_count))
+            {
+                self.by_time.remove(&(previous, sys_id.clone()));
+            }
+            self.by_time.insert((updated_on, sys_id));
+        }
+        while self.by_sys_id.len() > RECENT_VERSIONS_LIMIT {
+            let Some((_, sys_id)) = self.by_time.pop_first() else {
+                break;
+            };
+            self.by_sys_id.remove(&sys_id);
+        }
+    }
+
+    pub(crate) fn forget_before(&mut self, horizon: DateTime<Utc>) {
         while let Some((updated_on, _)) = self.by_time.first()
             && *updated_on < horizon
         {
@@ -139,21 +161,53 @@ pub async fn run_unit(
     let loaded = tokio::select! {
         biased;
         _ = cancel.cancelled() => return Ok(()),
-        loaded = env.checkpoints.load(&key) => loaded,
+        loaded = env.checkpoints.load_all() => loaded,
     };
-    let mut checkpoint = loaded.map_err(UnitFailure::Retry)?;
-    match &checkpoint {
-        Some(found) => tracing::info!(
+    let found = loaded.map_err(UnitFailure::Retry)?;
+    let mut checkpoint = found.get(&key).cloned();
+    let sliced_plan = match (&checkpoint, unit.kind) {
+        (None, UnitKind::Records(_)) => slices::Plan::resumable(&unit, &found),
+        _ => None,
+    };
+    match (&checkpoint, &sliced_plan) {
+        (Some(found), _) => tracing::info!(
             unit = %key,
             updated_on = %found.last_updated_on,
             sys_id = %found.last_sys_id,
             "resuming from checkpoint"
         ),
-        None => {
+        (None, Some(plan)) => tracing::info!(
+            unit = %key,
+            updated_on = %plan.watermark,
+            slices = plan.slices.len(),
+            sliced_backfill = true,
+            "resuming from checkpoint"
+        ),
+        (None, None) => {
             tracing::info!(unit = %key, since = ?env.settings.backfill_since, "starting backfill")
         }
     }
     let mut recent = RecentVersions::default();
+    if checkpoint.is_some() {
+        // A sliced backfill that finished just before a kill may have left its slice keys.
+        slices::forget_leftovers(&unit, &env, &found, None).await;
+    } else if let UnitKind::Records(_) = unit.kind
+        && (sliced_plan.is_some() || env.settings.backfill_slice_count() > 1)
+    {
+        let outcome = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(()),
+            outcome = slices::backfill(&unit, &env, sliced_plan, &found) => outcome?,
+        };
+        if let slices::Sliced::Done {
+            checkpoint: live,
+            recent: remembered,
+        } = outcome
+        {
+            checkpoint = Some(live);
+            recent = *remembered;
+        }
+    }
     if env.settings.exactly_once
         && let Some(found) = &checkpoint
     {
@@ -183,7 +237,7 @@ pub async fn run_unit(
         let phase = if backfilling { "backfill" } else { "poll" };
         let scan_result = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result,
+            result = scan_once(&unit, &env, &mut checkpoint, &mut recent, phase) => result.map(|_| ()),
         };
         if let Err(failure) = &scan_result
             && unit.kind == UnitKind::Deletions
@@ -220,28 +274,94 @@ async fn scan_once(
     checkpoint: &mut Option<Checkpoint>,
     recent: &mut RecentVersions,
     phase: &'static str,
-) -> Result<(), UnitFailure> {
-    let table = unit.source_table();
-    let mut request = ScanRequest::new(table);
+) -> Result<ScanEnd, UnitFailure> {
     let overlap = chrono::Duration::from_std(env.settings.overlap).unwrap_or_default();
-    if let Some(found) = checkpoint.as_ref() {
-        request = request.since(found.last_updated_on - overlap);
+    let start = if let Some(found) = checkpoint.as_ref() {
+        ScanStart::Since(found.last_updated_on - overlap)
     } else if let Some(since) = env.settings.backfill_since {
-        request = request.since(since);
-    }
+        ScanStart::Since(since)
+    } else {
+        ScanStart::Beginning
+    };
+    let stream = Stream {
+        key: unit.to_string(),
+        label: unit.to_string(),
+        start,
+        range: None,
+        keep_since: None,
+        reports_lag: true,
+        stop: CancellationToken::new(),
+    };
+    scan_stream(unit, env, &stream, checkpoint, recent, phase).await
+}
+
+/// The filter sent with every scan of `unit`: its own (dictionary, deletions) as written, and
+/// a configured one (incident and change_request, which have none of their own) ANDed into
+/// each of its `^NQ` groups.
+pub(crate) fn unit_filter(unit: &WorkUnit, env: &UnitEnv) -> Option<String> {
     let user_filter = match unit.kind {
         UnitKind::Records(table) => env.integration.filter(table),
         UnitKind::Deletions => None,
     };
-    // The unit's own filter (dictionary, deletions) is sent as written; a configured filter
-    // (incident and change_request, which have none of their own) is ANDed by the keyset
-    // query into each of its `^NQ` groups.
-    let filter = match (unit.filter(), user_filter) {
+    match (unit.filter(), user_filter) {
         (own, None) => own,
         (None, Some(user)) => Some(user.to_string()),
         (Some(own), Some(user)) => Some(match EncodedQuery::parse(&own) {
             Ok(own) => own.and(user).to_string(),
             Err(_) => own,
+        }),
+    }
+}
+
+/// One keyset stream over a unit's table: the unit's own (its checkpoint is the unit's), or
+/// one slice of a sliced backfill (its own checkpoint key and range).
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// Checkpoint key written with every page.
+    pub key: String,
+    /// How it is named in logs.
+    pub label: String,
+    pub start: ScanStart,
+    /// Conditions ANDed into every query besides the unit's filter (a slice's range).
+    pub range: Option<EncodedQuery>,
+    /// Versions remembered for the stream that follows: those at or after this time (a
+    /// slice), else the overlap window before the checkpoint (the unit's own stream).
+    pub keep_since: Option<DateTime<Utc>>,
+    /// Whether its checkpoint drives the lag gauge (a slice's does not: slices are at
+    /// different times).
+    pub reports_lag: bool,
+    /// Checked between pages: the stream stops after the page it is on.
+    pub stop: CancellationToken,
+}
+
+/// How a stream's scan ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScanEnd {
+    /// No rows remain.
+    Complete,
+    /// [`Stream::stop`] fired; the checkpoint is after the last page written.
+    Stopped,
+}
+
+/// One pass of `stream` from its start to the end of its rows.
+pub(crate) async fn scan_stream(
+    unit: &WorkUnit,
+    env: &UnitEnv,
+    stream: &Stream,
+    checkpoint: &mut Option<Checkpoint>,
+    recent: &mut RecentVersions,
+    phase: &'static str,
+) -> Result<ScanEnd, UnitFailure> {
+    let table = unit.source_table();
+    let mut request = ScanRequest::new(table);
+    request.start = stream.start.clone();
+    let overlap = chrono::Duration::from_std(env.settings.overlap).unwrap_or_default();
+    let filter = match (unit_filter(unit, env), &stream.range) {
+        (filter, None) => filter,
+        (None, Some(range)) => Some(range.to_string()),
+        (Some(filter), Some(range)) => Some(match EncodedQuery::parse(&filter) {
+            Ok(parsed) => parsed.and(range).to_string(),
+            Err(_) => format!("{filter}^{range}"),
         }),
     };
     if let Some(filter) = filter {
@@ -263,7 +383,7 @@ async fn scan_once(
         request = request.fields(list);
     }
     let mut scan = env.integration.client.scan(request);
-    let mut progress = Progress::new(unit, phase);
+    let mut progress = Progress::new(&stream.label, phase);
     let mut page = scan
         .next_page()
         .await
@@ -275,20 +395,27 @@ async fn scan_once(
         // moves only after this page's records were acknowledged.
         let (next, published) = tokio::join!(
             scan.next_page(),
-            publish_page(unit, env, checkpoint, recent, &current)
+            publish_page(unit, env, stream, checkpoint, recent, &current)
         );
         let published = published.map_err(UnitFailure::Retry)?;
-        if let Some(found) = checkpoint.as_ref() {
-            recent.forget_before(found.last_updated_on - overlap);
+        match (stream.keep_since, checkpoint.as_ref()) {
+            (Some(since), _) => recent.forget_before(since),
+            (None, Some(found)) => recent.forget_before(found.last_updated_on - overlap),
+            (None, None) => {}
         }
         progress.page(current.records.len(), published, current.remaining);
+        if stream.stop.is_cancelled() {
+            return Ok(ScanEnd::Stopped);
+        }
         page = next.map_err(|source| classify(service_now_error(source)))?;
     }
     progress.finish();
-    if let Some(found) = checkpoint.as_ref() {
+    if stream.reports_lag
+        && let Some(found) = checkpoint.as_ref()
+    {
         metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
     }
-    Ok(())
+    Ok(ScanEnd::Complete)
 }
 
 /// Publishes one page and moves the checkpoint; returns how many records were published.
@@ -299,6 +426,7 @@ async fn scan_once(
 async fn publish_page(
     unit: &WorkUnit,
     env: &UnitEnv,
+    stream: &Stream,
     checkpoint: &mut Option<Checkpoint>,
     recent: &mut RecentVersions,
     page: &ScanPage,
@@ -432,9 +560,9 @@ async fn publish_page(
     let next = next_checkpoint(unit, checkpoint.as_ref(), &page.cursor, records.len());
     let checkpoint_record = Encoded {
         topic: env.checkpoints.topic().to_owned(),
-        key: unit.to_string(),
+        key: stream.key.clone(),
         value: next.encode().map_err(|source| FetchError::Encode {
-            what: format!("checkpoint {unit}"),
+            what: format!("checkpoint {}", stream.key),
             source,
         })?,
     };
@@ -456,7 +584,9 @@ async fn publish_page(
         metrics::record_published(&integration.id, &raw.table, raw.op.symbol());
     }
     metrics::page_fetched(&integration.id, unit.source_table());
-    metrics::checkpoint_time(&integration.id, unit.source_table(), next.last_updated_on);
+    if stream.reports_lag {
+        metrics::checkpoint_time(&integration.id, unit.source_table(), next.last_updated_on);
+    }
     *checkpoint = Some(next);
     Ok(records.len())
 }
@@ -521,7 +651,7 @@ pub(crate) fn encode(env: &UnitEnv, raw: &RawRecord) -> Result<Encoded, FetchErr
 
 /// The checkpoint after a page: never behind the previous one, because an overlap window
 /// re-reads records that an earlier page already covered.
-fn next_checkpoint(
+pub(crate) fn next_checkpoint(
     unit: &WorkUnit,
     previous: Option<&Checkpoint>,
     cursor: &Cursor,
@@ -561,10 +691,10 @@ struct Progress {
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
-    fn new(unit: &WorkUnit, phase: &'static str) -> Self {
+    fn new(label: &str, phase: &'static str) -> Self {
         let now = Instant::now();
         Self {
-            unit: unit.to_string(),
+            unit: label.to_owned(),
             phase,
             started: now,
             last_log: now,

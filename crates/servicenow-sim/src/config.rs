@@ -69,6 +69,12 @@ pub struct SimConfig {
     pub display_utc_offset_minutes: i32,
     /// `sysparm_limit` when the request gives none (ServiceNow: 10000).
     pub default_limit: usize,
+    /// Milliseconds every page (a Table API list request for more than one row) waits before
+    /// it is answered, as a real instance takes about a second per 1,000-row page: makes the
+    /// speed-up of concurrent scans (a sliced backfill) visible. One-row count probes are not
+    /// delayed. 0: answer at once. Changeable at run time with
+    /// [`crate::RunningSim::set_page_delay`].
+    pub page_delay_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -85,6 +91,7 @@ impl Default for SimConfig {
             faults: Vec::new(),
             display_utc_offset_minutes: -300,
             default_limit: 10_000,
+            page_delay_ms: 0,
         }
     }
 }

@@ -49,6 +49,11 @@ struct Args {
     /// URL clients see in links, when it differs from http://host:port (e.g. behind a proxy).
     #[arg(long)]
     instance_url: Option<String>,
+    /// Answer each page (a Table API list request for more than one row) after this many
+    /// milliseconds, as a real instance takes about a second per 1,000-row page (benchmarks of
+    /// concurrent scans).
+    #[arg(long, default_value_t = 0)]
+    page_delay_ms: u64,
     /// JSON file with an array of fault rules active from the start.
     #[arg(long)]
     faults_file: Option<std::path::PathBuf>,
@@ -86,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         access_token_lifetime_secs: args.token_lifetime_secs,
         rotate_refresh_tokens: args.rotate_refresh_tokens,
         faults,
+        page_delay_ms: args.page_delay_ms,
         ..SimConfig::default()
     };
     let sim = Simulator::start(config)

@@ -1,6 +1,7 @@
 //! Starting, steering and stopping a simulator.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ impl Simulator {
             instance_url: instance_url.trim_end_matches('/').to_owned(),
             display_offset,
             default_limit: config.default_limit,
+            page_delay_ms: AtomicU64::new(config.page_delay_ms),
+            pages_in_flight: Mutex::new(std::collections::HashMap::new()),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = router(state.clone());
@@ -206,6 +209,12 @@ impl RunningSim {
     /// Fault rules with their counters.
     pub fn faults(&self) -> Vec<RuleReport> {
         self.state.faults().report()
+    }
+
+    /// Answer each page (a list request for more than one row) after `delay` from now on.
+    pub fn set_page_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.page_delay_ms.store(millis, Ordering::SeqCst);
     }
 
     /// Request counters so far.

@@ -29,6 +29,10 @@ pub struct Stats {
     pub by_path: BTreeMap<String, BTreeMap<u16, u64>>,
     /// The last [`RECENT_CAPACITY`] requests, oldest first.
     pub recent: VecDeque<RequestRecord>,
+    /// Per path, the most pages (list requests for more than one row) that were being handled
+    /// at the same moment: how many scans of a table a client really ran concurrently.
+    #[serde(default)]
+    pub max_concurrent_pages: BTreeMap<String, usize>,
 }
 
 impl Stats {
@@ -45,6 +49,20 @@ impl Stats {
             self.recent.pop_front();
         }
         self.recent.push_back(record);
+    }
+
+    /// Notes that `in_flight` pages of `path` are being handled right now.
+    pub fn note_concurrent_pages(&mut self, path: &str, in_flight: usize) {
+        let most = self
+            .max_concurrent_pages
+            .entry(path.to_owned())
+            .or_default();
+        *most = (*most).max(in_flight);
+    }
+
+    /// The most pages of `path` that were ever handled at once.
+    pub fn most_concurrent_pages(&self, path: &str) -> usize {
+        self.max_concurrent_pages.get(path).copied().unwrap_or(0)
     }
 
     /// Requests to `path` answered with `status`.

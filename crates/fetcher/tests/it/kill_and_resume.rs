@@ -25,7 +25,9 @@ fn setup(broker: &KafkaBroker, sim: &RunningSim) -> (Setup, String) {
     let mut setup = Setup::new(broker, sim, &prefix);
     setup.json_logs = true;
     setup.poll_interval = "1h".to_owned();
-    setup.fetcher = "page_size = 500".to_owned();
+    // One stream per table, the resume this test follows request by request; the sliced
+    // backfill's kill and resume is `sliced_backfill.rs`.
+    setup.fetcher = "page_size = 500\nbackfill_slices = 1".to_owned();
     (setup, prefix)
 }
 

@@ -26,5 +26,6 @@ mod overlap;
 mod preflight;
 mod reconcile;
 mod replicas;
+mod sliced_backfill;
 mod unit_isolation;
 mod wrong_credentials;

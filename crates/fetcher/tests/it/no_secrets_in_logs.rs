@@ -151,7 +151,9 @@ async fn oauth_backfills_with_token_refreshes_log_no_secret_even_at_trace_level(
     let prefix = format!("{}.", unique("secrets"));
     let mut setup = Setup::new(broker, &sim, &prefix);
     setup.json_logs = true;
-    setup.fetcher = "page_size = 10".to_owned();
+    // One stream per table: the expiries are spaced for requests that follow each other, and
+    // a sliced backfill's concurrent pages could meet two of them in one request.
+    setup.fetcher = "page_size = 10\nbackfill_slices = 1".to_owned();
     setup.auth = oauth_auth(
         DEFAULT_CLIENT_SECRET,
         &format!(

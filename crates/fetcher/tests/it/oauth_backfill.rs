@@ -65,7 +65,9 @@ async fn start(sim: SimConfig, auth: impl AsyncFnOnce(&RunningSim, &Path) -> Str
     let prefix = format!("{}.", unique("oauth"));
     let mut setup = Setup::new(broker, &sim, &prefix);
     setup.auth = auth(&sim, dir.path()).await;
-    setup.fetcher = "page_size = 10".to_owned();
+    // One stream per table: the expiries are spaced for requests that follow each other, and
+    // a sliced backfill's concurrent pages could meet two of them in one request.
+    setup.fetcher = "page_size = 10\nbackfill_slices = 1".to_owned();
     setup.json_logs = true;
     let config = setup.write(dir.path(), "fetcher.toml");
     let fetcher = spawn_fetcher(&config, "info");

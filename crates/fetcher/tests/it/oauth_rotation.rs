@@ -99,7 +99,9 @@ impl Run {
                 token_file.display()
             ),
         );
-        setup.fetcher = "page_size = 10".to_owned();
+        // One stream per table: the expiries are spaced for requests that follow each other,
+        // and a sliced backfill's concurrent pages could meet two of them in one request.
+        setup.fetcher = "page_size = 10\nbackfill_slices = 1".to_owned();
         setup.json_logs = true;
         let config = setup.write(dir, &format!("{}.toml", prefix.trim_end_matches('.')));
         Run {

@@ -12,6 +12,10 @@ use super::stage_section::SectionRules;
 /// request for taking too long (the ServiceNow client's `min_page_size`).
 const MIN_PAGE_SIZE: u32 = 10;
 
+/// The most slices a backfill is split into: past that, planning requests and open keyset
+/// windows cost more than another slice gains within any sensible `max_concurrency`.
+const MAX_BACKFILL_SLICES: usize = 64;
+
 /// Settings of the fetcher stage. Every field has a default, so the section may be omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,6 +36,11 @@ pub struct FetcherConfig {
     pub page_size: u32,
     /// Concurrent requests per ServiceNow instance, over all of its units.
     pub max_concurrency: usize,
+    /// Slices a table's first backfill is split into (ranges of `sys_created_on`, each a keyset
+    /// scan with its own checkpoint, run concurrently within `max_concurrency`). Absent: as
+    /// many as `max_concurrency`. `1`: one stream per table, as before slicing existed. A
+    /// table with fewer rows than slices × `page_size` gets fewer slices.
+    pub backfill_slices: Option<usize>,
     /// Largest Table API response body read, in bytes (default 64 MiB: a 1000-row page of
     /// `display_value=all` records with long journals). Reading stops past it, so a huge
     /// response cannot exhaust memory; the page is asked again with half the rows, and a
@@ -112,6 +121,7 @@ impl Default for FetcherConfig {
             backfill_since: None,
             page_size: 1000,
             max_concurrency: 4,
+            backfill_slices: None,
             max_response_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             max_retries: 8,
@@ -133,6 +143,14 @@ impl Default for FetcherConfig {
 }
 
 impl FetcherConfig {
+    /// How many slices a table's first backfill is split into at most
+    /// ([`FetcherConfig::backfill_slices`], else `max_concurrency`).
+    pub fn backfill_slice_count(&self) -> usize {
+        self.backfill_slices
+            .unwrap_or(self.max_concurrency)
+            .clamp(1, MAX_BACKFILL_SLICES)
+    }
+
     /// The rules that span fields of this section, each broken one named by its key path.
     /// The fetcher checks them at start-up, before it builds a client or joins its group.
     pub fn problems(&self) -> Vec<Problem> {
@@ -152,6 +170,12 @@ impl FetcherConfig {
             self.max_concurrency >= 1,
             "max_concurrency",
             "must be at least 1",
+        );
+        rules.require(
+            self.backfill_slices
+                .is_none_or(|slices| (1..=MAX_BACKFILL_SLICES).contains(&slices)),
+            "backfill_slices",
+            "must be between 1 and 64",
         );
         rules.require(
             self.max_response_bytes >= 1,

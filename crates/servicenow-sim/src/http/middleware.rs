@@ -31,7 +31,9 @@ const TRUNCATION_PAUSE: Duration = Duration::from_millis(50);
 /// Largest body the damaging faults will buffer.
 const MAX_BUFFERED_BODY: usize = 512 * 1024 * 1024;
 
-/// Count every request by path and final status.
+/// Count every request by path and final status. Pages (list requests for more than one row)
+/// wait the configured page delay first and are counted while in flight: the stats keep the
+/// most at once per path.
 pub async fn count_requests(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -40,7 +42,20 @@ pub async fn count_requests(
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
+    // A one-row list request is a count probe (`X-Total-Count`), quick on a real instance,
+    // not a page of a scan.
+    let is_page = request.method() == Method::GET
+        && is_list_path(&path)
+        && requested_limit(query.as_deref(), state.default_limit) > 1;
+    let in_flight = is_page.then(|| state.page_started(&path));
+    if is_page {
+        let delay = state.page_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
     let response = next.run(request).await;
+    drop(in_flight);
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, "request");
     state.stats().record(RequestRecord {

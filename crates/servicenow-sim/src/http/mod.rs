@@ -6,7 +6,10 @@ mod middleware;
 mod oauth;
 mod table_api;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -38,6 +41,27 @@ pub struct AppState {
     pub display_offset: FixedOffset,
     /// `sysparm_limit` when none is given.
     pub default_limit: usize,
+    /// How long each list request waits before it is handled, in milliseconds.
+    pub page_delay_ms: AtomicU64,
+    /// Pages (list requests for more than one row) being handled right now, per path; their
+    /// maximum goes to the stats.
+    pub pages_in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// One page request being handled: counted in [`AppState::pages_in_flight`] until dropped,
+/// so a request whose client went away is uncounted too.
+#[derive(Debug)]
+pub struct PageInFlight<'a> {
+    state: &'a AppState,
+    path: String,
+}
+
+impl Drop for PageInFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = self.state.pages_in_flight().get_mut(&self.path) {
+            *count = count.saturating_sub(1);
+        }
+    }
 }
 
 // A panic while holding a lock must not turn every later request into a panic: the data is
@@ -61,6 +85,33 @@ impl AppState {
     /// The request counters.
     pub fn stats(&self) -> MutexGuard<'_, Stats> {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The delay before each list request is answered.
+    pub fn page_delay(&self) -> Duration {
+        Duration::from_millis(self.page_delay_ms.load(Ordering::SeqCst))
+    }
+
+    fn pages_in_flight(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.pages_in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a page request to `path` as in flight until the guard drops, and records the
+    /// most that were ever in flight at once on that path.
+    pub fn page_started(&self, path: &str) -> PageInFlight<'_> {
+        let now = {
+            let mut in_flight = self.pages_in_flight();
+            let count = in_flight.entry(path.to_owned()).or_default();
+            *count += 1;
+            *count
+        };
+        self.stats().note_concurrent_pages(path, now);
+        PageInFlight {
+            state: self,
+            path: path.to_owned(),
+        }
     }
 }
 
