@@ -25,8 +25,9 @@ pub const DEFAULT_MESSAGE_MAX_BYTES: usize = DEFAULT_MAX_MESSAGE_BYTES - RECORD_
 /// accepted; one byte more is refused at enqueue time.
 pub const RECORD_OVERHEAD: usize = 36;
 
-/// librdkafka's default `fetch.max.bytes` (50 MiB), kept when it already covers a record.
-const DEFAULT_FETCH_MAX_BYTES: usize = 52_428_800;
+/// Prefetched records a consumer holds at most, in KiB (librdkafka's default is 65,536), unless
+/// `kafka.properties` sets `queued.max.messages.kbytes`.
+pub(crate) const DEFAULT_QUEUED_MAX_KBYTES: usize = 8 * 1024;
 
 /// The largest record (key, value and headers, plus a little framing) a producer built from
 /// `kafka` accepts: its `message.max.bytes`, from `kafka.properties` when set there, else
@@ -54,10 +55,26 @@ pub(crate) fn limit_producer(config: &mut ClientConfig, kafka: &KafkaConfig) {
 /// match), unless `kafka.properties` sets it. `max.partition.fetch.bytes` may stay smaller:
 /// librdkafka grows a partition's fetch until a larger record fits.
 pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
+    // librdkafka prefetches up to 64 MiB per consumer by default: with a backlog that alone
+    // is most of a stage's memory (docs/performance.md, "Stage memory under a backlog").
+    // 8 MiB is still many round trips of records ahead of the stage.
+    if config.get("queued.max.messages.kbytes").is_none() {
+        config.set(
+            "queued.max.messages.kbytes",
+            DEFAULT_QUEUED_MAX_KBYTES.to_string(),
+        );
+    }
+    // One fetch response no larger than the prefetch bound (librdkafka's own rule when
+    // `fetch.max.bytes` is not set), but never too small for the largest record batch.
     if config.get("fetch.max.bytes").is_none() {
+        let queued = config
+            .get("queued.max.messages.kbytes")
+            .and_then(|kbytes| kbytes.parse::<usize>().ok())
+            .map_or(DEFAULT_QUEUED_MAX_KBYTES, |kbytes| kbytes.max(1));
         config.set(
             "fetch.max.bytes",
-            DEFAULT_FETCH_MAX_BYTES
+            queued
+                .saturating_mul(1024)
                 .max(kafka.max_message_bytes)
                 .to_string(),
         );
@@ -86,11 +103,22 @@ mod tests {
     }
 
     #[test]
-    fn a_consumer_may_fetch_a_whole_maximal_batch() {
+    fn a_consumer_prefetches_8_mib_unless_configured_and_may_fetch_a_whole_maximal_batch() {
         let mut kafka = KafkaConfig::default();
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
-        assert_eq!(config.get("fetch.max.bytes"), Some("52428800"));
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("8192"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("8388608"));
+
+        kafka.properties.insert(
+            "queued.max.messages.kbytes".into(),
+            SecretString::from("65536"),
+        );
+        let mut config = client_config(&kafka);
+        fit_consumer(&mut config, &kafka);
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("65536"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("67108864"));
+        kafka.properties.clear();
 
         kafka.max_message_bytes = 64 * 1024 * 1024;
         let mut config = client_config(&kafka);

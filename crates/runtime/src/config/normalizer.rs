@@ -64,7 +64,7 @@ impl Default for NormalizerConfig {
         Self {
             group_id: "nowstream-normalizer".to_owned(),
             group_instance_id: None,
-            max_in_flight: 10_000,
+            max_in_flight: 2_000,
             topic_partitions: 6,
             replication_factor: 1,
             exactly_once: false,

@@ -72,7 +72,7 @@ impl Default for SinkConfig {
             batch_max_bytes: 4 * 1024 * 1024,
             linger: Duration::from_millis(500),
             max_in_flight_batches: 8,
-            max_unacked_messages: 20_000,
+            max_unacked_messages: 5_000,
             request_timeout: Duration::from_secs(30),
             retry_initial_backoff: Duration::from_millis(200),
             retry_max_backoff: Duration::from_secs(30),
