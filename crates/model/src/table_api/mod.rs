@@ -15,6 +15,7 @@
 pub mod field;
 pub mod query;
 pub mod record;
+mod record_scan;
 pub mod tables;
 pub mod time;
 

@@ -25,6 +25,7 @@ use super::field::{
     A_JSON_ARRAY, A_JSON_OBJECT, DISPLAY_VALUE_NOT_SCALAR, FieldShape, FieldShapeError, FieldText,
     NEITHER_VALUE_NOR_DISPLAY, VALUE_NOT_SCALAR, number_text, read_field_value,
 };
+use super::record_scan::scan_record;
 
 /// One field as read: its texts, or why it is not a Table API field.
 type ReadField<'a> = Result<FieldText<'a>, FieldShapeError>;
@@ -60,7 +61,23 @@ impl<'a> RecordFields<'a> {
     /// Parses `json`, a record's JSON object, keeping the top-level keys for which `keep` is
     /// true. The whole text must be JSON (the same checks and errors as
     /// `serde_json::from_str::<Value>`), including the values of keys that are not kept.
+    ///
+    /// A quick scanner reads what the Table API writes (strings, objects, `null`, booleans);
+    /// anything else (a number, say, or malformed JSON) is read by
+    /// [`parse_with_serde_json`](Self::parse_with_serde_json), which words the errors.
     pub fn parse(json: &'a str, keep: impl Fn(&str) -> bool) -> Result<Self, RecordParseError> {
+        match scan_record(json, &keep) {
+            Some(record) => Ok(record),
+            None => Self::parse_with_serde_json(json, keep),
+        }
+    }
+
+    /// [`parse`](Self::parse) through serde_json's deserializer only: every JSON text,
+    /// serde_json's own errors.
+    pub fn parse_with_serde_json(
+        json: &'a str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Self, RecordParseError> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let top = TopLevel { keep: &keep }.deserialize(&mut deserializer)?;
         deserializer.end()?;
@@ -112,8 +129,15 @@ impl<'a> RecordFields<'a> {
         self.fields.is_empty()
     }
 
+    pub(super) fn with_capacity(fields: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(fields),
+            slots: Vec::new(),
+        }
+    }
+
     /// Adds a field; a name seen before keeps its position and takes the new value.
-    fn insert(&mut self, name: Cow<'a, str>, field: ReadField<'a>) {
+    pub(super) fn insert(&mut self, name: Cow<'a, str>, field: ReadField<'a>) {
         if (self.fields.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
@@ -286,11 +310,8 @@ impl<'de, K: Fn(&str) -> bool> Visitor<'de> for TopLevel<'_, K> {
         Ok(Err("array"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut record = RecordFields {
-            // A Table API record has a few dozen fields.
-            fields: Vec::with_capacity(64),
-            slots: Vec::new(),
-        };
+        // A Table API record has a few dozen fields.
+        let mut record = RecordFields::with_capacity(64);
         while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
             if (self.keep)(&name) {
                 let field = map.next_value_seed(FieldSeed)?;
@@ -476,11 +497,21 @@ mod tests {
         Ok(owned(&RecordFields::from_map(&map)))
     }
 
+    /// [`RecordFields::parse`], checked to agree with its serde_json-only path.
     fn fast(
         json: &str,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, ReadField<'static>)>, String> {
-        match RecordFields::parse(json, keep) {
+        let serde_only = read_result(RecordFields::parse_with_serde_json(json, &keep));
+        let quick = read_result(RecordFields::parse(json, &keep));
+        assert_eq!(quick, serde_only, "{json}");
+        quick
+    }
+
+    fn read_result(
+        parsed: Result<RecordFields<'_>, RecordParseError>,
+    ) -> Result<Vec<(String, ReadField<'static>)>, String> {
+        match parsed {
             Ok(fields) => Ok(owned(&fields)),
             Err(RecordParseError::Json(error)) => Err(error.to_string()),
             Err(RecordParseError::NotObject { .. }) => Err("not an object".into()),
@@ -515,6 +546,18 @@ mod tests {
             "u_custom": {"value": "1", "display_value": "One", "display_value_internal": "x"},
         })
         .to_string();
+        // Escapes and whitespace as other writers put them.
+        let spaced = " {\n\t\"a\" : { \"value\" : \"caf\\u00E9 \\ud83d\\ude00 \\/\\b\\f\\r\" ,\r\n \"display_value\":null } ,\"b\":[ ] , \"c\" : { } } ";
+        assert_eq!(fast(spaced, |_| true), reference(spaced, |_| true));
+        assert_eq!(
+            RecordFields::parse(spaced, |_| true)
+                .unwrap()
+                .read("a")
+                .unwrap()
+                .value
+                .as_deref(),
+            Some("caf\u{e9} \u{1F600} /\u{8}\u{c}\r")
+        );
         assert_eq!(fast(&json, |_| true), reference(&json, |_| true));
         let keep = |key: &str| !key.starts_with('n');
         assert_eq!(fast(&json, keep), reference(&json, keep));
@@ -609,6 +652,10 @@ mod tests {
             fields in prop::collection::vec(("[a-z_.]{1,10}|u_[a-z]{1,4}|sys_id", field()), 0..12),
             drop in "[a-z]",
             cut in 0usize..400,
+            mutation in (0usize..400, prop::sample::select(vec![
+                "\"", "\\", "{", "}", "[", "]", ",", ":", " ", "\n", "\\u00e9", "\\ud83d\\ude00",
+                "\\ud800", "\\x", "1", "null", "\u{1}", "é",
+            ])),
         ) {
             let mut json = String::from("{");
             for (index, (name, value)) in fields.iter().enumerate() {
@@ -625,6 +672,12 @@ mod tests {
             while !json.is_char_boundary(end) { end -= 1; }
             let truncated = &json[..end];
             prop_assert_eq!(fast(truncated, keep), reference(truncated, keep));
+            // Something JSON-significant put anywhere: still the same reading or error.
+            let (at, insert) = mutation;
+            let mut at = at.min(json.len());
+            while !json.is_char_boundary(at) { at -= 1; }
+            let mutated = format!("{}{insert}{}", &json[..at], &json[at..]);
+            prop_assert_eq!(fast(&mutated, keep), reference(&mutated, keep));
         }
     }
 }
