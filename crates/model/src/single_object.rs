@@ -121,7 +121,8 @@ pub trait AvroRecord: ToAvro + FromAvro + EncodeAvro {
     /// `Result` stays so that a future type that can hold a value its schema cannot (an
     /// out-of-range number, say) reports it instead of writing it.
     fn encode(&self) -> Result<Vec<u8>, ModelError> {
-        let mut message = Vec::with_capacity(512);
+        // Room for a typical entity (an incident is 400 to 800 bytes) without growing.
+        let mut message = Vec::with_capacity(1024);
         message.extend_from_slice(&MAGIC);
         message.extend_from_slice(&Self::contract().fingerprint().wire_bytes());
         self.encode_avro(&mut message);
