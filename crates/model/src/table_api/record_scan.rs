@@ -63,6 +63,14 @@ pub(super) fn scan_record<'a>(
     (scanner.at == scanner.bytes.len()).then_some(record)
 }
 
+/// Which key of a field object was read.
+#[derive(Clone, Copy)]
+enum PairKey {
+    Value,
+    DisplayValue,
+    Other,
+}
+
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -211,14 +219,14 @@ impl<'a> Scanner<'a> {
             loop {
                 self.skip_whitespace();
                 self.expect(b'"')?;
-                let key = self.string()?;
+                let key = self.pair_key()?;
                 self.skip_whitespace();
                 self.expect(b':')?;
                 self.skip_whitespace();
-                match key.as_ref() {
-                    "value" => value = Some(self.inner_scalar()?),
-                    "display_value" => display_value = Some(self.inner_scalar()?),
-                    _ => self.skip_value(2)?,
+                match key {
+                    PairKey::Value => value = Some(self.inner_scalar()?),
+                    PairKey::DisplayValue => display_value = Some(self.inner_scalar()?),
+                    PairKey::Other => self.skip_value(2)?,
                 }
                 self.skip_whitespace();
                 match self.next()? {
@@ -247,6 +255,27 @@ impl<'a> Scanner<'a> {
             display_value,
             shape: FieldShape::Pair,
         }))
+    }
+
+    /// A key inside a field object, after its opening quote. Nearly every one is `value`,
+    /// `display_value` or `link`, recognised without searching for the string's end.
+    fn pair_key(&mut self) -> Option<PairKey> {
+        let rest = self.bytes.get(self.at..)?;
+        for (text, key) in [
+            (&b"value\""[..], PairKey::Value),
+            (&b"display_value\""[..], PairKey::DisplayValue),
+            (&b"link\""[..], PairKey::Other),
+        ] {
+            if rest.starts_with(text) {
+                self.at += text.len();
+                return Some(key);
+            }
+        }
+        Some(match self.string()?.as_ref() {
+            "value" => PairKey::Value,
+            "display_value" => PairKey::DisplayValue,
+            _ => PairKey::Other,
+        })
     }
 
     /// `value` or `display_value` inside a field object: a scalar, or which non-scalar.
