@@ -297,7 +297,9 @@ impl RecordFields {
 }
 
 /// Declares a contract record: the struct (with serde for entity JSON) plus its Avro
-/// mapping, from one field list, so the Rust field names cannot drift from the Avro ones.
+/// mapping (apache-avro `Value`s both ways, and the direct binary encoding of
+/// [`crate::avro_binary`]), from one field list, so the Rust field names and order cannot
+/// drift from the Avro ones.
 ///
 /// Fields must be listed in the `.avsc` order; a raw identifier (`r#type`) maps to the
 /// Avro name without `r#`, as serde does.
@@ -329,6 +331,14 @@ macro_rules! avro_record {
                         ),
                     )*
                 ])
+            }
+        }
+
+        impl $crate::avro_binary::EncodeAvro for $name {
+            fn encode_avro(&self, out: &mut Vec<u8>) {
+                $(
+                    $crate::avro_binary::EncodeAvro::encode_avro(&self.$field, out);
+                )*
             }
         }
 

@@ -18,6 +18,7 @@
 //! - [`error_chain`]: an error and its causes on one line (shared by every crate that reports
 //!   HTTP errors; `std` only).
 
+pub mod avro_binary;
 pub mod avro_value;
 pub mod canonical_form;
 pub mod checkpoint;
@@ -35,6 +36,8 @@ pub mod single_object;
 pub mod table_api;
 pub mod topics;
 pub mod version;
+#[cfg(test)]
+mod wire_format_tests;
 
 pub use checkpoint::Checkpoint;
 pub use contract::{ContractSchema, Fingerprint};

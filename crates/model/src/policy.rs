@@ -23,9 +23,12 @@
 //! expand to the fields behind them (see [`ALIASES`]). Both the plain and the split reading
 //! are excluded when they differ: excluding too much is safe, too little is not.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use crate::Entity;
+use crate::field_sources::{derived_fields, field_sources};
 
 /// SEI names (and SEI entity field names) that stand for other ServiceNow fields. Each
 /// configured name is excluded itself *and* expands to the fields listed here.
@@ -120,10 +123,15 @@ pub enum PolicyError {
 pub struct ExclusionPolicy {
     /// Every canonical name, sorted: what [`names`](Self::names) reports.
     names: BTreeSet<String>,
-    /// Single-segment names, matched against each segment of a key.
-    segments: HashSet<String>,
+    /// Single-segment names, sorted, matched against each segment of a key (a binary
+    /// search: cheaper than hashing for the few names a policy has, and `excludes` runs
+    /// for every key of every record).
+    segments: Vec<String>,
     /// Dotted names, matched as runs of consecutive segments.
     paths: Vec<String>,
+    /// What [`excluded_entity_fields`](Self::excluded_entity_fields) returns, per entity in
+    /// [`entity_slot`] order: computed once, since it depends on the policy alone.
+    excluded_entity_fields: [Vec<String>; 4],
 }
 
 impl ExclusionPolicy {
@@ -138,11 +146,49 @@ impl ExclusionPolicy {
         }
         let (paths, segments): (Vec<String>, Vec<String>) =
             names.iter().cloned().partition(|name| name.contains('.'));
-        Ok(Self {
+        let mut policy = Self {
             names,
-            segments: segments.into_iter().collect(),
+            segments,
             paths,
-        })
+            excluded_entity_fields: Default::default(),
+        };
+        for entity in Entity::ALL {
+            policy.excluded_entity_fields[entity_slot(entity)] = policy.compute_excluded(entity);
+        }
+        Ok(policy)
+    }
+
+    /// What `excluded_fields` holds for every record of `entity` under this policy, sorted:
+    /// the entity fields whose source the policy excludes, the derived fields computed from
+    /// an excluded field (or named by the policy themselves), and the excluded custom
+    /// (`u_*`) field names.
+    ///
+    /// It depends on the policy alone, never on the record: a consumer that finds a field
+    /// listed knows its null means "withheld", whether or not the record had a value, and
+    /// the list reveals nothing about the record.
+    pub fn excluded_entity_fields(&self, entity: Entity) -> &[String] {
+        &self.excluded_entity_fields[entity_slot(entity)]
+    }
+
+    fn compute_excluded(&self, entity: Entity) -> Vec<String> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for source in field_sources(entity) {
+            if self.excludes(source.source) {
+                names.insert(source.entity_field);
+            }
+        }
+        for derived in derived_fields(entity) {
+            if self.excludes(derived.entity_field)
+                || derived.inputs.iter().any(|input| self.excludes(input))
+            {
+                names.insert(derived.entity_field);
+            }
+        }
+        names.extend(self.custom_field_names());
+        names.into_iter().map(str::to_owned).collect()
     }
 
     /// The policy that excludes nothing.
@@ -174,9 +220,11 @@ impl ExclusionPolicy {
         } else {
             key
         };
-        key.split('.')
-            .any(|segment| self.segments.contains(segment))
-            || self.paths.iter().any(|path| contains_path(key, path))
+        key.split('.').any(|segment| {
+            self.segments
+                .binary_search_by(|name| name.as_str().cmp(segment))
+                .is_ok()
+        }) || self.paths.iter().any(|path| contains_path(key, path))
     }
 
     /// Removes every object key that [`excludes`](Self::excludes) names, with its whole
@@ -206,6 +254,16 @@ impl ExclusionPolicy {
     pub fn custom_field_names(&self) -> impl Iterator<Item = &str> {
         self.names()
             .filter(|name| name.starts_with("u_") && !name.contains('.'))
+    }
+}
+
+/// Where an entity's list is kept in `excluded_entity_fields`.
+fn entity_slot(entity: Entity) -> usize {
+    match entity {
+        Entity::Incident => 0,
+        Entity::ChangeRequest => 1,
+        Entity::User => 2,
+        Entity::FieldDefinition => 3,
     }
 }
 

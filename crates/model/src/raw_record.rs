@@ -4,9 +4,10 @@ use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::avro_binary::{BodyReader, EncodeAvro, write_long};
 use crate::avro_value::{FromAvro, ToAvro, ValueError, avro_record};
 use crate::contract::{self, ContractSchema};
-use crate::single_object::AvroRecord;
+use crate::single_object::{AvroRecord, ModelError, read_header};
 use crate::version::{Version, Versioned};
 
 /// Whether a raw record reports a live version or a deletion.
@@ -40,6 +41,12 @@ impl RecordOp {
 impl ToAvro for RecordOp {
     fn to_avro(&self) -> Value {
         Value::Enum(self.index(), self.symbol().to_owned())
+    }
+}
+
+impl EncodeAvro for RecordOp {
+    fn encode_avro(&self, out: &mut Vec<u8>) {
+        write_long(out, i64::from(self.index()));
     }
 }
 
@@ -95,6 +102,64 @@ avro_record! {
 impl AvroRecord for RawRecord {
     fn contract() -> &'static ContractSchema {
         &contract::RAW_RECORD
+    }
+
+    /// Reads a message of the current schema directly, without apache-avro's `Value` tree
+    /// (the normalizer decodes every raw record). Anything else — a released schema
+    /// version, another fingerprint, a malformed body — goes through
+    /// [`decode_with_apache_avro`](AvroRecord::decode_with_apache_avro), which resolves
+    /// old versions and names what is wrong; so a message decodes to exactly what that
+    /// reference gives, or fails as it fails.
+    fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
+        match read_header(bytes) {
+            Ok((fingerprint, body)) if fingerprint == contract::RAW_RECORD.fingerprint() => {
+                match Self::read_current(body) {
+                    Some(record) => Ok(record),
+                    None => Self::decode_with_apache_avro(bytes),
+                }
+            }
+            _ => Self::decode_with_apache_avro(bytes),
+        }
+    }
+}
+
+impl RawRecord {
+    /// The body of a message written with the current `raw_record.avsc`, field by field in
+    /// its order; `None` when anything does not fit (see [`BodyReader`]).
+    fn read_current(body: &[u8]) -> Option<Self> {
+        let mut reader = BodyReader::new(body);
+        let integration_id = reader.str()?.to_owned();
+        let table = reader.str()?.to_owned();
+        let sys_id = reader.str()?.to_owned();
+        let sys_updated_on = reader.timestamp_millis()?;
+        let sys_mod_count = if reader.present()? {
+            Some(reader.long()?)
+        } else {
+            None
+        };
+        let op = match reader.int()? {
+            0 => RecordOp::Upsert,
+            1 => RecordOp::Delete,
+            _ => return None,
+        };
+        let fetched_at = reader.timestamp_millis()?;
+        let instance_url = reader.str()?.to_owned();
+        let payload = if reader.present()? {
+            Some(reader.str()?.to_owned())
+        } else {
+            None
+        };
+        reader.is_empty().then_some(Self {
+            integration_id,
+            table,
+            sys_id,
+            sys_updated_on,
+            sys_mod_count,
+            op,
+            fetched_at,
+            instance_url,
+            payload,
+        })
     }
 }
 

@@ -11,9 +11,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use nowstream_model::table_api::{FieldText, parse_time, read_field};
+use nowstream_model::table_api::{FieldText, RecordFields, parse_time};
 use nowstream_model::{Choice, CustomField, Reference};
-use serde_json::{Map, Value};
 
 use crate::error::{MapError, excerpt};
 
@@ -25,12 +24,16 @@ pub const CUSTOM_FIELD_PREFIX: &str = "u_";
 pub(crate) struct Fields<'a> {
     table: &'a str,
     sys_id: &'a str,
-    map: &'a Map<String, Value>,
+    record: &'a RecordFields<'a>,
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn new(table: &'a str, sys_id: &'a str, map: &'a Map<String, Value>) -> Self {
-        Self { table, sys_id, map }
+    pub(crate) fn new(table: &'a str, sys_id: &'a str, record: &'a RecordFields<'a>) -> Self {
+        Self {
+            table,
+            sys_id,
+            record,
+        }
     }
 
     /// A text field: its stored value, or its display value when only that was returned.
@@ -116,13 +119,13 @@ impl<'a> Fields<'a> {
     /// keys (`u_vendor.name`) are not columns of this record and are left out.
     pub(crate) fn custom_fields(&self) -> Result<BTreeMap<String, CustomField>, MapError> {
         let mut custom = BTreeMap::new();
-        for name in self.map.keys() {
+        for name in self.record.names() {
             if !name.starts_with(CUSTOM_FIELD_PREFIX) || name.contains('.') {
                 continue;
             }
             let field = self.read(name)?;
             custom.insert(
-                name.clone(),
+                name.to_owned(),
                 CustomField {
                     value: field.value.map(Cow::into_owned),
                     display_value: field.display_value.map(Cow::into_owned),
@@ -133,12 +136,14 @@ impl<'a> Fields<'a> {
     }
 
     fn read(&self, name: &str) -> Result<FieldText<'a>, MapError> {
-        read_field(self.map, name).map_err(|error| MapError::UnexpectedShape {
-            table: self.table.to_owned(),
-            sys_id: self.sys_id.to_owned(),
-            field: name.to_owned(),
-            found: error.found,
-        })
+        self.record
+            .read(name)
+            .map_err(|error| MapError::UnexpectedShape {
+                table: self.table.to_owned(),
+                sys_id: self.sys_id.to_owned(),
+                field: name.to_owned(),
+                found: error.found,
+            })
     }
 
     fn invalid(&self, name: &str, value: &str, expected: &'static str) -> MapError {
@@ -155,7 +160,7 @@ impl<'a> Fields<'a> {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -163,7 +168,11 @@ mod tests {
         let Value::Object(map) = payload else {
             panic!("test payload must be an object")
         };
-        read(&Fields::new("incident", "abc", &map))
+        read(&Fields::new(
+            "incident",
+            "abc",
+            &RecordFields::from_map(&map),
+        ))
     }
 
     #[test]

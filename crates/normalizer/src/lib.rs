@@ -3,7 +3,8 @@
 //! The crate has two layers. The pure core knows nothing of Kafka: for each
 //! `RawRecord` consumed from `servicenow.raw.<table>`, [`map_record`] returns what to
 //! publish on `sei.servicenow.<entity>`: an [`EntityRecord`] to upsert (keyed
-//! `<integration_id>:<sys_id>`, Avro single-object encoded by [`EntityRecord::encode`]),
+//! `<integration_id>:<sys_id>`, Avro single-object encoded by [`EntityRecord::encode`], which
+//! writes the Avro binary straight from the struct),
 //! a tombstone ([`Mapped::Delete`]) for a deletion, or a [`MapError`] whose
 //! [`code`](MapError::code) is the DLQ reason.
 //!
@@ -16,10 +17,11 @@
 //!
 //! # How a record is mapped
 //!
-//! 1. The payload is parsed, then the [`ExclusionPolicy`] strips every excluded key from it,
-//!    recursively, *before* any mapping code runs: no mapping code can read an excluded
-//!    value, so none can leak one (into a field, a custom field, a derived value, or an
-//!    error message).
+//! 1. The payload is read straight from its JSON text
+//!    ([`nowstream_model::table_api::RecordFields`], no `serde_json::Value` tree), and every
+//!    key the [`ExclusionPolicy`] excludes is skipped unread *before* any mapping code runs:
+//!    no mapping code can read an excluded value, so none can leak one (into a field, a
+//!    custom field, a derived value, or an error message).
 //! 2. Fields are read as `sysparm_display_value=all` returns them,
 //!    `{"value": ..., "display_value": ...}`; plain strings, numbers, booleans and
 //!    `{"link", "value"}` objects are accepted too (see [`fields`]). Empty strings are null.

@@ -116,13 +116,28 @@ pub struct FieldShapeError {
     pub found: &'static str,
 }
 
+// What a field that is not a Table API field was, in [`FieldShapeError::found`].
+pub(crate) const NEITHER_VALUE_NOR_DISPLAY: &str =
+    "an object with neither \"value\" nor \"display_value\"";
+pub(crate) const VALUE_NOT_SCALAR: &str = "an object whose \"value\" is not a scalar";
+pub(crate) const DISPLAY_VALUE_NOT_SCALAR: &str =
+    "an object whose \"display_value\" is not a scalar";
+pub(crate) const A_JSON_ARRAY: &str = "a JSON array";
+pub(crate) const A_JSON_OBJECT: &str = "a JSON object";
+
 /// Reads field `name` of `record` (see the [module docs](self) for the shapes accepted).
 pub fn read_field<'a>(
     record: &'a Map<String, Value>,
     name: &str,
 ) -> Result<FieldText<'a>, FieldShapeError> {
+    read_field_value(record.get(name))
+}
+
+/// Reads one field's JSON (`None`: the record has no such key); what [`read_field`] does
+/// after looking the key up.
+pub fn read_field_value(field: Option<&Value>) -> Result<FieldText<'_>, FieldShapeError> {
     let shape_error = |found| FieldShapeError { found };
-    match record.get(name) {
+    match field {
         None => Ok(FieldText {
             value: None,
             display_value: None,
@@ -132,20 +147,18 @@ pub fn read_field<'a>(
             let value = object.get("value");
             let display = object.get("display_value");
             if value.is_none() && display.is_none() {
-                return Err(shape_error(
-                    "an object with neither \"value\" nor \"display_value\"",
-                ));
+                return Err(shape_error(NEITHER_VALUE_NOR_DISPLAY));
             }
             Ok(FieldText {
                 value: value
                     .map(scalar)
                     .transpose()
-                    .map_err(|_| shape_error("an object whose \"value\" is not a scalar"))?
+                    .map_err(|_| shape_error(VALUE_NOT_SCALAR))?
                     .flatten(),
                 display_value: display
                     .map(scalar)
                     .transpose()
-                    .map_err(|_| shape_error("an object whose \"display_value\" is not a scalar"))?
+                    .map_err(|_| shape_error(DISPLAY_VALUE_NOT_SCALAR))?
                     .flatten(),
                 shape: FieldShape::Pair,
             })
@@ -173,14 +186,14 @@ fn scalar(value: &Value) -> Result<Option<Cow<'_, str>>, &'static str> {
         Value::String(text) => Ok(Some(Cow::Borrowed(text))),
         Value::Bool(flag) => Ok(Some(Cow::Borrowed(if *flag { "true" } else { "false" }))),
         Value::Number(number) => Ok(Some(Cow::Owned(number_text(number)))),
-        Value::Array(_) => Err("a JSON array"),
-        Value::Object(_) => Err("a JSON object"),
+        Value::Array(_) => Err(A_JSON_ARRAY),
+        Value::Object(_) => Err(A_JSON_OBJECT),
     }
 }
 
 /// A JSON number as ServiceNow would have written it as text: integral numbers without a
 /// fraction (`3.0` → `"3"`), so a choice value matches whichever way it was serialized.
-fn number_text(number: &Number) -> String {
+pub(crate) fn number_text(number: &Number) -> String {
     /// Largest integer an f64 holds exactly.
     const EXACT: f64 = 9_007_199_254_740_992.0;
     match number.as_f64() {

@@ -19,12 +19,40 @@ pub struct TimeError {
 
 /// Parses a date-time `value` (always UTC, whatever the user's zone).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, TimeError> {
+    if let Some(time) = parse_exact_time(s) {
+        return Ok(time);
+    }
     NaiveDateTime::parse_from_str(s, TIME_FORMAT)
         .map(|t| t.and_utc())
         .map_err(|e| TimeError {
             input: s.to_owned(),
             reason: e.to_string(),
         })
+}
+
+/// The common case of [`parse_time`] without chrono's format interpreter (the normalizer
+/// parses several times per record): exactly `dddd-dd-dd dd:dd:dd` naming a valid time,
+/// seconds 00–59. Anything else (`None`) goes to chrono, which accepts the same texts with
+/// the same result, and more (a leap second, single digits), and words the errors.
+fn parse_exact_time(s: &str) -> Option<DateTime<Utc>> {
+    let b: &[u8; 19] = s.as_bytes().try_into().ok()?;
+    let digits = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |number, &digit| {
+            digit
+                .is_ascii_digit()
+                .then(|| number * 10 + u32::from(digit - b'0'))
+        })
+    };
+    if [b[4], b[7], b[10], b[13], b[16]] != *b"-- ::" {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    let date = chrono::NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)?;
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if second > 59 {
+        return None;
+    }
+    Some(date.and_hms_opt(hour, minute, second)?.and_utc())
 }
 
 /// Formats a time the way ServiceNow stores and compares it; sub-second parts are dropped,
@@ -45,6 +73,23 @@ mod tests {
         let parsed = parse_time(text).unwrap();
         assert_eq!(parsed, Utc.with_ymd_and_hms(2024, 3, 5, 7, 8, 9).unwrap());
         assert_eq!(format_time(parsed), text);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_quick_path_agrees_with_chrono(
+            parts in (0u32..10000, 0u32..14, 0u32..33, 0u32..25, 0u32..61, 0u32..62),
+            odd in "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9: -]{17,21}",
+        ) {
+            let (y, mo, d, h, mi, s) = parts;
+            for text in [format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"), odd.clone()] {
+            let chrono = NaiveDateTime::parse_from_str(&text, TIME_FORMAT).ok().map(|t| t.and_utc());
+            if let Some(quick) = parse_exact_time(&text) {
+                proptest::prop_assert_eq!(Some(quick), chrono);
+            }
+            proptest::prop_assert_eq!(parse_time(&text).ok(), chrono);
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Checks that each entity's source list and its mapping code agree.
 
 use chrono::TimeZone;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::*;
 
