@@ -19,7 +19,7 @@ use nowstream_bus::Producer;
 use nowstream_fetcher::checkpoints::CheckpointStore;
 use nowstream_fetcher::fields;
 use nowstream_fetcher::slices::SliceRange;
-use nowstream_model::table_api::{parse_time, stored_value};
+use nowstream_model::table_api::parse_time;
 use nowstream_runtime::{Config, Format, Health};
 use nowstream_servicenow::client::{Auth, Client, ClientConfig, ListRequest, ScanRequest};
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator};
@@ -117,7 +117,8 @@ async fn created(client: &Client, descending: bool) -> anyhow::Result<DateTime<U
         .records
         .first()
         .ok_or_else(|| anyhow::anyhow!("no incidents"))?;
-    let value = stored_value(record, "sys_created_on")
+    let value = record
+        .stored_value("sys_created_on")
         .ok_or_else(|| anyhow::anyhow!("no sys_created_on"))?;
     Ok(parse_time(&value)?)
 }
