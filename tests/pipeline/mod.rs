@@ -38,7 +38,7 @@ use anyhow::{Context, Result, bail, ensure};
 use nowstream_bus::{AckConsumer, OutRecord, Producer, TopicSpec, ensure_topics};
 use nowstream_model::{Entity, EntityRecord, TopicNames};
 use nowstream_runtime::process_memory::ResidentMemory;
-use nowstream_runtime::{KafkaConfig, SinkConfig};
+use nowstream_runtime::{KafkaConfig, NormalizerConfig, SinkConfig};
 use nowstream_servicenow_sim::{GeneratorConfig, RunningSim, SimConfig, Simulator};
 use nowstream_testkit::{
     ConfigFile, Integration, Isolation, KafkaBroker, StageProcess, TopicReader, basic_auth, unique,
@@ -55,8 +55,6 @@ const SEI_LOCAL: &str = "nowstream-sei-local";
 const STAGES: [&str; 3] = [FETCHER, NORMALIZER, SINK];
 /// How often counters and memory are sampled.
 const SAMPLE: Duration = Duration::from_millis(250);
-/// The normalizer's `max_in_flight` default: the passthrough keeps as many records unacknowledged.
-const PASSTHROUGH_IN_FLIGHT: usize = 10_000;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -771,6 +769,8 @@ async fn settle(stage: &Stage, series: &[(&str, &str)]) -> Result<f64> {
 /// normalizer's client settings (the same `[kafka]` section through the same bus constructors,
 /// the same number of records in flight), doing no work in between.
 async fn passthrough(stack: &StackFiles, records: usize, timeout: Duration) -> Result<Progress> {
+    // The normalizer's default: the passthrough keeps as many records unacknowledged.
+    let max_in_flight = NormalizerConfig::default().max_in_flight;
     let raw: Vec<String> = Entity::SOURCE_TABLES
         .iter()
         .map(|table| stack.topics.raw(table))
@@ -794,7 +794,7 @@ async fn passthrough(stack: &StackFiles, records: usize, timeout: Duration) -> R
             Instant::now() < deadline,
             "passthrough: {acknowledged} of {records} after {timeout:?}"
         );
-        if read < records && in_flight.len() < PASSTHROUGH_IN_FLIGHT {
+        if read < records && in_flight.len() < max_in_flight {
             tokio::select! {
                 biased;
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
