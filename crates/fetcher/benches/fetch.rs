@@ -5,10 +5,10 @@
 //! `cargo bench -p nowstream-fetcher --bench fetch` (needs Apache Kafka: `scripts/install-kafka`).
 //! `NOWSTREAM_BENCH_RECORDS` sets the number of incidents (default 20000).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use nowstream_bus::Producer;
-use nowstream_fetcher::checkpoints::CheckpointStore;
 use nowstream_fetcher::fields;
 use nowstream_runtime::{Config, Format, Health};
 use nowstream_servicenow::client::{Auth, Client, ClientConfig, ScanRequest};
@@ -88,31 +88,19 @@ group_id = "{group}"
     let kafka = config.kafka.clone();
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(
+    let mut fetcher = tokio::spawn(nowstream_fetcher::run(
         config,
         Health::new(),
         shutdown.clone(),
     ));
-    let checkpoints = CheckpointStore::new(
-        kafka.clone(),
-        Producer::new(&kafka)?,
-        format!("{prefix}servicenow.fetcher.checkpoints"),
-    );
-    let published = loop {
-        let total = checkpoints
-            .load("4711:incident")
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |checkpoint| checkpoint.records_total as usize);
-        if total >= downloaded {
-            break total;
-        }
-        if fetcher.is_finished() {
-            anyhow::bail!("the fetcher stopped: {:?}", fetcher.await);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let published = common::wait_for_published(
+        &kafka,
+        &prefix,
+        downloaded,
+        &mut fetcher,
+        Duration::from_millis(200),
+    )
+    .await?;
     let fetch_secs = started.elapsed().as_secs_f64();
     shutdown.cancel();
     fetcher.await??;

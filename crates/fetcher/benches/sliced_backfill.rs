@@ -12,11 +12,11 @@
 //! real instance does on its own, so small pages keep the delay, not the rendering, the cost of
 //! a page), `NOWSTREAM_BENCH_SLICES` the slice counts (default `1,4,8`).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use nowstream_bus::Producer;
-use nowstream_fetcher::checkpoints::CheckpointStore;
 use nowstream_fetcher::fields;
 use nowstream_fetcher::slices::SliceRange;
 use nowstream_model::table_api::parse_time;
@@ -203,7 +203,7 @@ group_id = "{group}"
     )?;
     let kafka = config.kafka.clone();
     let shutdown = CancellationToken::new();
-    let fetcher = tokio::spawn(nowstream_fetcher::run(
+    let mut fetcher = tokio::spawn(nowstream_fetcher::run(
         config,
         Health::new(),
         shutdown.clone(),
@@ -217,26 +217,14 @@ group_id = "{group}"
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let checkpoints = CheckpointStore::new(
-        kafka.clone(),
-        Producer::new(&kafka)?,
-        format!("{prefix}servicenow.fetcher.checkpoints"),
-    );
-    let published = loop {
-        let total = checkpoints
-            .load("4711:incident")
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |checkpoint| checkpoint.records_total as usize);
-        if total >= expected {
-            break total;
-        }
-        if fetcher.is_finished() {
-            anyhow::bail!("the fetcher stopped: {:?}", fetcher.await);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let published = common::wait_for_published(
+        &kafka,
+        &prefix,
+        expected,
+        &mut fetcher,
+        Duration::from_millis(100),
+    )
+    .await?;
     let fetch_secs = started.elapsed().as_secs_f64();
     shutdown.cancel();
     fetcher.await??;
