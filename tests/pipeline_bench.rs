@@ -33,6 +33,7 @@ async fn the_pipeline_bench_reports_every_figure_and_delivers_every_incident() {
         outage: Duration::from_secs(3),
         live: Duration::from_secs(5),
         changes_per_second: 5,
+        ..Options::default()
     };
     let report = run(&options).await.unwrap();
 

@@ -67,6 +67,10 @@ pub struct Options {
     pub live: Duration,
     /// Incident updates per second during the live window and the outage.
     pub changes_per_second: u32,
+    /// `MALLOC_ARENA_MAX` for the stage processes: 2, as the container image sets it (the
+    /// Dockerfile's `ENV`, so compose and the Helm chart run with it); `None` leaves glibc's
+    /// default (up to eight arenas per core), as a binary started by hand has.
+    pub malloc_arena_max: Option<u32>,
 }
 
 impl Default for Options {
@@ -76,13 +80,15 @@ impl Default for Options {
             outage: Duration::from_secs(60),
             live: Duration::from_secs(60),
             changes_per_second: 20,
+            malloc_arena_max: Some(2),
         }
     }
 }
 
 impl Options {
-    /// Reads `--incidents N`, `--outage-secs S`, `--live-secs S`, `--changes-per-sec R`;
-    /// other arguments (cargo's `--bench`, filters) are ignored.
+    /// Reads `--incidents N`, `--outage-secs S`, `--live-secs S`, `--changes-per-sec R`,
+    /// `--malloc-arena-max N` (0: glibc's default); other arguments (cargo's `--bench`,
+    /// filters) are ignored.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self> {
         let mut options = Self::default();
         let mut args = args.into_iter();
@@ -101,6 +107,10 @@ impl Options {
                 "--live-secs" => options.live = Duration::from_secs(number("--live-secs")?),
                 "--changes-per-sec" => {
                     options.changes_per_second = number("--changes-per-sec")? as u32;
+                }
+                "--malloc-arena-max" => {
+                    let arenas = number("--malloc-arena-max")? as u32;
+                    options.malloc_arena_max = (arenas > 0).then_some(arenas);
                 }
                 _ => {}
             }
@@ -195,9 +205,12 @@ pub async fn run(options: &Options) -> Result<Report> {
     let broker = KafkaBroker::start()?;
     let bootstrap = broker.bootstrap_servers();
     println!(
-        "pipeline bench: {} incidents; binaries from {}; logs in {}",
+        "pipeline bench: {} incidents; binaries from {}; MALLOC_ARENA_MAX {}; logs in {}",
         options.incidents,
         bin.display(),
+        options
+            .malloc_arena_max
+            .map_or_else(|| "unset (glibc's default)".to_owned(), |n| n.to_string()),
         dir.path().display()
     );
 
@@ -232,7 +245,7 @@ pub async fn run(options: &Options) -> Result<Report> {
     let stack = StackFiles::write(dir.path(), "a", &bootstrap, sim.base_url(), sei.base_url())?;
     let mut stages: BTreeMap<&'static str, Stage> = BTreeMap::new();
 
-    let fetcher = Stage::spawn(&bin, FETCHER, &stack, dir.path()).await?;
+    let fetcher = Stage::spawn(&bin, FETCHER, &stack, dir.path(), options).await?;
     let fetched = wait_for_counter(
         &fetcher,
         &[("nowstream_fetcher_records_total", "table=\"incident\"")],
@@ -262,7 +275,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         ),
     );
 
-    let normalizer = Stage::spawn(&bin, NORMALIZER, &stack, dir.path()).await?;
+    let normalizer = Stage::spawn(&bin, NORMALIZER, &stack, dir.path(), options).await?;
     let normalized = wait_for_counter(
         &normalizer,
         &[
@@ -303,7 +316,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         ),
     );
 
-    let sink = Stage::spawn(&bin, SINK, &stack, dir.path()).await?;
+    let sink = Stage::spawn(&bin, SINK, &stack, dir.path(), options).await?;
     let sunk = wait_for_counter(
         &sink,
         &[
@@ -446,7 +459,10 @@ pub async fn run(options: &Options) -> Result<Report> {
     let t0 = Instant::now();
     let mut together = BTreeMap::new();
     for name in STAGES {
-        together.insert(name, Stage::spawn(&bin, name, &stack_b, dir.path()).await?);
+        together.insert(
+            name,
+            Stage::spawn(&bin, name, &stack_b, dir.path(), options).await?,
+        );
     }
     let sink_b = together.get(SINK).context("sink")?;
     let end_to_end = wait_for_counter(
@@ -605,13 +621,22 @@ struct Stage {
 }
 
 impl Stage {
-    async fn spawn(bin: &Path, name: &'static str, stack: &StackFiles, dir: &Path) -> Result<Self> {
+    async fn spawn(
+        bin: &Path,
+        name: &'static str,
+        stack: &StackFiles,
+        dir: &Path,
+        options: &Options,
+    ) -> Result<Self> {
         let log = dir.join(format!("{name}-{}.log", stack.name));
         let spawned = Instant::now();
-        let process = StageProcess::command(bin.join(name), &stack.path)
+        let mut command = StageProcess::command(bin.join(name), &stack.path)
             .env_remove("RUST_LOG")
-            .log_file(log)
-            .spawn()?;
+            .env_remove("MALLOC_ARENA_MAX");
+        if let Some(arenas) = options.malloc_arena_max {
+            command = command.env("MALLOC_ARENA_MAX", arenas.to_string());
+        }
+        let process = command.log_file(log).spawn()?;
         let probe = process.probe_addr(Duration::from_secs(60)).await?;
         Ok(Self {
             name,

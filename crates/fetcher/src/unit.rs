@@ -334,6 +334,14 @@ pub(crate) struct Stream {
     pub stop: CancellationToken,
 }
 
+impl Stream {
+    /// Whether the next page is fetched while this one is written: for a unit's own stream,
+    /// not for a backfill slice (see [`scan_stream`]).
+    fn prefetches(&self) -> bool {
+        self.range.is_none()
+    }
+}
+
 /// How a stream's scan ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ScanEnd {
@@ -390,20 +398,33 @@ pub(crate) async fn scan_stream(
         .map_err(|source| classify(service_now_error(source)))?;
     env.progress.page_read();
     while let Some(current) = page {
-        // Fetch the next page while Kafka acknowledges this one: ServiceNow's response time
-        // and the broker's round trips overlap instead of adding up. The checkpoint still
-        // moves only after this page's records were acknowledged.
-        let (next, published) = tokio::join!(
-            scan.next_page(),
-            publish_page(unit, env, stream, checkpoint, recent, &current)
-        );
+        let fetched = current.records.len();
+        let remaining = current.remaining;
+        // One stream fetches its next page while Kafka acknowledges this one: ServiceNow's
+        // response time and the broker's round trips overlap instead of adding up. A backfill
+        // slice does not: the table's other slices already overlap its writes, and a next page
+        // per slice would double the pages a sliced backfill holds in memory. Either way the
+        // checkpoint moves only after this page's records were acknowledged.
+        let (next, published) = if stream.prefetches() {
+            tokio::join!(
+                scan.next_page(),
+                publish_page(unit, env, stream, checkpoint, recent, current)
+            )
+        } else {
+            let published = publish_page(unit, env, stream, checkpoint, recent, current).await;
+            let next = match published {
+                Ok(_) => scan.next_page().await,
+                Err(_) => Ok(None),
+            };
+            (next, published)
+        };
         let published = published.map_err(UnitFailure::Retry)?;
         match (stream.keep_since, checkpoint.as_ref()) {
             (Some(since), _) => recent.forget_before(since),
             (None, Some(found)) => recent.forget_before(found.last_updated_on - overlap),
             (None, None) => {}
         }
-        progress.page(current.records.len(), published, current.remaining);
+        progress.page(fetched, published, remaining);
         if stream.stop.is_cancelled() {
             return Ok(ScanEnd::Stopped);
         }
@@ -429,7 +450,7 @@ async fn publish_page(
     stream: &Stream,
     checkpoint: &mut Option<Checkpoint>,
     recent: &mut RecentVersions,
-    page: &ScanPage,
+    mut page: ScanPage,
 ) -> Result<usize, FetchError> {
     let integration = &env.integration;
     let origin = Origin {
@@ -469,7 +490,10 @@ async fn publish_page(
                 .flat_map(|report| report.fields().iter().copied()),
         )
         .collect();
-    for row in &page.records {
+    // The rows share the page's response body; it is released once they are converted,
+    // before the write waits for Kafka (which holds the encoded records and its own copy).
+    let rows = std::mem::take(&mut page.records);
+    for row in &rows {
         // What a dead letter of this row carries: the whole record where it can be read.
         let letter_row = || {
             row.to_map()
@@ -545,6 +569,7 @@ async fn publish_page(
     if let Some(identity) = identity {
         identity.finish();
     }
+    drop(rows);
 
     for oversized in &page.oversized {
         let sys_id = stored_value(&oversized.keys, "sys_id").unwrap_or_default();
