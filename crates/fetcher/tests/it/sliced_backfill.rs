@@ -1,8 +1,8 @@
 //! Sliced backfill over the simulator (answering each page after a delay) and Apache Kafka: a
 //! table's first backfill runs as concurrent `sys_created_on` slices, publishes every version
 //! once and in order (live changes and a filter included), resumes every slice where it was
-//! after `kill -9`, keeps a failing slice to itself, and an old single-stream checkpoint is
-//! resumed as one stream.
+//! after `kill -9`, keeps a failing slice to itself, holds one page at a time per slice, and an
+//! old single-stream checkpoint is resumed as one stream.
 
 use crate::common;
 
@@ -530,4 +530,71 @@ async fn a_checkpoint_of_the_single_stream_backfill_is_resumed_as_one_stream() {
         sliced.is_empty(),
         "the resumed backfill was sliced: {sliced:?}"
     );
+}
+
+/// A slice asks for its next page only once its current page is written, which bounds a sliced
+/// backfill to one page in memory per slice. With every Kafka write made slow (`linger.ms`), a
+/// slice's page requests are therefore a write apart, whereas a next page fetched during the
+/// write (what a unit's own stream does) would follow its predecessor at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_slice_asks_for_its_next_page_only_after_its_current_page_is_written() {
+    const LINGER: Duration = Duration::from_millis(800);
+    let broker = KafkaBroker::shared().expect("broker starts");
+    let sim = start_sim(600, 0).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut setup, _prefix) = setup(
+        broker,
+        &sim,
+        "page_size = 50\nbackfill_slices = 3\nmax_concurrency = 8",
+    );
+    setup.kafka_properties = format!("\"linger.ms\" = \"{}\"", LINGER.as_millis());
+    let mut seen = sim.stats().total;
+    let fetcher = spawn_fetcher(&setup.write(dir.path(), "fetcher.toml"), "info");
+    // When each slice's page requests were answered, sampled from the simulator's log.
+    let mut answered: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = |text: &str| {
+        text.lines().any(|line| {
+            line.contains("\"scan complete\"")
+                && line.contains(&format!("\"unit\":\"{INCIDENT_UNIT}\""))
+        })
+    };
+    while !done(&fetcher.text()) {
+        assert!(
+            Instant::now() < deadline,
+            "the backfill never completed:\n{}",
+            fetcher.text()
+        );
+        {
+            let now = Instant::now();
+            let stats = sim.stats();
+            let new = usize::try_from(stats.total - seen).unwrap_or(usize::MAX);
+            let skip = stats.recent.len().saturating_sub(new);
+            for request in stats.recent.iter().skip(skip) {
+                if request.path != INCIDENTS {
+                    continue;
+                }
+                if let Some((range, _)) = request.query.as_deref().and_then(slice_request) {
+                    answered.entry(range).or_default().push(now);
+                }
+            }
+            seen = stats.total;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let with_several_pages = answered.values().filter(|times| times.len() >= 2).count();
+    assert!(
+        with_several_pages >= 3,
+        "three slices of several pages each: {answered:?}"
+    );
+    for (range, times) in &answered {
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= LINGER,
+                "slice {range} asked for a page {gap:?} after the previous one, before that \
+                 page's write ({LINGER:?} of linger at least) could end"
+            );
+        }
+    }
 }
