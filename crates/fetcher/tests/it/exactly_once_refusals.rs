@@ -8,7 +8,7 @@
 //! fresh producer, next page commits), not isolation: it has no read_committed.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -19,7 +19,7 @@ use nowstream_fetcher::writer::{Encoded, PageWriter};
 use nowstream_model::{AvroRecord, Checkpoint, RawRecord, RecordOp};
 use nowstream_runtime::KafkaConfig;
 use nowstream_testkit::fixtures::raw_record;
-use nowstream_testkit::{Isolation, TopicReader, unique};
+use nowstream_testkit::{Isolation, TopicMessage, TopicReader, unique};
 
 fn kafka(bootstrap: &str) -> KafkaConfig {
     KafkaConfig {
@@ -28,16 +28,31 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
     }
 }
 
-/// Every (topic, key) → values read until nothing arrived for `quiet`.
+/// Every (topic, key) → values: read until `done` holds (or `timeout` passed; a consumer on a
+/// loaded machine can take seconds to join and fetch), then until nothing arrived for a second
+/// (later copies of the same records).
 async fn read_all(
     reader: &TopicReader,
-    quiet: Duration,
+    timeout: Duration,
+    done: impl Fn(&HashMap<(String, String), Vec<Vec<u8>>>) -> bool,
 ) -> HashMap<(String, String), Vec<Vec<u8>>> {
-    let mut seen: HashMap<(String, String), Vec<Vec<u8>>> = HashMap::new();
-    for message in reader.read_until_quiet(quiet).await {
+    fn keep(seen: &mut HashMap<(String, String), Vec<Vec<u8>>>, message: TopicMessage) {
         seen.entry((message.topic.clone(), message.key_text()))
             .or_default()
             .push(message.payload.unwrap_or_default());
+    }
+    let mut seen = HashMap::new();
+    let deadline = Instant::now() + timeout;
+    while !done(&seen) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if let Some(message) = reader.next(left).await {
+            keep(&mut seen, message);
+        }
+    }
+    for message in reader.read_until_quiet(Duration::from_secs(1)).await {
+        keep(&mut seen, message);
     }
     seen
 }
@@ -119,7 +134,17 @@ async fn a_commit_refused_after_the_records_were_produced_is_written_again_and_c
         Isolation::ReadCommitted,
         &[("topic.metadata.refresh.interval.ms", "500")],
     )?;
-    let seen = read_all(&reader, Duration::from_secs(5)).await;
+    let seen = read_all(&reader, Duration::from_secs(60), |seen| {
+        ["4711:first-1", "4711:second-1"]
+            .iter()
+            .all(|key| seen.contains_key(&("raw".to_owned(), (*key).to_owned())))
+            && seen
+                .get(&("checkpoints".to_owned(), "4711:incident".to_owned()))
+                .and_then(|values| values.last())
+                .and_then(|bytes| Checkpoint::decode(bytes).ok())
+                .is_some_and(|checkpoint| checkpoint.last_sys_id == "second-1")
+    })
+    .await;
     let keys: HashSet<String> = seen.keys().map(|(_, key)| key.clone()).collect();
     assert!(
         keys.contains("4711:first-1") && keys.contains("4711:second-1"),
