@@ -50,62 +50,36 @@ pub(crate) fn limit_producer(config: &mut ClientConfig, kafka: &KafkaConfig) {
     }
 }
 
-/// Bounds what a consumer prefetches, and lets it read the largest batch a topic holds.
-///
-/// - `queued.max.messages.kbytes` (prefetched records) defaults to
-///   [`DEFAULT_QUEUED_MAX_KBYTES`] instead of librdkafka's 64 MiB.
-/// - `fetch.max.bytes` (one fetch response) defaults to a quarter of that. The stages' topics
-///   are lz4-compressed and librdkafka decompresses a response whole: JSON-heavy records shrink
-///   four- to fivefold, so an 8 MiB response held about 40 MB once decompressed, most of a
-///   stage's memory on a backlog (docs/performance.md, "Stage memory under a backlog").
-///   librdkafka checks the prefetch bound before it fetches, so one response comes on top of it.
-/// - A batch larger than `fetch.max.bytes` is still returned when it comes first (KIP-74), so
-///   the largest record a topic takes (`kafka.max_message_bytes`) stays readable as long as a
-///   response may be that large: `receive.message.max.bytes` (librdkafka's default 100 MB) is
-///   raised when `kafka.max_message_bytes` needs more.
-///
-/// `kafka.properties` overrides each of them.
+/// Lets a consumer fetch the largest batch a topic holds in one response: `fetch.max.bytes`
+/// at least `kafka.max_message_bytes` (librdkafka raises `receive.message.max.bytes` to
+/// match), unless `kafka.properties` sets it. `max.partition.fetch.bytes` may stay smaller:
+/// librdkafka grows a partition's fetch until a larger record fits.
 pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
+    // librdkafka prefetches up to 64 MiB per consumer by default: with a backlog that alone
+    // is most of a stage's memory (docs/performance.md, "Stage memory under a backlog").
+    // 8 MiB is still many round trips of records ahead of the stage.
     if config.get("queued.max.messages.kbytes").is_none() {
         config.set(
             "queued.max.messages.kbytes",
             DEFAULT_QUEUED_MAX_KBYTES.to_string(),
         );
     }
+    // One fetch response no larger than the prefetch bound (librdkafka's own rule when
+    // `fetch.max.bytes` is not set), but never too small for the largest record batch.
     if config.get("fetch.max.bytes").is_none() {
         let queued = config
             .get("queued.max.messages.kbytes")
             .and_then(|kbytes| kbytes.parse::<usize>().ok())
             .map_or(DEFAULT_QUEUED_MAX_KBYTES, |kbytes| kbytes.max(1));
-        // librdkafka's own floor for fetch.max.bytes is its message.max.bytes (1,000,000).
-        let fetch = (queued.saturating_mul(1024) / 4).max(MIN_FETCH_MAX_BYTES);
-        config.set("fetch.max.bytes", fetch.to_string());
-    }
-    if config.get("receive.message.max.bytes").is_none() {
-        let needed = kafka
-            .max_message_bytes
-            .saturating_add(RESPONSE_FRAMING)
-            .max(
-                config
-                    .get("fetch.max.bytes")
-                    .and_then(|bytes| bytes.parse::<usize>().ok())
-                    .unwrap_or(0)
-                    .saturating_add(RESPONSE_FRAMING),
-            );
-        if needed > LIBRDKAFKA_RECEIVE_MAX_BYTES {
-            config.set("receive.message.max.bytes", needed.to_string());
-        }
+        config.set(
+            "fetch.max.bytes",
+            queued
+                .saturating_mul(1024)
+                .max(kafka.max_message_bytes)
+                .to_string(),
+        );
     }
 }
-
-/// The smallest `fetch.max.bytes` set by default: librdkafka's consumer `message.max.bytes`.
-const MIN_FETCH_MAX_BYTES: usize = 1_000_000;
-
-/// librdkafka's default `receive.message.max.bytes`.
-const LIBRDKAFKA_RECEIVE_MAX_BYTES: usize = 100_000_000;
-
-/// Room for a fetch response's protocol framing around the largest batch.
-const RESPONSE_FRAMING: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -129,15 +103,12 @@ mod tests {
     }
 
     #[test]
-    fn a_consumer_prefetches_8_mib_fetches_a_quarter_at_once_and_may_receive_a_whole_maximal_batch()
-    {
+    fn a_consumer_prefetches_8_mib_unless_configured_and_may_fetch_a_whole_maximal_batch() {
         let mut kafka = KafkaConfig::default();
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
         assert_eq!(config.get("queued.max.messages.kbytes"), Some("8192"));
-        assert_eq!(config.get("fetch.max.bytes"), Some("2097152"));
-        // librdkafka's default 100 MB already takes an 8 MiB batch.
-        assert_eq!(config.get("receive.message.max.bytes"), None);
+        assert_eq!(config.get("fetch.max.bytes"), Some("8388608"));
 
         kafka.properties.insert(
             "queued.max.messages.kbytes".into(),
@@ -146,23 +117,12 @@ mod tests {
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
         assert_eq!(config.get("queued.max.messages.kbytes"), Some("65536"));
-        assert_eq!(config.get("fetch.max.bytes"), Some("16777216"));
-        kafka.properties.insert(
-            "queued.max.messages.kbytes".into(),
-            SecretString::from("1024"),
-        );
-        let mut config = client_config(&kafka);
-        fit_consumer(&mut config, &kafka);
-        assert_eq!(config.get("fetch.max.bytes"), Some("1000000"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("67108864"));
         kafka.properties.clear();
 
-        kafka.max_message_bytes = 128 * 1024 * 1024;
+        kafka.max_message_bytes = 64 * 1024 * 1024;
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
-        assert_eq!(config.get("fetch.max.bytes"), Some("2097152"));
-        assert_eq!(
-            config.get("receive.message.max.bytes"),
-            Some((128 * 1024 * 1024 + 64 * 1024).to_string().as_str())
-        );
+        assert_eq!(config.get("fetch.max.bytes"), Some("67108864"));
     }
 }
