@@ -154,8 +154,15 @@ async fn split_and_take_over(
     );
     eprintln!("{stop:?}: the survivor published the new records {took:?} after the stop");
 
-    // The survivor took over the stopped replica's units and now runs all of them.
-    let taken_over = started_after(&replicas[survivor], survivor_lines_before);
+    // The survivor took over the stopped replica's units and now runs all of them. A unit
+    // without new records (sys_audit_delete) may start after the others published (seen on a
+    // loaded machine), so wait for it rather than race it.
+    let take_over_by = Instant::now() + Duration::from_secs(60);
+    let mut taken_over = started_after(&replicas[survivor], survivor_lines_before);
+    while !split[victim].is_subset(&taken_over) && Instant::now() < take_over_by {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        taken_over = started_after(&replicas[survivor], survivor_lines_before);
+    }
     assert!(
         split[victim].is_subset(&taken_over),
         "the survivor started {taken_over:?}, the stopped replica owned {:?}",
