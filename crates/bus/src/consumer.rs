@@ -15,8 +15,7 @@ use nowstream_runtime::KafkaConfig;
 use crate::BusError;
 pub use crate::acks::AckToken;
 use crate::acks::AckTracker;
-use crate::client::client_config;
-use crate::message_size::fit_consumer;
+use crate::message_size::consumer_config;
 use crate::position::Position;
 
 /// A consumed record, owned so it can cross tasks while its output is being produced.
@@ -127,12 +126,11 @@ impl AckConsumer {
         topics: &[&str],
         overrides: &[(&str, &str)],
     ) -> Result<Self, BusError> {
-        let mut config = client_config(kafka);
+        let mut config = consumer_config(kafka);
         // A new group must start at the beginning, or records produced before it joined are lost.
         if config.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", "earliest");
         }
-        fit_consumer(&mut config, kafka);
         config.set("group.id", group);
         config.set("enable.auto.offset.store", "false");
         config.set("enable.auto.commit", "true");

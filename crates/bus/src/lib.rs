@@ -26,6 +26,7 @@ pub use admin::{
     topics_below_record_limit,
 };
 pub use client::{client_config, static_membership};
+pub use message_size::consumer_config;
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};
 pub use error::BusError;

@@ -26,8 +26,18 @@ pub const DEFAULT_MESSAGE_MAX_BYTES: usize = DEFAULT_MAX_MESSAGE_BYTES - RECORD_
 pub const RECORD_OVERHEAD: usize = 36;
 
 /// Prefetched records a consumer holds at most, in KiB (librdkafka's default is 65,536), unless
-/// `kafka.properties` sets `queued.max.messages.kbytes`.
+/// `kafka.properties` sets `queued.max.messages.kbytes`. librdkafka counts them decompressed.
 pub(crate) const DEFAULT_QUEUED_MAX_KBYTES: usize = 8 * 1024;
+
+/// One fetch response at most, in bytes, unless `kafka.properties` sets `fetch.max.bytes`:
+/// librdkafka's floor for it (its consumer `message.max.bytes`, 1,000,000) rounded up to 1 MiB.
+/// Responses are lz4-compressed and decompressed whole, about five times larger.
+pub(crate) const DEFAULT_FETCH_MAX_BYTES: usize = 1024 * 1024;
+
+/// How long a partition waits before it fetches again once the prefetch bound is reached, in
+/// milliseconds, unless `kafka.properties` sets `fetch.queue.backoff.ms` (librdkafka's default
+/// is 1,000, which starves a stage whose prefetch bound one response fills).
+pub(crate) const DEFAULT_FETCH_QUEUE_BACKOFF_MS: u32 = 10;
 
 /// The largest record (key, value and headers, plus a little framing) a producer built from
 /// `kafka` accepts: its `message.max.bytes`, from `kafka.properties` when set there, else
@@ -50,36 +60,83 @@ pub(crate) fn limit_producer(config: &mut ClientConfig, kafka: &KafkaConfig) {
     }
 }
 
-/// Lets a consumer fetch the largest batch a topic holds in one response: `fetch.max.bytes`
-/// at least `kafka.max_message_bytes` (librdkafka raises `receive.message.max.bytes` to
-/// match), unless `kafka.properties` sets it. `max.partition.fetch.bytes` may stay smaller:
-/// librdkafka grows a partition's fetch until a larger record fits.
+/// Client configuration for a consumer of `kafka`: [`client_config`] with the bounds of
+/// [`fit_consumer`]. Every consumer that reads records gets them, the stages' group consumers as
+/// much as the fetcher's readers of its checkpoints and of the raw topics (reconciliation).
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(kafka);
+    fit_consumer(&mut config, kafka);
+    config
+}
+
+/// Bounds what a consumer holds, keeps it busy, and lets it read the largest batch a topic holds.
+///
+/// A consumer holds the records librdkafka prefetched (`queued.max.messages.kbytes`, counted
+/// decompressed) and, on top of them, the response being decoded: librdkafka checks the bound
+/// before it fetches and decompresses a response whole. The stages' topics are lz4-compressed
+/// and their JSON-heavy records shrink four- to fivefold, so an 8 MiB response held about 40 MB
+/// once decompressed (docs/performance.md, "Stage memory under a backlog"). Hence:
+///
+/// - `queued.max.messages.kbytes` defaults to [`DEFAULT_QUEUED_MAX_KBYTES`] (librdkafka: 64 MiB);
+/// - `fetch.max.bytes` to [`DEFAULT_FETCH_MAX_BYTES`] (librdkafka: the prefetch bound);
+/// - `fetch.queue.backoff.ms` to [`DEFAULT_FETCH_QUEUE_BACKOFF_MS`]: a response that
+///   decompresses past the bound would otherwise stop the partition's fetches for a second
+///   each time, which cut the normalizer's rate 2.8× when only `fetch.max.bytes` was lowered.
+/// - A batch larger than `fetch.max.bytes` is still returned when it comes first (KIP-74), so
+///   the largest record a topic takes (`kafka.max_message_bytes`) stays readable as long as a
+///   response may be that large: `receive.message.max.bytes` (librdkafka's default 100 MB) is
+///   raised when `kafka.max_message_bytes` needs more.
+///
+/// `kafka.properties` overrides each of them.
 pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
-    // librdkafka prefetches up to 64 MiB per consumer by default: with a backlog that alone
-    // is most of a stage's memory (docs/performance.md, "Stage memory under a backlog").
-    // 8 MiB is still many round trips of records ahead of the stage.
-    if config.get("queued.max.messages.kbytes").is_none() {
-        config.set(
-            "queued.max.messages.kbytes",
-            DEFAULT_QUEUED_MAX_KBYTES.to_string(),
-        );
-    }
-    // One fetch response no larger than the prefetch bound (librdkafka's own rule when
-    // `fetch.max.bytes` is not set), but never too small for the largest record batch.
-    if config.get("fetch.max.bytes").is_none() {
-        let queued = config
-            .get("queued.max.messages.kbytes")
-            .and_then(|kbytes| kbytes.parse::<usize>().ok())
-            .map_or(DEFAULT_QUEUED_MAX_KBYTES, |kbytes| kbytes.max(1));
-        config.set(
-            "fetch.max.bytes",
-            queued
-                .saturating_mul(1024)
-                .max(kafka.max_message_bytes)
-                .to_string(),
-        );
+    set_default(
+        config,
+        "queued.max.messages.kbytes",
+        DEFAULT_QUEUED_MAX_KBYTES,
+    );
+    // librdkafka refuses a `fetch.max.bytes` below the client's `message.max.bytes`, which
+    // `kafka.properties` may raise for the producers.
+    let message_max_bytes = config
+        .get("message.max.bytes")
+        .and_then(|bytes| bytes.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    set_default(
+        config,
+        "fetch.max.bytes",
+        DEFAULT_FETCH_MAX_BYTES.max(message_max_bytes),
+    );
+    set_default(
+        config,
+        "fetch.queue.backoff.ms",
+        DEFAULT_FETCH_QUEUE_BACKOFF_MS,
+    );
+    if config.get("receive.message.max.bytes").is_none() {
+        let fetch_max_bytes = config
+            .get("fetch.max.bytes")
+            .and_then(|bytes| bytes.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let needed = kafka
+            .max_message_bytes
+            .max(fetch_max_bytes)
+            .saturating_add(RESPONSE_FRAMING);
+        if needed > LIBRDKAFKA_RECEIVE_MAX_BYTES {
+            config.set("receive.message.max.bytes", needed.to_string());
+        }
     }
 }
+
+/// Sets `key` to `value` unless `kafka.properties` gave it.
+fn set_default(config: &mut ClientConfig, key: &str, value: impl ToString) {
+    if config.get(key).is_none() {
+        config.set(key, value.to_string());
+    }
+}
+
+/// librdkafka's default `receive.message.max.bytes`.
+const LIBRDKAFKA_RECEIVE_MAX_BYTES: usize = 100_000_000;
+
+/// Room for a fetch response's protocol framing around the largest batch.
+const RESPONSE_FRAMING: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -103,26 +160,47 @@ mod tests {
     }
 
     #[test]
-    fn a_consumer_prefetches_8_mib_unless_configured_and_may_fetch_a_whole_maximal_batch() {
+    fn a_consumer_prefetches_8_mib_fetches_1_mib_at_once_and_may_receive_a_whole_maximal_batch() {
         let mut kafka = KafkaConfig::default();
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
         assert_eq!(config.get("queued.max.messages.kbytes"), Some("8192"));
-        assert_eq!(config.get("fetch.max.bytes"), Some("8388608"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        // librdkafka's default 100 MB already takes an 8 MiB batch.
+        assert_eq!(config.get("receive.message.max.bytes"), None);
 
-        kafka.properties.insert(
-            "queued.max.messages.kbytes".into(),
-            SecretString::from("65536"),
-        );
+        for (key, value) in [
+            ("queued.max.messages.kbytes", "65536"),
+            ("fetch.max.bytes", "52428800"),
+            ("fetch.queue.backoff.ms", "1000"),
+        ] {
+            kafka
+                .properties
+                .insert(key.into(), SecretString::from(value));
+        }
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
         assert_eq!(config.get("queued.max.messages.kbytes"), Some("65536"));
-        assert_eq!(config.get("fetch.max.bytes"), Some("67108864"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("52428800"));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("1000"));
         kafka.properties.clear();
 
-        kafka.max_message_bytes = 64 * 1024 * 1024;
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), SecretString::from("4000000"));
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
-        assert_eq!(config.get("fetch.max.bytes"), Some("67108864"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("4000000"));
+        kafka.properties.clear();
+
+        kafka.max_message_bytes = 128 * 1024 * 1024;
+        let mut config = client_config(&kafka);
+        fit_consumer(&mut config, &kafka);
+        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(
+            config.get("receive.message.max.bytes"),
+            Some((128 * 1024 * 1024 + 64 * 1024).to_string().as_str())
+        );
     }
 }

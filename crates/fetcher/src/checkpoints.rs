@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use nowstream_bus::{OutRecord, Producer, client_config};
+use nowstream_bus::{OutRecord, Producer, consumer_config};
 use nowstream_model::{AvroRecord, Checkpoint};
 use nowstream_runtime::KafkaConfig;
 
@@ -186,7 +186,7 @@ pub(crate) fn read_committed_to_end(
         topic: topic.to_owned(),
         reason,
     };
-    let mut config = client_config(kafka);
+    let mut config = consumer_config(kafka);
     // Manual assignment, no group: reading must not join or disturb any group.
     config.set("enable.auto.commit", "false");
     config.set("group.id", "nowstream-fetcher-checkpoint-reader");

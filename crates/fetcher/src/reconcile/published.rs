@@ -18,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use nowstream_bus::client_config;
+use nowstream_bus::consumer_config;
 use nowstream_model::{AvroRecord, RawRecord, RecordOp};
 use nowstream_runtime::KafkaConfig;
 
@@ -48,7 +48,9 @@ fn failed(topic: &str, reason: String) -> FetchError {
 }
 
 fn reader(kafka: &KafkaConfig, topic: &str) -> Result<BaseConsumer, FetchError> {
-    let mut config = client_config(kafka);
+    // Bounded like every consumer: this one reads a whole raw topic, and librdkafka's own
+    // defaults would prefetch 64 MiB and fetch 50 MB at once (docs/performance.md).
+    let mut config = consumer_config(kafka);
     // Manual assignment, no group: reading must not join or disturb any consumer group.
     config.set("enable.auto.commit", "false");
     config.set("group.id", "nowstream-fetcher-reconcile-reader");
