@@ -53,7 +53,10 @@ const NORMALIZER: &str = "nowstream-normalizer";
 const SINK: &str = "nowstream-sink";
 const SEI_LOCAL: &str = "nowstream-sei-local";
 const STAGES: [&str; 3] = [FETCHER, NORMALIZER, SINK];
-/// How often counters and memory are sampled.
+/// How often a stage's counters are sampled while its rate is measured: a busy time is
+/// measured up to one sample too long, and the normalizer's backlog takes only seconds.
+const COUNTER_SAMPLE: Duration = Duration::from_millis(25);
+/// How often a settling counter is sampled.
 const SAMPLE: Duration = Duration::from_millis(250);
 
 /// What to run.
@@ -766,7 +769,7 @@ async fn wait_for_counter(
                     .join("\n")
             );
         }
-        tokio::time::sleep(SAMPLE).await;
+        tokio::time::sleep(COUNTER_SAMPLE).await;
     }
 }
 

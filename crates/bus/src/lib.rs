@@ -26,11 +26,11 @@ pub use admin::{
     topics_below_record_limit,
 };
 pub use client::{client_config, static_membership};
-pub use message_size::consumer_config;
 pub use consumer::{AckConsumer, AckToken, ConsumedMessage};
 pub use dlq::{DeadLetter, DlqReason, DlqWriter, cut_to_fit};
 pub use error::BusError;
 pub use lag::spawn_lag_gauge;
+pub use message_size::consumer_config;
 pub use position::Position;
 pub use producer::{
     DEFAULT_MESSAGE_MAX_BYTES, Delivered, OutRecord, PendingDelivery, Producer, max_message_bytes,

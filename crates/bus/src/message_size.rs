@@ -27,7 +27,10 @@ pub const RECORD_OVERHEAD: usize = 36;
 
 /// Prefetched records a consumer holds at most, in KiB (librdkafka's default is 65,536), unless
 /// `kafka.properties` sets `queued.max.messages.kbytes`. librdkafka counts them decompressed.
-pub(crate) const DEFAULT_QUEUED_MAX_KBYTES: usize = 8 * 1024;
+/// 2 MiB is several thousand records, tens of milliseconds of the normalizer's work at its
+/// fastest and most of a second of the sink's; 8 MiB added 10 MB to each stage and no
+/// measurable rate (docs/performance.md, "Consumer prefetch").
+pub(crate) const DEFAULT_QUEUED_MAX_KBYTES: usize = 2 * 1024;
 
 /// One fetch response at most, in bytes, unless `kafka.properties` sets `fetch.max.bytes`:
 /// librdkafka's floor for it (its consumer `message.max.bytes`, 1,000,000) rounded up to 1 MiB.
@@ -35,9 +38,11 @@ pub(crate) const DEFAULT_QUEUED_MAX_KBYTES: usize = 8 * 1024;
 pub(crate) const DEFAULT_FETCH_MAX_BYTES: usize = 1024 * 1024;
 
 /// How long a partition waits before it fetches again once the prefetch bound is reached, in
-/// milliseconds, unless `kafka.properties` sets `fetch.queue.backoff.ms` (librdkafka's default
-/// is 1,000, which starves a stage whose prefetch bound one response fills).
-pub(crate) const DEFAULT_FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+/// milliseconds, unless `kafka.properties` sets `fetch.queue.backoff.ms`. librdkafka's default
+/// (1,000) starves a stage whose prefetch bound one response fills: the normalizer ran at a
+/// seventh of its rate. Shorter costs CPU while a stage cannot keep up (1 ms: 3 % of a core for
+/// a sink waiting for SEI).
+pub(crate) const DEFAULT_FETCH_QUEUE_BACKOFF_MS: u32 = 5;
 
 /// The largest record (key, value and headers, plus a little framing) a producer built from
 /// `kafka` accepts: its `message.max.bytes`, from `kafka.properties` when set there, else
@@ -160,13 +165,13 @@ mod tests {
     }
 
     #[test]
-    fn a_consumer_prefetches_8_mib_fetches_1_mib_at_once_and_may_receive_a_whole_maximal_batch() {
+    fn a_consumer_prefetches_2_mib_fetches_1_mib_at_once_and_may_receive_a_whole_maximal_batch() {
         let mut kafka = KafkaConfig::default();
         let mut config = client_config(&kafka);
         fit_consumer(&mut config, &kafka);
-        assert_eq!(config.get("queued.max.messages.kbytes"), Some("8192"));
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("2048"));
         assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
-        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("5"));
         // librdkafka's default 100 MB already takes an 8 MiB batch.
         assert_eq!(config.get("receive.message.max.bytes"), None);
 
