@@ -49,9 +49,7 @@ pub(crate) const DEFAULT_FETCH_QUEUE_BACKOFF_MS: u32 = 5;
 /// `kafka.max_message_bytes` less the batch framing. A larger one is refused at enqueue time,
 /// and would be refused again however often it is retried.
 pub fn max_message_bytes(kafka: &KafkaConfig) -> usize {
-    client_config(kafka)
-        .get("message.max.bytes")
-        .and_then(|value| value.trim().parse().ok())
+    number(&client_config(kafka), "message.max.bytes")
         .unwrap_or_else(|| kafka.producer_max_message_bytes())
 }
 
@@ -82,8 +80,8 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
 /// and their JSON-heavy records shrink four- to fivefold, so an 8 MiB response held about 40 MB
 /// once decompressed (docs/performance.md, "Stage memory under a backlog"). Hence:
 ///
-/// - `queued.max.messages.kbytes` defaults to [`DEFAULT_QUEUED_MAX_KBYTES`] (librdkafka: 64 MiB);
-/// - `fetch.max.bytes` to [`DEFAULT_FETCH_MAX_BYTES`] (librdkafka: the prefetch bound);
+/// - `queued.max.messages.kbytes` defaults to [`DEFAULT_QUEUED_MAX_KBYTES`] (librdkafka: 64 MiB).
+/// - `fetch.max.bytes` to [`DEFAULT_FETCH_MAX_BYTES`] (librdkafka: the prefetch bound).
 /// - `fetch.queue.backoff.ms` to [`DEFAULT_FETCH_QUEUE_BACKOFF_MS`]: a response that
 ///   decompresses past the bound would otherwise stop the partition's fetches for a second
 ///   each time, which cut the normalizer's rate 2.8× when only `fetch.max.bytes` was lowered.
@@ -101,10 +99,7 @@ pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
     );
     // librdkafka refuses a `fetch.max.bytes` below the client's `message.max.bytes`, which
     // `kafka.properties` may raise for the producers.
-    let message_max_bytes = config
-        .get("message.max.bytes")
-        .and_then(|bytes| bytes.trim().parse::<usize>().ok())
-        .unwrap_or(0);
+    let message_max_bytes = number(config, "message.max.bytes").unwrap_or(0);
     set_default(
         config,
         "fetch.max.bytes",
@@ -116,10 +111,7 @@ pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
         DEFAULT_FETCH_QUEUE_BACKOFF_MS,
     );
     if config.get("receive.message.max.bytes").is_none() {
-        let fetch_max_bytes = config
-            .get("fetch.max.bytes")
-            .and_then(|bytes| bytes.trim().parse::<usize>().ok())
-            .unwrap_or(0);
+        let fetch_max_bytes = number(config, "fetch.max.bytes").unwrap_or(0);
         let needed = kafka
             .max_message_bytes
             .max(fetch_max_bytes)
@@ -128,6 +120,11 @@ pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
             config.set("receive.message.max.bytes", needed.to_string());
         }
     }
+}
+
+/// The value of `key` as a number, if set and readable as one.
+fn number(config: &ClientConfig, key: &str) -> Option<usize> {
+    config.get(key).and_then(|value| value.trim().parse().ok())
 }
 
 /// Sets `key` to `value` unless `kafka.properties` gave it.
