@@ -565,21 +565,19 @@ async fn a_backfill_slice_asks_for_its_next_page_only_after_its_current_page_is_
             "the backfill never completed:\n{}",
             fetcher.text()
         );
-        {
-            let now = Instant::now();
-            let stats = sim.stats();
-            let new = usize::try_from(stats.total - seen).unwrap_or(usize::MAX);
-            let skip = stats.recent.len().saturating_sub(new);
-            for request in stats.recent.iter().skip(skip) {
-                if request.path != INCIDENTS {
-                    continue;
-                }
-                if let Some((range, _)) = request.query.as_deref().and_then(slice_request) {
-                    answered.entry(range).or_default().push(now);
-                }
+        let now = Instant::now();
+        let stats = sim.stats();
+        let new = usize::try_from(stats.total - seen).unwrap_or(usize::MAX);
+        let skip = stats.recent.len().saturating_sub(new);
+        for request in stats.recent.iter().skip(skip) {
+            if request.path != INCIDENTS {
+                continue;
             }
-            seen = stats.total;
+            if let Some((range, _)) = request.query.as_deref().and_then(slice_request) {
+                answered.entry(range).or_default().push(now);
+            }
         }
+        seen = stats.total;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let with_several_pages = answered.values().filter(|times| times.len() >= 2).count();
