@@ -585,11 +585,14 @@ async fn a_backfill_slice_asks_for_its_next_page_only_after_its_current_page_is_
         with_several_pages >= 3,
         "three slices of several pages each: {answered:?}"
     );
+    // Requests are timed when a sample sees them, up to a sampling period late, so a gap of
+    // exactly one linger can look a few milliseconds shorter (798 ms was seen in CI); a page
+    // fetched during the write would follow within one response time, far below half of it.
     for (range, times) in &answered {
         for pair in times.windows(2) {
             let gap = pair[1] - pair[0];
             assert!(
-                gap >= LINGER,
+                gap >= LINGER / 2,
                 "slice {range} asked for a page {gap:?} after the previous one, before that \
                  page's write ({LINGER:?} of linger at least) could end"
             );
