@@ -67,10 +67,9 @@ LABEL org.opencontainers.image.title="nowstream" \
       org.opencontainers.image.description="ServiceNow ITSM data into Harness SEI through Kafka" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# Two glibc malloc arenas instead of up to eight per core: the stages allocate from many
-# threads (tokio workers, librdkafka), and the extra arenas kept freed pages resident
-# (docs/performance.md, "Fetcher memory"). Set it differently in the environment to change it.
-ENV MALLOC_ARENA_MAX=2
+# glibc's malloc is tuned by the binaries themselves (two arenas; the fetcher also a fixed
+# mmap threshold: crates/runtime/src/allocator.rs, docs/performance.md). MALLOC_ARENA_MAX or
+# MALLOC_MMAP_THRESHOLD_ in the environment still override them.
 
 USER 10001:10001
 WORKDIR /var/lib/nowstream

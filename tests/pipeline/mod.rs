@@ -70,9 +70,9 @@ pub struct Options {
     pub live: Duration,
     /// Incident updates per second during the live window and the outage.
     pub changes_per_second: u32,
-    /// `MALLOC_ARENA_MAX` for the stage processes: 2, as the container image sets it (the
-    /// Dockerfile's `ENV`, so compose and the Helm chart run with it); `None` leaves glibc's
-    /// default (up to eight arenas per core), as a binary started by hand has.
+    /// `MALLOC_ARENA_MAX` in the stage processes' environment, which overrides what the
+    /// binaries set themselves (`nowstream_runtime::allocator`); `None`, the default, measures
+    /// the binaries as they run anywhere.
     pub malloc_arena_max: Option<u32>,
 }
 
@@ -83,14 +83,14 @@ impl Default for Options {
             outage: Duration::from_secs(60),
             live: Duration::from_secs(60),
             changes_per_second: 20,
-            malloc_arena_max: Some(2),
+            malloc_arena_max: None,
         }
     }
 }
 
 impl Options {
     /// Reads `--incidents N`, `--outage-secs S`, `--live-secs S`, `--changes-per-sec R`,
-    /// `--malloc-arena-max N` (0: glibc's default); other arguments (cargo's `--bench`,
+    /// `--malloc-arena-max N` (0: the binaries' own setting); other arguments (cargo's `--bench`,
     /// filters) are ignored.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self> {
         let mut options = Self::default();
@@ -213,7 +213,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         bin.display(),
         options
             .malloc_arena_max
-            .map_or_else(|| "unset (glibc's default)".to_owned(), |n| n.to_string()),
+            .map_or_else(|| "the binaries' own".to_owned(), |n| n.to_string()),
         dir.path().display()
     );
 
@@ -635,7 +635,9 @@ impl Stage {
         let spawned = Instant::now();
         let mut command = StageProcess::command(bin.join(name), &stack.path)
             .env_remove("RUST_LOG")
-            .env_remove("MALLOC_ARENA_MAX");
+            .env_remove("MALLOC_ARENA_MAX")
+            .env_remove("MALLOC_MMAP_THRESHOLD_")
+            .env_remove("GLIBC_TUNABLES");
         if let Some(arenas) = options.malloc_arena_max {
             command = command.env("MALLOC_ARENA_MAX", arenas.to_string());
         }

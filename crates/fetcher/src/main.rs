@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use nowstream_fetcher::{oauth_login, preflight};
+use nowstream_runtime::allocator::{self, MallocSettings};
 use nowstream_runtime::{SecretScope, Service, load_for_command};
 
 #[derive(Debug, Parser)]
@@ -55,9 +56,13 @@ enum OauthCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    allocator::run(MallocSettings::FETCHER, fetcher(cli))
+        .context("cannot start the async runtime")?
+}
+
+async fn fetcher(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config.as_deref()).await.map(|()| ExitCode::SUCCESS),
         Command::Validate => {

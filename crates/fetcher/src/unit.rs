@@ -26,7 +26,7 @@ use crate::reconcile;
 use crate::slices;
 use crate::unit_state::UnitProgress;
 use crate::units::{UnitKind, WorkUnit};
-use crate::writer::{Encoded, Lettered, PageWriter};
+use crate::writer::{self, Encoded, Lettered, PageWriter};
 use crate::{FetchError, metrics};
 
 /// What one integration's units share.
@@ -390,16 +390,21 @@ pub(crate) async fn scan_stream(
             .map_err(|source| classify(service_now_error(source)))?;
         request = request.fields(list);
     }
-    let mut scan = env.integration.client.scan(request);
+    let mut scan = env.integration.client.scan(request.clone());
     let mut progress = Progress::new(&stream.label, phase);
     let mut page = scan
         .next_page()
         .await
         .map_err(|source| classify(service_now_error(source)))?;
     env.progress.page_read();
+    // Where a page Kafka did not take is read again from: the scan's position after the last
+    // page written (the writer released the page's records once queued; see [`crate::writer`]).
+    let mut written_to = request.start.clone();
+    let mut refused = Refusals::default();
     while let Some(current) = page {
         let fetched = current.records.len();
         let remaining = current.remaining;
+        let cursor = current.cursor.clone();
         // One stream fetches its next page while Kafka acknowledges this one: ServiceNow's
         // response time and the broker's round trips overlap instead of adding up. A backfill
         // slice does not: the table's other slices already overlap its writes, and a next page
@@ -418,7 +423,35 @@ pub(crate) async fn scan_stream(
             };
             (next, published)
         };
-        let published = published.map_err(UnitFailure::Retry)?;
+        let published = match published {
+            Ok(published) => published,
+            Err(error) => {
+                let Some(pause) = refused.next(&error) else {
+                    return Err(UnitFailure::Retry(error));
+                };
+                tracing::warn!(
+                    %error,
+                    attempt = refused.count,
+                    ?pause,
+                    stream = %stream.label,
+                    "Kafka did not take the page; fetching it again after the pause"
+                );
+                tokio::select! {
+                    _ = stream.stop.cancelled() => return Ok(ScanEnd::Stopped),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                let mut again = request.clone();
+                again.start = written_to.clone();
+                scan = env.integration.client.scan(again);
+                page = scan
+                    .next_page()
+                    .await
+                    .map_err(|source| classify(service_now_error(source)))?;
+                continue;
+            }
+        };
+        refused = Refusals::default();
+        written_to = ScanStart::After(cursor);
         match (stream.keep_since, checkpoint.as_ref()) {
             (Some(since), _) => recent.forget_before(since),
             (None, Some(found)) => recent.forget_before(found.last_updated_on - overlap),
@@ -437,6 +470,37 @@ pub(crate) async fn scan_stream(
         metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
     }
     Ok(ScanEnd::Complete)
+}
+
+/// Failed writes of one page, each followed by a longer pause before the page is fetched
+/// again; [`writer::WRITE_ATTEMPTS`] of them fail the stream.
+#[derive(Debug)]
+struct Refusals {
+    count: u32,
+    pause: Duration,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            pause: writer::FIRST_RETRY_PAUSE,
+        }
+    }
+}
+
+impl Refusals {
+    /// The pause before fetching the page again after `error`, or `None` when it is not worth
+    /// another try (it will not pass, or the attempts are used up).
+    fn next(&mut self, error: &FetchError) -> Option<Duration> {
+        if !writer::may_pass(error) || self.count + 1 >= writer::WRITE_ATTEMPTS {
+            return None;
+        }
+        self.count += 1;
+        let pause = self.pause;
+        self.pause = pause.saturating_mul(2);
+        Some(pause)
+    }
 }
 
 /// Publishes one page and moves the checkpoint; returns how many records were published.
@@ -596,7 +660,7 @@ async fn publish_page(
         .map(|letter| letter.lettered.clone())
         .collect();
     env.writer
-        .write_page(&records, &lettered, &checkpoint_record)
+        .write_page(records, &lettered, &checkpoint_record)
         .await?;
     for letter in &letters {
         letter.report(&unit.to_string());
@@ -613,7 +677,7 @@ async fn publish_page(
         metrics::checkpoint_time(&integration.id, unit.source_table(), next.last_updated_on);
     }
     *checkpoint = Some(next);
-    Ok(records.len())
+    Ok(fresh.len())
 }
 
 /// Reads `row` into a map and hands it to `convert`; a row whose JSON cannot be read as values
@@ -777,6 +841,28 @@ mod tests {
     use nowstream_model::RecordOp;
 
     use super::*;
+
+    #[test]
+    fn a_refused_page_is_fetched_again_after_doubling_pauses_until_the_attempts_are_used_up() {
+        let passing = FetchError::Bus(nowstream_bus::BusError::ProducerClosed {
+            topic: "servicenow.raw.incident".into(),
+            key: "4711:a".into(),
+        });
+        let mut refused = Refusals::default();
+        let pauses: Vec<Duration> = std::iter::from_fn(|| refused.next(&passing)).collect();
+        assert_eq!(pauses.len() as u32, writer::WRITE_ATTEMPTS - 1);
+        assert_eq!(pauses[0], writer::FIRST_RETRY_PAUSE);
+        assert!(pauses.windows(2).all(|pair| pair[1] == pair[0] * 2));
+    }
+
+    #[test]
+    fn a_page_refused_for_fencing_is_not_fetched_again() {
+        let fenced = FetchError::Fenced {
+            transactional_id: "fetchers-4711:incident".into(),
+            reason: "fenced".into(),
+        };
+        assert_eq!(Refusals::default().next(&fenced), None);
+    }
 
     fn version(sys_id: &str, second: i64, mod_count: i64) -> RawRecord {
         RawRecord {

@@ -10,11 +10,17 @@
 //! it never initialises its id again, since that would in turn fence the new owner and let a
 //! replica with a stale checkpoint publish pages twice.
 //!
-//! A page Kafka did not take (a broker died, a partition leader moved, a transaction was
-//! aborted) is written again in place, a few times with growing pauses, before the unit gives
-//! up and starts over from its checkpoint: losing one broker of a cluster is routine and must
-//! not restart the unit (nor re-fetch the page from ServiceNow).
+//! A write Kafka did not take (a broker died, a partition leader moved, a transaction was
+//! aborted) is tried again a few times with growing pauses ([`WRITE_ATTEMPTS`]) before the unit
+//! gives up and starts over from its checkpoint: losing one broker of a cluster is routine and
+//! must not restart the unit. A small write (a slice plan, a reconciliation page) is written
+//! again in place ([`PageWriter::write`]). A page of fetched records is not: it is handed over
+//! ([`PageWriter::write_page`]) and each record released as soon as librdkafka has its own copy,
+//! so a page waiting for its acknowledgements is held once, not twice (a few megabytes per
+//! page, times the pages of a sliced backfill). Its stream fetches it again from ServiceNow
+//! instead, from the position after the last page written ([`crate::unit`]).
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,33 +95,23 @@ impl PageWriter {
         Ok(Self::Transactional(Arc::new(Mutex::new(producer))))
     }
 
-    /// Produces `records`, then `checkpoint`; returns once Kafka has all of them.
+    /// Produces `records`, then `checkpoint`; returns once Kafka has all of them. A write
+    /// Kafka failed for a passing reason ([`may_pass`]) is tried again in place, up to
+    /// [`WRITE_ATTEMPTS`] times; the records written twice are the same versions, which keyed,
+    /// versioned upserts absorb (and an aborted transaction's records nobody reads). For small
+    /// writes: the records are kept until the end.
     pub async fn write(&self, records: &[Encoded], checkpoint: &Encoded) -> Result<(), FetchError> {
-        self.write_page(records, &[], checkpoint).await
-    }
-
-    /// Produces `records` and the page's dead `letters`, then `checkpoint`: the checkpoint
-    /// moves past a dead-lettered row only once the DLQ has it (in exactly-once mode, inside
-    /// the same transaction). A write Kafka failed for a passing reason is tried again (see
-    /// [`WRITE_ATTEMPTS`]); the records written twice are the same versions, which keyed,
-    /// versioned upserts absorb (and an aborted transaction's records nobody reads).
-    pub async fn write_page(
-        &self,
-        records: &[Encoded],
-        letters: &[Lettered],
-        checkpoint: &Encoded,
-    ) -> Result<(), FetchError> {
         let mut pause = FIRST_RETRY_PAUSE;
         let mut attempt = 1;
         loop {
-            match self.write_page_once(records, letters, checkpoint).await {
-                Err(error) if attempt < WRITE_ATTEMPTS && is_passing(&error) => {
+            match self.write_once(records.iter(), &[], checkpoint).await {
+                Err(error) if attempt < WRITE_ATTEMPTS && may_pass(&error) => {
                     tracing::warn!(
                         %error,
                         attempt,
                         ?pause,
                         checkpoint = %checkpoint.key,
-                        "Kafka did not take the page; writing it again after the pause"
+                        "Kafka did not take the write; writing it again after the pause"
                     );
                     tokio::time::sleep(pause).await;
                     pause = pause.saturating_mul(2);
@@ -126,18 +122,31 @@ impl PageWriter {
         }
     }
 
-    async fn write_page_once(
+    /// Produces a page's `records` and its dead `letters`, then `checkpoint`, once: the
+    /// checkpoint moves past a dead-lettered row only once the DLQ has it (in exactly-once
+    /// mode, inside the same transaction). Each record is dropped as soon as it is queued,
+    /// since librdkafka keeps its own copy until the broker acknowledges it; a failed write
+    /// therefore cannot be repeated from here, and the caller fetches the page again when
+    /// [`may_pass`] says that may succeed.
+    pub async fn write_page(
         &self,
-        records: &[Encoded],
+        records: Vec<Encoded>,
+        letters: &[Lettered],
+        checkpoint: &Encoded,
+    ) -> Result<(), FetchError> {
+        self.write_once(records, letters, checkpoint).await
+    }
+
+    async fn write_once<R: Borrow<Encoded>>(
+        &self,
+        records: impl IntoIterator<Item = R>,
         letters: &[Lettered],
         checkpoint: &Encoded,
     ) -> Result<(), FetchError> {
         match self {
             Self::AtLeastOnce(producer) => {
-                let mut pending = Vec::with_capacity(records.len() + letters.len());
-                for record in records {
-                    pending.push(producer.enqueue(record.out()).await?);
-                }
+                let mut pending = Vec::new();
+                enqueue_records(producer, records, &mut pending).await?;
                 enqueue_letters(producer, letters, &mut pending).await?;
                 for delivery in pending {
                     delivery.acknowledged().await?;
@@ -159,17 +168,32 @@ impl PageWriter {
     }
 }
 
-/// How many times a page is written before its unit fails: with pauses doubling from
-/// [`FIRST_RETRY_PAUSE`], about half a minute, longer than a cluster takes to elect new leaders
-/// for a dead broker's partitions (its session timeout, 9 s by default).
-const WRITE_ATTEMPTS: u32 = 6;
-const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Queues `records` on `producer`, adding their pending deliveries to `pending`. An owned
+/// record is dropped once queued: librdkafka holds its copy from then on.
+async fn enqueue_records<R: Borrow<Encoded>>(
+    producer: &Producer,
+    records: impl IntoIterator<Item = R>,
+    pending: &mut Vec<nowstream_bus::PendingDelivery>,
+) -> Result<(), FetchError> {
+    for record in records {
+        pending.push(producer.enqueue(record.borrow().out()).await?);
+    }
+    Ok(())
+}
+
+/// How many times a write (or, for a page of records, fetch and write) is tried before its
+/// unit fails: with pauses doubling from [`FIRST_RETRY_PAUSE`], about half a minute, longer
+/// than a cluster takes to elect new leaders for a dead broker's partitions (its session
+/// timeout, 9 s by default).
+pub const WRITE_ATTEMPTS: u32 = 6;
+/// The pause after the first failed try; each later one doubles it.
+pub const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Whether a failed write may succeed if tried again: Kafka errors, except a record too large
 /// for the topic, a client configuration librdkafka refused, and fencing (another replica owns
 /// the unit; [`FetchError::Fenced`]). A producer that hit any other fatal error was replaced by
 /// [`TransactionalProducer::abort_after`], so the next try starts on a fresh one.
-fn is_passing(error: &FetchError) -> bool {
+pub fn may_pass(error: &FetchError) -> bool {
     match error {
         FetchError::Bus(error) => {
             !error.is_message_too_large() && !matches!(error, BusError::Client { .. })
@@ -182,18 +206,16 @@ fn is_passing(error: &FetchError) -> bool {
 }
 
 /// Records, dead letters and the checkpoint in one transaction.
-async fn in_transaction(
+async fn in_transaction<R: Borrow<Encoded>>(
     producer: &mut TransactionalProducer,
-    records: &[Encoded],
+    records: impl IntoIterator<Item = R>,
     letters: &[Lettered],
     checkpoint: &Encoded,
 ) -> Result<(), FetchError> {
     let transaction = producer.begin().await?;
     let out = transaction.producer();
-    let mut pending = Vec::with_capacity(records.len() + letters.len() + 1);
-    for record in records {
-        pending.push(out.enqueue(record.out()).await?);
-    }
+    let mut pending = Vec::new();
+    enqueue_records(out, records, &mut pending).await?;
     enqueue_letters(out, letters, &mut pending).await?;
     pending.push(out.enqueue(checkpoint.out()).await?);
     for delivery in pending {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use nowstream_normalizer::{ReplayFrom, replay};
+use nowstream_runtime::allocator::{self, MallocSettings};
 use nowstream_runtime::{SecretScope, Service, load_for_command, shutdown};
 
 #[derive(Debug, Parser)]
@@ -46,9 +47,13 @@ struct ReplayArgs {
     since: Option<DateTime<Utc>>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    allocator::run(MallocSettings::STAGE, normalizer(cli))
+        .context("cannot start the async runtime")?
+}
+
+async fn normalizer(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config.as_deref()).await.map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => {

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use nowstream::demo::{BrokerChoice, DemoOptions};
+use nowstream_runtime::allocator::{self, MallocSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,9 +47,13 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    allocator::run(MallocSettings::STAGE, demo(cli))?
+}
+
+async fn demo(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Demo {
             broker,
             incidents,

@@ -2,13 +2,15 @@
 //! ([`Config`]), logging ([`telemetry`]), the probe and metrics listener ([`server`],
 //! [`health`], [`prometheus`], [`process_memory`]) and the shutdown signal ([`shutdown`]).
 //!
-//! A binary does, in order: [`Config::load`], [`telemetry::init`],
+//! A binary does, in order: [`allocator::apply`] (before the async runtime starts),
+//! [`Config::load`], [`telemetry::init`],
 //! [`prometheus::install`] (before anything records a metric), [`server::serve`], and then
 //! the stage's `run(config, shutdown)`.
 //!
 //! This crate deliberately does not depend on rdkafka: [`KafkaConfig`] is plain data,
 //! and the `bus` crate turns it into client settings.
 
+pub mod allocator;
 pub mod config;
 pub mod health;
 pub mod process_memory;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use nowstream_runtime::allocator::{self, MallocSettings};
 use nowstream_runtime::{SecretScope, Service};
 
 /// Loads SEI entities from the sei.servicenow.* topics into a receiver of nowstream's ingestion
@@ -18,9 +19,15 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    allocator::run(MallocSettings::STAGE, sink(args)).unwrap_or_else(|error| {
+        eprintln!("nowstream-sink: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn sink(args: Args) -> ExitCode {
     let service = match Service::start(args.config.as_deref(), SecretScope::SINK).await {
         Ok(service) => service,
         Err(error) => {
