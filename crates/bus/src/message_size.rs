@@ -120,6 +120,38 @@ pub(crate) fn fit_consumer(config: &mut ClientConfig, kafka: &KafkaConfig) {
             config.set("receive.message.max.bytes", needed.to_string());
         }
     }
+    if let Some(problem) = stall(config) {
+        tracing::warn!(%problem, "kafka.properties: this consumer will stall between fetches");
+    }
+}
+
+/// How many times larger a response of the stages' topics is once decompressed: lz4 over
+/// JSON-heavy records, measured four- to fivefold (docs/performance.md, "Consumer prefetch").
+const DECOMPRESSION: usize = 4;
+
+/// A pause this long or longer after every fetch is a stall, not a back-off: the normalizer
+/// moved a seventh of its records with librdkafka's 1,000 ms.
+const STALLING_BACKOFF_MS: usize = 100;
+
+/// Why `config` would stall its consumer, if it would: one response, decompressed, overshoots
+/// the prefetch bound, and every overshoot stops the partition's fetches for
+/// `fetch.queue.backoff.ms`. The defaults avoid it with a short pause; `kafka.properties` can
+/// bring it back (librdkafka's own defaults for these settings do).
+fn stall(config: &ClientConfig) -> Option<String> {
+    let bound = number(config, "queued.max.messages.kbytes")?.saturating_mul(1024);
+    let response = number(config, "fetch.max.bytes")?;
+    let backoff = number(config, "fetch.queue.backoff.ms")?;
+    (response.saturating_mul(DECOMPRESSION) > bound && backoff >= STALLING_BACKOFF_MS).then(|| {
+        format!(
+            "fetch.max.bytes={response} decompresses to about {} bytes, over \
+             queued.max.messages.kbytes={} ({bound} bytes), and each time the consumer pauses \
+             fetch.queue.backoff.ms={backoff}: it will read a fraction of what it could; lower \
+             fetch.max.bytes or fetch.queue.backoff.ms in kafka.properties \
+             (docs/architecture.md, consumer defaults)",
+            response.saturating_mul(DECOMPRESSION),
+            bound / 1024,
+        )
+    })
 }
 
 /// The value of `key` as a number, if set and readable as one.
@@ -186,6 +218,10 @@ mod tests {
         assert_eq!(config.get("queued.max.messages.kbytes"), Some("65536"));
         assert_eq!(config.get("fetch.max.bytes"), Some("52428800"));
         assert_eq!(config.get("fetch.queue.backoff.ms"), Some("1000"));
+        assert!(
+            stall(&config).is_some(),
+            "librdkafka's own defaults: a 50 MB response decompresses past 64 MiB"
+        );
         kafka.properties.clear();
 
         kafka
@@ -203,6 +239,34 @@ mod tests {
         assert_eq!(
             config.get("receive.message.max.bytes"),
             Some((128 * 1024 * 1024 + 64 * 1024).to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn the_defaults_do_not_stall_but_librdkafkas_pause_over_a_small_bound_does() {
+        let mut kafka = KafkaConfig::default();
+        assert_eq!(stall(&consumer_config(&kafka)), None);
+
+        kafka
+            .properties
+            .insert("fetch.queue.backoff.ms".into(), SecretString::from("1000"));
+        let problem = stall(&consumer_config(&kafka)).expect("a 1 s pause over 2 MiB stalls");
+        for named in [
+            "fetch.max.bytes=1048576",
+            "queued.max.messages.kbytes=2048",
+            "fetch.queue.backoff.ms=1000",
+        ] {
+            assert!(problem.contains(named), "{problem}");
+        }
+
+        kafka.properties.insert(
+            "queued.max.messages.kbytes".into(),
+            SecretString::from("8192"),
+        );
+        assert_eq!(
+            stall(&consumer_config(&kafka)),
+            None,
+            "a response that fits the bound decompressed never waits for the pause"
         );
     }
 }
