@@ -26,7 +26,7 @@ use crate::reconcile;
 use crate::slices;
 use crate::unit_state::UnitProgress;
 use crate::units::{UnitKind, WorkUnit};
-use crate::writer::{self, Encoded, Lettered, PageWriter};
+use crate::writer::{Encoded, Lettered, PageWriter, Refusals};
 use crate::{FetchError, metrics};
 
 /// What one integration's units share.
@@ -431,7 +431,7 @@ pub(crate) async fn scan_stream(
                 };
                 tracing::warn!(
                     %error,
-                    attempt = refused.count,
+                    attempt = refused.count(),
                     ?pause,
                     stream = %stream.label,
                     "Kafka did not take the page; fetching it again after the pause"
@@ -470,37 +470,6 @@ pub(crate) async fn scan_stream(
         metrics::checkpoint_time(&env.integration.id, table, found.last_updated_on);
     }
     Ok(ScanEnd::Complete)
-}
-
-/// Failed writes of one page, each followed by a longer pause before the page is fetched
-/// again; [`writer::WRITE_ATTEMPTS`] of them fail the stream.
-#[derive(Debug)]
-struct Refusals {
-    count: u32,
-    pause: Duration,
-}
-
-impl Default for Refusals {
-    fn default() -> Self {
-        Self {
-            count: 0,
-            pause: writer::FIRST_RETRY_PAUSE,
-        }
-    }
-}
-
-impl Refusals {
-    /// The pause before fetching the page again after `error`, or `None` when it is not worth
-    /// another try (it will not pass, or the attempts are used up).
-    fn next(&mut self, error: &FetchError) -> Option<Duration> {
-        if !writer::may_pass(error) || self.count + 1 >= writer::WRITE_ATTEMPTS {
-            return None;
-        }
-        self.count += 1;
-        let pause = self.pause;
-        self.pause = pause.saturating_mul(2);
-        Some(pause)
-    }
 }
 
 /// Publishes one page and moves the checkpoint; returns how many records were published.
@@ -841,28 +810,6 @@ mod tests {
     use nowstream_model::RecordOp;
 
     use super::*;
-
-    #[test]
-    fn a_refused_page_is_fetched_again_after_doubling_pauses_until_the_attempts_are_used_up() {
-        let passing = FetchError::Bus(nowstream_bus::BusError::ProducerClosed {
-            topic: "servicenow.raw.incident".into(),
-            key: "4711:a".into(),
-        });
-        let mut refused = Refusals::default();
-        let pauses: Vec<Duration> = std::iter::from_fn(|| refused.next(&passing)).collect();
-        assert_eq!(pauses.len() as u32, writer::WRITE_ATTEMPTS - 1);
-        assert_eq!(pauses[0], writer::FIRST_RETRY_PAUSE);
-        assert!(pauses.windows(2).all(|pair| pair[1] == pair[0] * 2));
-    }
-
-    #[test]
-    fn a_page_refused_for_fencing_is_not_fetched_again() {
-        let fenced = FetchError::Fenced {
-            transactional_id: "fetchers-4711:incident".into(),
-            reason: "fenced".into(),
-        };
-        assert_eq!(Refusals::default().next(&fenced), None);
-    }
 
     fn version(sys_id: &str, second: i64, mod_count: i64) -> RawRecord {
         RawRecord {

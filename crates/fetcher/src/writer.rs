@@ -101,24 +101,23 @@ impl PageWriter {
     /// versioned upserts absorb (and an aborted transaction's records nobody reads). For small
     /// writes: the records are kept until the end.
     pub async fn write(&self, records: &[Encoded], checkpoint: &Encoded) -> Result<(), FetchError> {
-        let mut pause = FIRST_RETRY_PAUSE;
-        let mut attempt = 1;
+        let mut refused = Refusals::default();
         loop {
-            match self.write_once(records.iter(), &[], checkpoint).await {
-                Err(error) if attempt < WRITE_ATTEMPTS && may_pass(&error) => {
-                    tracing::warn!(
-                        %error,
-                        attempt,
-                        ?pause,
-                        checkpoint = %checkpoint.key,
-                        "Kafka did not take the write; writing it again after the pause"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause = pause.saturating_mul(2);
-                    attempt += 1;
-                }
+            let error = match self.write_once(records.iter(), &[], checkpoint).await {
+                Err(error) => error,
                 outcome => return outcome,
-            }
+            };
+            let Some(pause) = refused.next(&error) else {
+                return Err(error);
+            };
+            tracing::warn!(
+                %error,
+                attempt = refused.count(),
+                ?pause,
+                checkpoint = %checkpoint.key,
+                "Kafka did not take the write; writing it again after the pause"
+            );
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -189,6 +188,42 @@ pub const WRITE_ATTEMPTS: u32 = 6;
 /// The pause after the first failed try; each later one doubles it.
 pub const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+/// Failed tries of one write (or one page), each followed by a pause twice the last before
+/// the next try; [`WRITE_ATTEMPTS`] tries in all.
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    count: u32,
+    pause: Duration,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            pause: FIRST_RETRY_PAUSE,
+        }
+    }
+}
+
+impl Refusals {
+    /// The pause before the next try after `error`, or `None` when another try is not worth
+    /// it (the error will not pass, or the tries are used up).
+    pub(crate) fn next(&mut self, error: &FetchError) -> Option<Duration> {
+        if !may_pass(error) || self.count + 1 >= WRITE_ATTEMPTS {
+            return None;
+        }
+        self.count += 1;
+        let pause = self.pause;
+        self.pause = pause.saturating_mul(2);
+        Some(pause)
+    }
+
+    /// Failed tries so far.
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+}
+
 /// Whether a failed write may succeed if tried again: Kafka errors, except a record too large
 /// for the topic, a client configuration librdkafka refused, and fencing (another replica owns
 /// the unit; [`FetchError::Fenced`]). A producer that hit any other fatal error was replaced by
@@ -223,4 +258,31 @@ async fn in_transaction<R: Borrow<Encoded>>(
     }
     transaction.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_write_is_tried_again_after_doubling_pauses_until_the_attempts_are_used_up() {
+        let passing = FetchError::Bus(nowstream_bus::BusError::ProducerClosed {
+            topic: "servicenow.raw.incident".into(),
+            key: "4711:a".into(),
+        });
+        let mut refused = Refusals::default();
+        let pauses: Vec<Duration> = std::iter::from_fn(|| refused.next(&passing)).collect();
+        assert_eq!(pauses.len() as u32, WRITE_ATTEMPTS - 1);
+        assert_eq!(pauses[0], FIRST_RETRY_PAUSE);
+        assert!(pauses.windows(2).all(|pair| pair[1] == pair[0] * 2));
+    }
+
+    #[test]
+    fn a_write_refused_for_fencing_is_not_tried_again() {
+        let fenced = FetchError::Fenced {
+            transactional_id: "fetchers-4711:incident".into(),
+            reason: "fenced".into(),
+        };
+        assert_eq!(Refusals::default().next(&fenced), None);
+    }
 }
